@@ -1,0 +1,50 @@
+# Set-up and checks. Every target creates/reuses .venv, installs $(TORCH) first (the CPU
+# build by default; GPU users: make TORCH="torch --index-url https://download.pytorch.org/whl/cu124" ...),
+# then the package with the extras it needs.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: demo test test-all bench lint install system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# EGL for headless MuJoCo rendering (dm-control); installed only when missing.
+system-deps:
+	@if ! ldconfig -p | grep -q libEGL.so; then \
+	  echo "installing EGL for MuJoCo rendering (apt)"; \
+	  apt-get update -qq && apt-get install -y -qq libegl1 libgl1 libglvnd0 >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[atari,dmc,dist,video,dev]"
+	touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+demo: install
+	$(BIN)/reverie demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "" --timeout 3600
+
+bench: install
+	$(BIN)/reverie bench --preset debug --updates 20
+	$(BIN)/reverie bench --preset atari --updates 3 --json benchmarks/results/$$(hostname)-$$(date +%F).json
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

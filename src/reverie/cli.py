@@ -1,0 +1,181 @@
+"""Command line: ``reverie config|tasks|train|eval|scores|plot|bench|sweep|demo``.
+
+Each subcommand is one small function; heavy imports happen inside it so that
+``reverie --help`` is instant and needs no optional extra. The work itself lives in the
+module named by the command (``reverie.run.train``, ``reverie.scores``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reverie.config import load_config
+from reverie.errors import ReverieError
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    config = load_config(args.preset, args.set)
+    if args.params:
+        from reverie.params import format_counts, parameter_counts
+
+        print(format_counts(parameter_counts(config)))
+        return 0
+    print(config.to_json() if args.format == "json" else config.to_yaml().rstrip())
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from reverie.envs.registry import format_tasks
+
+    print(format_tasks(suite=args.suite))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reverie.run.train import cli_train
+
+    return cli_train(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from reverie.run.evaluate import cli_eval
+
+    return cli_eval(args)
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    from reverie.scores import cli_scores
+
+    return cli_scores(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from reverie.plot import cli_plot
+
+    return cli_plot(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from reverie.bench import cli_bench
+
+    return cli_bench(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from reverie.sweep import cli_sweep
+
+    return cli_sweep(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reverie.run.demo import cli_demo
+
+    return cli_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reverie",
+        description="DreamerV2 (Hafner et al., ICLR 2021) in PyTorch. "
+        "Run `reverie COMMAND --help` for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("config", help="print the resolved config of presets and overrides")
+    _add_config_args(p)
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    p.add_argument("--params", action="store_true", help="print parameter counts per module instead")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("tasks", help="list the available tasks (the paper's 55 Atari games marked)")
+    p.add_argument("--suite", choices=["atari", "dmc", "gym", "all"], default="all")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("train", help="train an agent; on an existing logdir, resume it")
+    p.add_argument("--task", help="task name, e.g. atari_pong, dmc_walker_walk, gym_CartPole-v1")
+    _add_config_args(p, preset=None)
+    p.add_argument("--logdir", help="run directory (default runs/<task>/<seed>)")
+    p.add_argument("--steps", type=float, help="agent steps to train in total (run.steps)")
+    p.add_argument("--seed", type=int, help="random seed (seed)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate the newest complete checkpoint of a run")
+    p.add_argument("--logdir", required=True)
+    p.add_argument("--episodes", type=int, default=None, help="episodes (default run.eval_episodes)")
+    p.add_argument("--video", action="store_true", help="save a video of each episode")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("scores", help="the paper's four aggregate Atari scores from runs or a CSV")
+    p.add_argument("logdirs", nargs="*", help="run directories (searched recursively)")
+    p.add_argument("--csv", help="a game,score CSV instead of run directories")
+    p.add_argument("--baseline", choices=["dreamerv2", "rainbow", "iqn"], help="aggregate a Table K1 column")
+    p.add_argument("--format", choices=["table", "json", "markdown", "csv"], default="table")
+    p.add_argument("--last", type=int, default=10, help="final score = mean of the last N eval episodes")
+    p.set_defaults(func=cmd_scores)
+
+    p = sub.add_parser("plot", help="learning curves, world-model losses, per-game bars")
+    p.add_argument("logdirs", nargs="*", help="run directories (searched recursively)")
+    p.add_argument("--out", required=True, help="output image, .png or .svg")
+    p.add_argument("--kind", choices=["curves", "world_model", "bars"], default="curves")
+    p.add_argument("--metric", default="eval/return", help="y axis for curves: eval/return or episode/return")
+    p.add_argument("--baseline", choices=["rainbow", "iqn", "dreamerv2"], default="rainbow",
+                   help="for --kind bars: the column to compare against")
+    p.add_argument("--csv", help="for --kind bars: a game,score CSV instead of run directories")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("bench", help="time updates and acting; FLOPs against the measured peak")
+    _add_config_args(p, preset="atari")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--updates", type=int, default=5, help="timed repeats after warm-up")
+    p.add_argument("--env", dest="env_task", help="also time random-policy steps of this task")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("sweep", help="run games × seeds × presets on Ray, resumably")
+    p.add_argument("--tasks", help="atari55, a comma list, or @file with one task per line")
+    p.add_argument("--seeds", default="0", help="comma list of seeds")
+    p.add_argument("--preset", default="atari", help="preset(s) of every run; ';' separates variants")
+    p.add_argument("--logdir", help="study root: ROOT/<preset>/<task>/<seed>/")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--steps", type=float, help="agent steps per run")
+    p.add_argument("--address", help="Ray address (auto or ray://host:port); default: a local instance")
+    p.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
+    p.add_argument("--gpus-per-run", type=float, default=None)
+    p.add_argument("--cpus-per-run", type=float, default=1.0)
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--retries", type=int, default=2, help="attempts after a failure, per run")
+    p.add_argument("--status", metavar="ROOT", help="print the state of a study and exit")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("demo", help="a short real training run that ends in minutes on a CPU")
+    p.add_argument("--logdir", default="runs/demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_config_args(p: argparse.ArgumentParser, preset: str | None = "atari") -> None:
+    p.add_argument("--preset", default=preset, help="presets composed left to right, e.g. atari,no_layer_norm")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set replay.batch=16 (repeatable)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ReverieError as error:
+        print(f"reverie: error: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        print(f"reverie: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reverie: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""Typed configuration: the schema, the presets, dotted overrides and validation.
+
+The dataclass defaults are the paper's Atari hyper parameters (Table D1 of Hafner et al.,
+ICLR 2021); presets in ``reverie/presets/*.yaml`` are partial overrides applied left to
+right, then ``key=value`` overrides from the command line. Every field names the paper's
+symbol where there is one. Where the paper is silent, the official TF2 code
+(danijar/dreamerv2, ``configs.yaml``) decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from reverie.errors import ConfigError
+from reverie.schedules import parse_schedule
+
+# A hyper parameter that may be a constant or a schedule string such as
+# ``linear(3e-4,1e-4,2500000)``, evaluated at the update step (see ``reverie.schedules``).
+Schedule = Union[float, str]
+
+__all__ = ["Config", "ConfigError", "load_config", "load_config_file", "set_value", "get_value", "all_keys"]
+
+
+
+
+@dataclass
+class RunConfig:
+    steps: int = 50_000_000  # agent steps; frames = steps × env.action_repeat (200M frames)
+    train_every: int = 4  # agent steps per update (Table D1 "environment steps per update")
+    train_steps: int = 1  # gradient updates each time training is due
+    prefill: int = 50_000  # agent steps of uniform random policy before learning (official code)
+    pretrain: int = 1  # updates run once right after prefill (official code)
+    log_every: int = 10_000  # agent steps between metric/video writes
+    eval_every: int = 250_000  # agent steps between evaluations (official: 2.5e5)
+    eval_episodes: int = 1  # episodes per evaluation, mode="eval"
+    checkpoint_every: int = 100_000  # agent steps between checkpoints
+    keep_checkpoints: int = 3  # newest complete checkpoints kept on disk
+    video_every: int = 0  # agent steps between open-loop videos (0 = with every log)
+
+
+@dataclass
+class EnvConfig:
+    action_repeat: int = 4  # frames per agent step, rewards summed (Machado et al. 2018)
+    size: list[int] = field(default_factory=lambda: [64, 64])  # image [H, W]
+    grayscale: bool = True  # Atari frames as 1 channel
+    sticky_actions: float = 0.25  # ALE repeat_action_probability (Machado et al. 2018)
+    full_action_space: bool = True  # all 18 Atari actions for every game
+    time_limit: int = 108_000  # frames (not agent steps) before truncation; 0 = none
+    life_loss: bool = False  # treat a lost life as episode end (the paper does not)
+    reward_transform: Literal["tanh", "identity", "sign"] = "tanh"  # world-model reward target only
+    camera: int = -1  # DMC camera id; -1 = standard (2 for quadruped, else 0)
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 2_000_000  # FIFO dataset size in agent steps (Table D1)
+    batch: int = 50  # B, sequences per batch (Table D1)
+    length: int = 50  # L, sequence length (Table D1)
+    chunk: int = 1024  # agent steps per on-disk chunk of a running episode
+
+
+@dataclass
+class RSSMConfig:
+    deter: int = 600  # size of the deterministic GRU state h_t ("RSSM number of units")
+    hidden: int = 600  # hidden units of the prior/posterior MLPs
+    stoch: int = 32  # number of categorical latents ("discrete latent dimensions")
+    classes: int = 32  # classes per latent; 0 = diagonal Gaussian of `stoch` dims (ablation)
+    layer_norm: bool = True  # LayerNorm inside the GRU (official code; false = ablation)
+    min_std: float = 0.1  # Gaussian variant: std = 2·sigmoid(x/2) + min_std (official code)
+
+
+@dataclass
+class EncoderConfig:
+    depth: int = 48  # CNN channels depth×(1,2,4,8)
+    kernels: list[int] = field(default_factory=lambda: [4, 4, 4, 4])  # stride 2 each
+    mlp_layers: int = 4  # MLP encoder for vector observations
+    mlp_units: int = 400
+
+
+@dataclass
+class DecoderConfig:
+    depth: int = 48  # transposed-CNN channels
+    kernels: list[int] = field(default_factory=lambda: [5, 5, 6, 6])  # stride 2 each
+    mlp_layers: int = 4  # MLP decoder for vector observations
+    mlp_units: int = 400
+
+
+@dataclass
+class HeadsConfig:
+    layers: int = 4  # reward and discount MLP layers ("MLP number of layers")
+    units: int = 400  # reward and discount MLP units ("MLP number of units")
+    discount: bool = True  # predict the discount (Bernoulli on γ·(1 − terminal)); false for DMC
+
+
+@dataclass
+class KLConfig:
+    scale: float = 0.1  # β, KL loss scale (Table D1)
+    balance: float = 0.8  # α, KL balancing; 0.5 = no balancing (ablation)
+    free: float = 0.0  # free nats, applied to the batch-mean KL (official code)
+    free_avg: bool = True  # free nats on the batch mean (true) or per step (false)
+
+
+@dataclass
+class LossScales:
+    image: float = 1.0  # image log-likelihood (also vector observations)
+    reward: float = 1.0  # reward log-likelihood
+    discount: float = 1.0  # discount log-likelihood (official code: 5)
+
+
+@dataclass
+class OptConfig:
+    lr: Schedule = 2e-4  # learning rate, constant or schedule
+    eps: float = 1e-5  # Adam epsilon (Table D1)
+    clip: float = 100.0  # global-norm gradient clipping (Table D1)
+    weight_decay: float = 1e-6  # decoupled: params *= (1 − wd) before each step (official code)
+
+
+@dataclass
+class WorldModelConfig:
+    rssm: RSSMConfig = field(default_factory=RSSMConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    loss_scales: LossScales = field(default_factory=LossScales)
+    # Heads whose loss trains the representation; the others see stop_grad(features).
+    grad_heads: list[Literal["image", "reward", "discount"]] = field(
+        default_factory=lambda: ["image", "reward", "discount"]
+    )
+    opt: OptConfig = field(default_factory=lambda: OptConfig(lr=2e-4))
+
+
+@dataclass
+class ActorConfig:
+    layers: int = 4  # MLP layers
+    units: int = 400  # MLP units
+    dist: Literal["auto", "onehot", "trunc_normal"] = "onehot"  # auto: by action space
+    min_std: float = 0.1  # truncated-normal actor: lower bound of std (official code)
+
+
+@dataclass
+class CriticConfig:
+    layers: int = 4  # MLP layers
+    units: int = 400  # MLP units
+
+
+@dataclass
+class BehaviorConfig:
+    horizon: int = 15  # H, imagination horizon (Table D1)
+    # γ (Table D1: 0.995). Also the discount-head target γ·(1 − terminal). The paper's
+    # section 2.1 text says 0.999, which is the official code's value (atari_official).
+    discount: float = 0.995
+    return_lambda: float = 0.95  # λ, λ-target parameter (Table D1)
+    reinforce_mix: Schedule = 1.0  # ρ, actor gradient mixing: 1 = Reinforce, 0 = dynamics
+    entropy: Schedule = 1e-3  # η, actor entropy loss scale (Table D1)
+    slow_critic_every: int = 100  # updates between slow-critic refreshes (Table D1)
+    slow_critic_fraction: float = 1.0  # mix of the critic copied into the slow critic
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    actor_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=4e-5))
+    critic_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=1e-4))
+
+
+@dataclass
+class Config:
+    seed: int = 0  # seeds torch, numpy, Python and the environments
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    task: str = "atari_pong"  # atari_<rom>, dmc_<domain>_<task>, gym_<id> (`reverie tasks`)
+    logdir: str = ""  # run directory; empty = runs/<task>/<seed>
+    deterministic: bool = False  # torch deterministic algorithms (exact resume tests)
+    precision: Literal["fp32", "bf16"] = "fp32"  # autocast dtype for networks; losses in fp32
+    compile: bool = False  # torch.compile the RSSM step and the heads
+    run: RunConfig = field(default_factory=RunConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML atomically."""
+        from reverie.utils import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_yaml())
+
+
+# Keys that shape the networks or the data: a resumed run refuses to change them.
+MODEL_KEYS = ("task", "env.", "replay.length", "world_model.", "behavior.actor.", "behavior.critic.")
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("reverie") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    path = resources.files("reverie") / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}{_suggest(name, preset_names())}; presets: {', '.join(preset_names())}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def load_config(
+    presets: str | list[str] | None = "atari",
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve a config: defaults, then ``base``, then presets left to right, then overrides.
+
+    ``presets`` is a comma-separated string or a list (``"atari,no_layer_norm"``);
+    ``overrides`` are dotted ``key=value`` strings (``"replay.batch=16"``), parsed as YAML
+    values and checked against the field's type.
+    """
+    config = Config()
+    if base:
+        _apply_nested(config, base, source="base config")
+    if isinstance(presets, str):
+        presets = [p.strip() for p in presets.split(",") if p.strip()]
+    for name in presets or []:
+        _apply_nested(config, read_preset(name), source=f"preset {name!r}")
+    for item in overrides or []:
+        key, value = parse_override(item)
+        set_value(config, key, value)
+    return config
+
+
+def load_config_file(path: str | Path) -> Config:
+    """Load a resolved config written by ``Config.save`` (strict: unknown keys fail)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from error
+    return load_config(presets=None, base=data)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value, e.g. replay.batch=16")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def all_keys(config: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema."""
+    config = Config() if config is None else config
+    keys = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(all_keys(value, f"{prefix}{f.name}."))
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def get_value(config: Config, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def set_value(config: Config, key: str, value: Any) -> None:
+    """Set a dotted key, checking that it exists and that the value has the field's type."""
+    parts = key.split(".")
+    node: Any = config
+    for depth, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(node)}
+        if part not in names:
+            raise ConfigError(f"unknown config key {key!r}{_suggest(key, all_keys())} (`reverie config` lists every key)")
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(node, part)):
+                raise ConfigError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.{dataclasses.fields(getattr(node, part))[0].name}=...")
+            hints = typing.get_type_hints(type(node))
+            setattr(node, part, _coerce(key, value, hints[part]))
+            return
+        node = getattr(node, part)
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"config key {key!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section")
+
+
+def model_changes(old: Config, new: Config) -> list[str]:
+    """Keys that differ between two configs and would change the model or the data."""
+    return [
+        key
+        for key in all_keys()
+        if key.startswith(MODEL_KEYS) and get_value(old, key) != get_value(new, key)
+    ]
+
+
+def _apply_nested(config: Config, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at {prefix or 'top level'}, got {data!r}")
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        try:
+            current = get_value(config, key)
+        except AttributeError:
+            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key, all_keys())}") from None
+        if dataclasses.is_dataclass(current):
+            _apply_nested(config, value, source, prefix=key + ".")
+        else:
+            try:
+                set_value(config, key, value)
+            except ConfigError as error:
+                raise ConfigError(f"{source}: {error}") from None
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    # PyYAML reads "5e4" and "3e-4" as strings (YAML 1.1); accept them as numbers.
+    if isinstance(value, str) and hint is not str:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Schedule or (origin in (Union, types.UnionType) and set(args) == {float, str}):
+        if isinstance(value, bool):
+            raise _type_error(key, value, "a number or a schedule string")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                parse_schedule(value)
+            except ValueError as error:
+                raise ConfigError(f"config key {key!r}: {error}") from None
+            return value
+        raise _type_error(key, value, "a number or a schedule string")
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ConfigError(f"config key {key!r} must be one of {choices}, got {value!r}{_suggest(str(value), [str(a) for a in args])}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+            value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, value, "a list, e.g. [64, 64]")
+        return [_coerce(key, v, args[0]) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _type_error(key, value, "true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise _type_error(key, value, "an integer, e.g. 5e4 or 50000")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(key, value, "a number, e.g. 3e-4")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            return str(value) if isinstance(value, (int, float)) else _raise(_type_error(key, value, "a string"))
+        return value
+    raise ConfigError(f"config key {key!r} has an unsupported type {hint}")
+
+
+def _raise(error: Exception) -> Any:
+    raise error
+
+
+def _type_error(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"config key {key!r} expects {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.5)
+    if not close:
+        leaf = word.split(".")[-1]
+        close = [o for o in options if o.split(".")[-1] == leaf][:3]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -1,0 +1,1 @@
+"""Neural-network building blocks: distributions, MLPs, GRU, convolutional encoder/decoder."""
