@@ -1,0 +1,8 @@
+"""Behavior learning in imagination (section 2.2): λ-returns, actor, critic, slow critic.
+
+Everything here is time-major ``[T, N, ...]`` (N = B·L imagined start states).
+"""
+
+from reverie.behavior.returns import lambda_return
+
+__all__ = ["lambda_return"]
