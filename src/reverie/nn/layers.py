@@ -1,4 +1,7 @@
-"""Layers shared by the world model and the actor-critic. Shapes: any leading dims ``[..., D]``."""
+"""Layers shared by the world model and the actor-critic: MLP, LN-GRU, conv encoder/decoder.
+
+Shapes: MLPs take any leading dims ``[..., D]``; convolutional layers take ``[N, C, H, W]``.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +34,109 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def preprocess_image(image: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[..., H, W, C]`` → float ``[..., C, H, W]`` in [−0.5, 0.5].
+
+    The only image conversion in Reverie: world-model training and acting both call it.
+    """
+    return image.movedim(-1, -3).float() / 255.0 - 0.5
+
+
+class GRUCell(nn.Module):
+    """The official DreamerV2 GRU: one Linear over [input, h] → 3 gates, optional LayerNorm.
+
+    ``reset, cand, update = split(LN(W·[x, h] + b))``; ``cand = tanh(σ(reset)·cand)``;
+    ``update = σ(update − 1)`` (bias −1 keeps h early in training);
+    ``h' = update·cand + (1 − update)·h``. ``layer_norm=False`` is the Table 2 ablation.
+    Shapes: ``x`` ``[N, in_dim]``, ``h`` ``[N, size]`` → ``[N, size]``.
+    """
+
+    def __init__(self, in_dim: int, size: int, layer_norm: bool = True, update_bias: float = -1.0):
+        super().__init__()
+        self.size = size
+        self.update_bias = update_bias
+        self.linear = nn.Linear(in_dim + size, 3 * size)
+        self.norm = nn.LayerNorm(3 * size) if layer_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        reset, cand, update = parts.split(self.size, -1)
+        cand = torch.tanh(torch.sigmoid(reset) * cand)
+        update = torch.sigmoid(update + self.update_bias)
+        return update * cand + (1 - update) * h
+
+
+def conv_out_sizes(size: int, kernels: list[int]) -> list[int]:
+    """Spatial sizes after each stride-2 unpadded convolution, starting at ``size``."""
+    sizes = [size]
+    for k in kernels:
+        sizes.append((sizes[-1] - k) // 2 + 1)
+    return sizes
+
+
+def deconv_out_size(kernels: list[int]) -> int:
+    """Spatial size reached by stride-2 unpadded transposed convolutions from 1×1."""
+    size = 1
+    for k in kernels:
+        size = (size - 1) * 2 + k
+    return size
+
+
+class ConvEncoder(nn.Module):
+    """CNN of stride-2 convs, channels ``depth·(1, 2, 4, 8, …)``, ELU, flattened.
+
+    64×64 with kernels 4,4,4,4: 64→31→14→6→2, ``out_dim = 2·2·8·depth``.
+    Shapes: float ``[N, C, H, W]`` (from ``preprocess_image``) → ``[N, out_dim]``.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], depth: int, kernels: list[int]):
+        super().__init__()
+        height, width, channels = shape
+        sizes = [conv_out_sizes(s, kernels)[-1] for s in (height, width)]
+        if min(sizes) < 1:
+            raise ValueError(f"image {height}×{width} is too small for encoder kernels {kernels}")
+        layers: list[nn.Module] = []
+        for i, k in enumerate(kernels):
+            layers += [nn.Conv2d(channels, depth * 2**i, k, stride=2), nn.ELU()]
+            channels = depth * 2**i
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.out_dim = channels * sizes[0] * sizes[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """Linear to ``32·depth``, then stride-2 transposed convs to the image (official code).
+
+    Channels ``depth·(…, 4, 2, 1)`` then ``C``, ELU between, none at the end. Kernels
+    5,5,6,6 give 1→5→13→30→64, so only images whose side equals ``deconv_out_size(kernels)``
+    (64 for the default kernels) are supported.
+    Shapes: ``[N, in_dim]`` → mean image ``[N, C, H, W]``.
+    """
+
+    def __init__(self, in_dim: int, shape: tuple[int, int, int], depth: int, kernels: list[int]):
+        super().__init__()
+        height, width, channels = shape
+        side = deconv_out_size(kernels)
+        if (height, width) != (side, side):
+            raise ValueError(
+                f"the image decoder with kernels {kernels} produces {side}×{side} images, "
+                f"got {height}×{width}; set env.size=[{side}, {side}]"
+            )
+        self.linear = nn.Linear(in_dim, 32 * depth)
+        layers: list[nn.Module] = []
+        in_ch = 32 * depth
+        for i, k in enumerate(kernels):
+            last = i == len(kernels) - 1
+            out_ch = channels if last else depth * 2 ** (len(kernels) - i - 2)
+            layers.append(nn.ConvTranspose2d(in_ch, out_ch, k, stride=2))
+            if not last:
+                layers.append(nn.ELU())
+            in_ch = out_ch
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.linear(x)[..., None, None])
