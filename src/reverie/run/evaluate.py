@@ -1,0 +1,82 @@
+"""Evaluation episodes with ``mode="eval"`` (the mode of the actor's distribution), on an
+environment of its own, and `reverie eval` on the newest complete checkpoint of a run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reverie.config import Config, load_config_file
+from reverie.errors import CheckpointError
+from reverie.run.driver import Driver, Episode
+
+
+def run_episodes(agent, config: Config, episodes: int, seed: int, video_dir: Path | None = None,
+                 tag: str = "eval") -> list[Episode]:
+    """Play ``episodes`` full episodes on a fresh eval env seeded with ``seed``.
+
+    Runs under a forked torch RNG seeded with ``seed``: evaluating never changes the random
+    stream of training, so a run's numbers do not depend on how often it was evaluated.
+    """
+    from reverie.envs import make_env
+
+    env = make_env(dataclasses.replace(config, seed=seed), "eval")
+    driver = Driver(env, agent)
+    results = []
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for index in range(episodes):
+                driver.reset()
+                frames = [env.render()] if video_dir else None
+                finished = None
+                while finished is None:
+                    _, finished = driver.step("eval")
+                    if frames is not None:
+                        frames.append(env.render())
+                results.append(finished)
+                if frames is not None:
+                    from reverie.logging import save_video
+
+                    save_video(video_dir / f"{tag}_{index:03d}.gif", np.stack(frames), fps=30)
+    finally:
+        env.close()
+    return results
+
+
+def cli_eval(args: argparse.Namespace) -> int:
+    from reverie.agent import Agent
+    from reverie.checkpoint import load_checkpoint
+    from reverie.envs import make_env
+
+    logdir = Path(args.logdir)
+    if not (logdir / "config.yaml").exists():
+        raise CheckpointError(f"{logdir} is not a run directory (no config.yaml); pass the --logdir of a `reverie train` run")
+    config = load_config_file(logdir / "config.yaml")
+    probe = make_env(config, "eval")
+    agent = Agent(config, probe.obs_space, probe.act_space)
+    probe.close()
+    ckpt = load_checkpoint(logdir, map_location=agent.device)
+    if ckpt is None:
+        raise CheckpointError(f"{logdir} has no complete checkpoint yet; train longer (run.checkpoint_every) first")
+    agent.load_state_dict(ckpt.tensors["agent"])
+    count = args.episodes or config.run.eval_episodes
+    video_dir = logdir / "videos" / f"eval_{ckpt.step:012d}" if args.video else None
+    episodes = run_episodes(agent, config, count, seed=config.seed + 777_777 + ckpt.step, video_dir=video_dir)
+    frames = ckpt.step * config.env.action_repeat
+    with open(logdir / "eval.jsonl", "a", encoding="utf-8") as file:
+        for index, episode in enumerate(episodes):
+            record = {"step": ckpt.step, "frames": frames, "episode": index, "return": episode.ret, "length": episode.length}
+            file.write(json.dumps(record) + "\n")
+            print(f"episode {index}: return {episode.ret:.1f}, length {episode.length}")
+    returns = [e.ret for e in episodes]
+    print(f"checkpoint {ckpt.path.name} (step {ckpt.step:,}, {frames:,} frames): "
+          f"mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
+    print(f"results appended to {logdir / 'eval.jsonl'}" + (f"; videos in {video_dir}" if video_dir else ""))
+    return 0
