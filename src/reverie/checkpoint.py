@@ -1,0 +1,177 @@
+"""One checkpoint bundle with everything needed to continue a run exactly.
+
+Layout: ``LOGDIR/checkpoints/<step:012d>/`` with ``agent.pt`` (``tensors``: networks,
+optimizers, slow critic, torch RNG; saved with ``torch.save``), ``state.json`` (``meta``:
+counters, replay bookkeeping, env state, numpy/Python RNG) and ``COMPLETE`` (sha256 of both).
+
+Crash safety: the three files are written and fsynced inside ``checkpoints/.tmp-<step>-<pid>/``,
+``COMPLETE`` last, and the folder is then renamed into place in one ``os.replace``. So a
+folder named like a step is complete or absent, never half written; leftovers are hidden
+``.tmp-*`` folders, removed by the next save. Older checkpoints are pruned only after the new
+one is in place (Dopamine's rule: a checkpoint counts once its marker is written).
+
+Loading never executes pickled code: ``torch.load(weights_only=True)`` only rebuilds
+tensors and plain containers, and the checksums catch truncated or flipped bytes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reverie.errors import CheckpointError
+from reverie.utils import atomic_write_bytes
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "capture_rng", "restore_rng"]
+
+AGENT, STATE, COMPLETE = "agent.pt", "state.json", "COMPLETE"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ``tensors`` as given to ``save_checkpoint`` (numpy arrays come
+    back as tensors), ``meta`` the JSON-able dict, ``path`` its folder."""
+
+    step: int
+    tensors: dict[str, Any]
+    meta: dict[str, Any]
+    path: Path
+
+
+def save_checkpoint(logdir: str | Path, step: int, tensors: dict[str, Any], meta: dict[str, Any],
+                    keep: int = 3) -> Path:
+    """Write ``checkpoints/<step:012d>/`` atomically and keep the newest ``keep`` complete ones.
+
+    ``tensors``: nested dicts/lists of tensors, numbers and strings (``agent.state_dict()``,
+    optimizer states, ``capture_rng()[0]``); numpy arrays are stored as tensors.
+    ``meta``: a JSON-able dict. Returns the checkpoint folder.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    root = Path(logdir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_hidden(root)
+    tmp = root / f".tmp-{step}-{os.getpid()}"
+    tmp.mkdir()
+    buffer = io.BytesIO()
+    torch.save(_numpy_to_torch(tensors), buffer)
+    files = {AGENT: buffer.getvalue(), STATE: json.dumps(meta).encode("utf-8")}
+    for name, data in files.items():
+        atomic_write_bytes(tmp / name, data)
+    marker = {"step": step, "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+    atomic_write_bytes(tmp / COMPLETE, json.dumps(marker).encode("utf-8"))
+    _fsync_dir(tmp)
+    final = root / f"{step:012d}"
+    if final.exists():  # saving the same step again: move the old one aside, then swap in
+        os.replace(final, root / f".old-{step}-{os.getpid()}")
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    _remove_hidden(root)
+    for old in list_checkpoints(logdir)[:-keep]:
+        if old != final:  # never the one just written, even if a newer (corrupt) one exists
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(logdir: str | Path) -> list[Path]:
+    """Checkpoint folders with a ``COMPLETE`` marker, oldest first (checksums not verified)."""
+    root = Path(logdir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.isdigit() and (p / COMPLETE).is_file())
+
+
+def load_checkpoint(logdir: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint | None:
+    """The newest complete checkpoint whose checksums verify and that loads without pickled
+    code. Corrupt ones are reported with ``warnings.warn`` and skipped for older ones.
+
+    Returns ``None`` when there is no complete checkpoint; raises ``CheckpointError`` when there
+    are some but none loads (starting over silently would discard the run).
+    """
+    paths = list_checkpoints(logdir)
+    for path in reversed(paths):
+        try:
+            return _read(path, map_location)
+        except Exception as error:  # any failure means this bundle is unusable: report, try older
+            warnings.warn(f"skipping corrupt checkpoint {path}: {type(error).__name__}: {error}", stacklevel=2)
+    if paths:
+        raise CheckpointError(f"none of the {len(paths)} checkpoints in {Path(logdir) / 'checkpoints'} "
+                              "could be loaded (see the warnings); move them away to start over")
+    return None
+
+
+def _read(path: Path, map_location: str | torch.device) -> Checkpoint:
+    marker = json.loads((path / COMPLETE).read_text())
+    data = {name: (path / name).read_bytes() for name in (AGENT, STATE)}
+    for name, content in data.items():
+        if hashlib.sha256(content).hexdigest() != marker["sha256"][name]:
+            raise CheckpointError(f"{name} does not match its checksum (truncated or overwritten)")
+    tensors = torch.load(io.BytesIO(data[AGENT]), map_location=map_location, weights_only=True)
+    return Checkpoint(int(marker["step"]), tensors, json.loads(data[STATE]), path)
+
+
+def capture_rng() -> tuple[dict[str, Any], dict[str, Any]]:
+    """RNG states as ``(tensors, meta)``: torch CPU (and CUDA) states as tensors for
+    ``agent.pt``; numpy's global RNG and Python's ``random`` as JSON-able lists for ``state.json``."""
+    tensors: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["cuda"] = torch.cuda.get_rng_state_all()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    meta = {"numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "python": [version, list(internal), gauss_next]}
+    return tensors, meta
+
+
+def restore_rng(tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng``. A CUDA state saved on a GPU machine and restored without
+    one is reported, since CUDA draws cannot then repeat."""
+    torch.set_rng_state(tensors["torch"].cpu())
+    if "cuda" in tensors:
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in tensors["cuda"]])
+        else:
+            warnings.warn("checkpoint holds CUDA RNG states but CUDA is not available; not restored", stacklevel=2)
+    name, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = meta["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _numpy_to_torch(value: Any) -> Any:
+    """numpy arrays (e.g. an env's emulator state) become tensors: ``weights_only`` loading
+    accepts tensors and plain containers, not numpy objects."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return {key: _numpy_to_torch(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_numpy_to_torch(item) for item in value)
+    return value
+
+
+def _remove_hidden(root: Path) -> None:
+    """Remove leftovers of interrupted saves (``.tmp-*``) and of same-step replacements (``.old-*``)."""
+    for path in root.glob(".*-*"):
+        if path.is_dir() and path.name.startswith((".tmp-", ".old-")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames and new entries in ``path`` durable (POSIX needs the folder synced too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
