@@ -1,0 +1,207 @@
+"""The world model (section 2.1, Eq. 2): encoder, RSSM, decoder, reward and discount heads.
+
+Batch-major throughout: batches are ``[B, T, ...]`` as sampled from replay. Follows the
+official TF2 code (danijar/dreamerv2, ``agent.py: WorldModel`` and ``common/nets.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+
+from reverie.config import Config, DecoderConfig, EncoderConfig
+from reverie.errors import TaskError
+from reverie.nn.distributions import Bernoulli, Normal
+from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, preprocess_image
+from reverie.utils import resolve_device
+from reverie.world_model.kl import kl_loss
+from reverie.world_model.rssm import RSSM, State
+
+REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
+
+
+def action_width(act_space: gymnasium.Space) -> int:
+    """Width of the action vector: ``n`` (one-hot) for Discrete, ``prod(shape)`` for Box."""
+    if isinstance(act_space, gymnasium.spaces.Discrete):
+        return int(act_space.n)
+    if isinstance(act_space, gymnasium.spaces.Box):
+        return int(np.prod(act_space.shape))
+    raise TaskError(f"unsupported action space {act_space}; expected Discrete or Box")
+
+
+def _obs_shapes(obs_space: dict[str, gymnasium.spaces.Box]) -> dict[str, tuple[int, ...]]:
+    shapes = {k: tuple(obs_space[k].shape) for k in ("image", "vector") if k in obs_space}
+    if not shapes:
+        raise TaskError(f"observation space needs an 'image' and/or a 'vector' key, got {sorted(obs_space)}")
+    if "image" in shapes and len(shapes["image"]) != 3:
+        raise TaskError(f"image observations must be [H, W, C], got shape {shapes['image']}")
+    return shapes
+
+
+class ObsEncoder(nn.Module):
+    """CNN for ``image`` (uint8 ``[B, T, H, W, C]``, converted here by ``preprocess_image``),
+    MLP for ``vector`` ``[B, T, D]``; ``embed [B, T, out_dim]`` = concat of both."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], config: EncoderConfig):
+        super().__init__()
+        self.cnn = ConvEncoder(shapes["image"], config.depth, config.kernels) if "image" in shapes else None
+        self.mlp = MLP(shapes["vector"][0], 0, config.mlp_layers, config.mlp_units) if "vector" in shapes else None
+        self.out_dim = sum(net.out_dim for net in (self.cnn, self.mlp) if net is not None)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if self.cnn is not None:
+            image = preprocess_image(obs["image"])
+            parts.append(self.cnn(image.flatten(0, -4)).unflatten(0, image.shape[:-3]))
+        if self.mlp is not None:
+            parts.append(self.mlp(obs["vector"]))
+        return torch.cat(parts, -1)
+
+
+class ObsDecoder(nn.Module):
+    """``feat [B, T, F]`` → ``{"image": Normal(mean [B, T, C, H, W], 1), "vector": Normal(mean [B, T, D], 1)}``
+    for the keys present. Image targets are ``preprocess_image(image)``."""
+
+    def __init__(self, feat_dim: int, shapes: dict[str, tuple[int, ...]], config: DecoderConfig):
+        super().__init__()
+        self.cnn = ConvDecoder(feat_dim, shapes["image"], config.depth, config.kernels) if "image" in shapes else None
+        self.mlp = MLP(feat_dim, shapes["vector"][0], config.mlp_layers, config.mlp_units) if "vector" in shapes else None
+
+    def forward(self, feat: torch.Tensor) -> dict[str, Normal]:
+        dists = {}
+        if self.cnn is not None:
+            mean = self.cnn(feat.flatten(0, -2)).unflatten(0, feat.shape[:-1])
+            dists["image"] = Normal(mean.float(), 1.0, event_dims=3)
+        if self.mlp is not None:
+            dists["vector"] = Normal(self.mlp(feat).float(), 1.0, event_dims=1)
+        return dists
+
+
+class Head(nn.Module):
+    """MLP ``feat [..., F]`` → scalar distribution ``[...]``: ``Normal(mean, 1)`` (reward) or
+    ``Bernoulli(logits)`` (discount)."""
+
+    def __init__(self, feat_dim: int, layers: int, units: int, dist: str):
+        super().__init__()
+        self.mlp = MLP(feat_dim, 1, layers, units)
+        self.dist = dist
+
+    def forward(self, feat: torch.Tensor) -> Normal | Bernoulli:
+        out = self.mlp(feat).squeeze(-1).float()
+        return Normal(out, 1.0) if self.dist == "normal" else Bernoulli(out)
+
+
+class WorldModel(nn.Module):
+    """Encoder, RSSM and heads, trained jointly on Eq. 2 with KL balancing.
+
+    ``heads["decoder"|"reward"|"discount"]`` map features to distributions (``discount``
+    only when ``world_model.heads.discount``; ``decoder`` returns a dict of ``Normal`` by key).
+    The model lives on ``resolve_device(config.device)``.
+    """
+
+    def __init__(self, config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space):
+        super().__init__()
+        self.config = config
+        cfg = config.world_model
+        self.shapes = _obs_shapes(obs_space)
+        self.action_dim = action_width(act_space)
+        self.encoder = ObsEncoder(self.shapes, cfg.encoder)
+        self.rssm = RSSM(cfg.rssm, self.encoder.out_dim, self.action_dim)
+        feat = self.rssm.feat_dim
+        self.heads = nn.ModuleDict({"decoder": ObsDecoder(feat, self.shapes, cfg.decoder)})
+        self.heads["reward"] = Head(feat, cfg.heads.layers, cfg.heads.units, "normal")
+        if cfg.heads.discount:
+            self.heads["discount"] = Head(feat, cfg.heads.layers, cfg.heads.units, "bernoulli")
+        self.to(resolve_device(config.device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.rssm.device
+
+    def preprocess(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Numpy arrays or tensors ``[B, T, ...]`` → tensors on the model's device.
+
+        ``image`` stays uint8 (the encoder converts it); ``vector``, ``action``, ``is_first``,
+        ``is_last``, ``is_terminal`` become float32; ``reward`` is transformed by
+        ``env.reward_transform``; ``discount`` = γ·(1 − is_terminal) is added.
+        """
+        data = {}
+        for key, value in batch.items():
+            value = torch.as_tensor(value, device=self.device)
+            data[key] = value if key == "image" else value.float()
+        data["reward"] = REWARD_TRANSFORMS[self.config.env.reward_transform](data["reward"])
+        data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
+        return data
+
+    def loss(self, batch: dict[str, Any], state: State | None = None) -> tuple[torch.Tensor, State, State, dict[str, torch.Tensor]]:
+        """Eq. 2 on a batch ``[B, T, ...]``; ``state``: the last state of the previous batch or None.
+
+        Returns ``(model_loss, post [B, T, ...], last_state [B, ...] (detached), metrics)``;
+        metrics are detached 0-dim tensors. ``model_loss = β·kl_loss + Σ_k scale_k·(−mean log p_k)``.
+        """
+        cfg = self.config.world_model
+        data = self.preprocess(batch)
+        with self._autocast():
+            embed = self.encoder(data)
+            post, prior = self.rssm.observe(embed, data["action"], data["is_first"], state)
+            feat = self.rssm.get_feat(post)
+            losses = {f"{name}_loss": -like.mean() for name, like in self._log_likelihoods(feat, data).items()}
+        kl, kl_value = kl_loss(post, prior, balance=cfg.kl.balance, free=cfg.kl.free, free_avg=cfg.kl.free_avg)
+        scales = {f"{k}_loss": getattr(cfg.loss_scales, k) for k in ("image", "reward", "discount")}
+        model_loss = cfg.kl.scale * kl + sum(scales[k] * v for k, v in losses.items())
+        metrics = {"model_loss": model_loss, **losses, "kl_loss": kl, "model_kl": kl_value,
+                   "prior_ent": self.rssm.get_dist(prior).entropy().mean(),
+                   "post_ent": self.rssm.get_dist(post).entropy().mean()}
+        last_state = {k: v[:, -1].detach() for k, v in post.items()}
+        return model_loss, post, last_state, {k: v.detach() for k, v in metrics.items()}
+
+    def _log_likelihoods(self, feat: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-step log-likelihood ``[B, T]`` of each head; heads not in ``grad_heads`` see
+        stop_grad(feat). The ``image`` term sums the image and vector decoders."""
+        grad_heads = self.config.world_model.grad_heads
+        likes = {}
+        for name, head in self.heads.items():
+            key = "image" if name == "decoder" else name
+            dist = head(feat if key in grad_heads else feat.detach())
+            if name == "decoder":
+                targets = {"image": preprocess_image(data["image"])} if "image" in dist else {}
+                targets.update({"vector": data["vector"]} if "vector" in dist else {})
+                likes[key] = sum(dist[k].log_prob(targets[k]) for k in dist)
+            else:
+                likes[key] = dist.log_prob(data[name])
+        return likes
+
+    def _autocast(self):
+        enabled = self.config.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @torch.no_grad()
+    def openl_video(self, batch: dict[str, Any], n: int = 4, context: int = 5) -> np.ndarray:
+        """Open-loop prediction video, uint8 ``[T, 3·H, n·W, C]``.
+
+        ``context`` frames are reconstructed from the posterior, the rest imagined from the
+        last posterior state with the true actions. Rows: truth, model, error; columns: the
+        first ``n`` sequences of the batch.
+        """
+        if "image" not in self.shapes:
+            raise ValueError("openl_video needs image observations; this world model has none")
+        data = {k: v[:n] for k, v in self.preprocess(batch).items()}
+        decoder = self.heads["decoder"]
+        with self._autocast():
+            post, _ = self.rssm.observe(self.encoder(data)[:, :context], data["action"][:, :context],
+                                        data["is_first"][:, :context])
+            recon = decoder(self.rssm.get_feat(post))["image"].mode()
+            start = {k: v[:, -1] for k, v in post.items()}
+            prior = self.rssm.imagine(data["action"][:, context:], start)
+            openl = decoder(self.rssm.get_feat(prior))["image"].mode()
+        model = (torch.cat([recon, openl], 1).float() + 0.5).clamp(0, 1)
+        truth = preprocess_image(data["image"]) + 0.5
+        error = (model - truth + 1) / 2
+        video = torch.cat([truth, model, error], -2)  # [n, T, C, 3H, W]
+        video = video.permute(1, 3, 0, 4, 2).flatten(2, 3)  # [T, 3H, n·W, C]
+        return (video * 255).round().to(torch.uint8).cpu().numpy()
+

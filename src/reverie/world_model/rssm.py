@@ -1,0 +1,129 @@
+"""Recurrent State-Space Model (section 2.1, Figure 2): GRU state ``deter`` + stochastic ``stoch``.
+
+Batch-major: sequences are ``[B, T, ...]``, single steps ``[B, ...]``. A state is a dict
+``{"deter" [B, deter], "stoch" [B, stoch, classes], "logits" [B, stoch, classes]}``
+(categorical latents) or ``{"deter", "stoch" [B, stoch], "mean", "std"}`` (``classes == 0``,
+the Gaussian ablation). Follows the official TF2 code (danijar/dreamerv2, ``common/nets.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reverie.config import RSSMConfig
+from reverie.nn.distributions import Normal, OneHotDist
+from reverie.nn.layers import GRUCell
+
+State = dict[str, torch.Tensor]
+
+
+def latent_dist(state: State) -> OneHotDist | Normal:
+    """Distribution of the stochastic state, independent over latents; computed in float32."""
+    if "logits" in state:
+        return OneHotDist(state["logits"].float(), event_dims=2)
+    return Normal(state["mean"].float(), state["std"].float(), event_dims=1)
+
+
+def stack_states(states: list[State], dim: int = 1) -> State:
+    """A list of step states ``[B, ...]`` → one sequence state ``[B, T, ...]``."""
+    return {k: torch.stack([s[k] for s in states], dim) for k in states[0]}
+
+
+class RSSM(nn.Module):
+    """h_t = f(h_{t−1}, z_{t−1}, a_{t−1}); prior p(z_t | h_t); posterior q(z_t | h_t, e_t).
+
+    ``embed_dim``: width of the encoder output; ``action_dim``: width of the action vector.
+    ``feat_dim = deter + stoch·classes`` (or ``deter + stoch`` for the Gaussian variant).
+    """
+
+    def __init__(self, config: RSSMConfig, embed_dim: int, action_dim: int):
+        super().__init__()
+        self.deter, self.stoch, self.classes = config.deter, config.stoch, config.classes
+        self.min_std = config.min_std
+        stoch_dim = self.stoch * self.classes if self.classes else self.stoch
+        stats_dim = stoch_dim if self.classes else 2 * self.stoch
+        self.feat_dim = self.deter + stoch_dim
+        self.img_in = nn.Sequential(nn.Linear(stoch_dim + action_dim, config.hidden), nn.ELU())
+        self.gru = GRUCell(config.hidden, self.deter, layer_norm=config.layer_norm)
+        self.img_out = nn.Sequential(nn.Linear(self.deter, config.hidden), nn.ELU(), nn.Linear(config.hidden, stats_dim))
+        self.obs_out = nn.Sequential(
+            nn.Linear(self.deter + embed_dim, config.hidden), nn.ELU(), nn.Linear(config.hidden, stats_dim)
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.img_in[0].weight.device
+
+    def initial(self, batch_size: int) -> State:
+        """The all-zero state of the official code, ``[batch_size, ...]``."""
+        zeros = lambda *shape: torch.zeros(batch_size, *shape, device=self.device)  # noqa: E731
+        if self.classes:
+            return {"deter": zeros(self.deter), "stoch": zeros(self.stoch, self.classes),
+                    "logits": zeros(self.stoch, self.classes)}
+        return {"deter": zeros(self.deter), "stoch": zeros(self.stoch), "mean": zeros(self.stoch),
+                "std": zeros(self.stoch)}
+
+    def get_feat(self, state: State) -> torch.Tensor:
+        """concat(deter, flattened stoch): ``[..., feat_dim]``."""
+        stoch = state["stoch"].flatten(-2) if self.classes else state["stoch"]
+        return torch.cat([state["deter"], stoch.to(state["deter"].dtype)], -1)
+
+    def get_dist(self, state: State) -> OneHotDist | Normal:
+        return latent_dist(state)
+
+    def observe(
+        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+    ) -> tuple[State, State]:
+        """Posterior and prior over a sequence. ``embed [B, T, E]``, ``action [B, T, A]`` (the
+        action that led to step t), ``is_first [B, T]`` → ``(post, prior)`` each ``[B, T, ...]``."""
+        if state is None:
+            state = self.initial(embed.shape[0])
+        posts, priors = [], []
+        for t in range(embed.shape[1]):
+            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            posts.append(state)
+            priors.append(prior)
+        return stack_states(posts), stack_states(priors)
+
+    def imagine(self, action: torch.Tensor, state: State | None = None) -> State:
+        """Prior rollout with the given actions: ``action [B, T, A]`` → prior states ``[B, T, ...]``."""
+        if state is None:
+            state = self.initial(action.shape[0])
+        priors = []
+        for t in range(action.shape[1]):
+            state = self.img_step(state, action[:, t])
+            priors.append(state)
+        return stack_states(priors)
+
+    def obs_step(
+        self, prev_state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
+        sample: bool = True,
+    ) -> tuple[State, State]:
+        """One posterior step ``[B, ...]`` → ``(post, prior)``. Where ``is_first`` the previous
+        state and action are reset to zero (the initial state), as in the official code."""
+        keep = 1.0 - is_first.float()
+        reset = lambda x: x * keep.view(-1, *[1] * (x.dim() - 1))  # noqa: E731
+        prior = self.img_step({k: reset(v) for k, v in prev_state.items()}, reset(prev_action), sample)
+        stats = self.obs_out(torch.cat([prior["deter"], embed], -1))
+        post = {"deter": prior["deter"], **self._stoch_state(stats, sample)}
+        return post, prior
+
+    def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool = True) -> State:
+        """One prior step ``[B, ...]``: z_{t−1}, a_{t−1}, h_{t−1} → h_t, p(z_t | h_t), z_t."""
+        stoch = prev_state["stoch"].flatten(-2) if self.classes else prev_state["stoch"]
+        x = self.img_in(torch.cat([stoch, prev_action], -1))
+        deter = self.gru(x, prev_state["deter"])
+        return {"deter": deter, **self._stoch_state(self.img_out(deter), sample)}
+
+    def _stoch_state(self, stats: torch.Tensor, sample: bool) -> State:
+        """Network statistics → ``{"stoch", "logits"}`` or ``{"stoch", "mean", "std"}``, float32."""
+        stats = stats.float()
+        if self.classes:
+            logits = stats.unflatten(-1, (self.stoch, self.classes))
+            dist = OneHotDist(logits, event_dims=2)
+            return {"stoch": dist.sample() if sample else dist.mode(), "logits": logits}
+        mean, std = stats.chunk(2, -1)
+        std = 2 * torch.sigmoid(std / 2) + self.min_std  # official code
+        dist = Normal(mean, std, event_dims=1)
+        return {"stoch": dist.rsample() if sample else dist.mode(), "mean": mean, "std": std}
