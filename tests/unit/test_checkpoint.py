@@ -1,0 +1,137 @@
+"""Checkpoints: atomic bundles, completion marker, checksums, weights_only loading, pruning, RNG."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from reverie.checkpoint import capture_rng, list_checkpoints, load_checkpoint, restore_rng, save_checkpoint
+from reverie.errors import CheckpointError
+
+
+def save(logdir, step, keep=3):
+    tensors = {"net": {"w": torch.full((2, 3), float(step))}, "opt": [{"step": step}], "env": np.arange(4)}
+    return save_checkpoint(logdir, step, tensors, {"step": step, "replay": {"running": None}}, keep=keep)
+
+
+def steps(logdir):
+    return [int(p.name) for p in list_checkpoints(logdir)]
+
+
+def test_round_trip(tmp_path):
+    path = save(tmp_path, 7)
+    assert path == tmp_path / "checkpoints" / "000000000007"
+    assert sorted(p.name for p in path.iterdir()) == ["COMPLETE", "agent.pt", "state.json"]
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 7 and ckpt.path == path and ckpt.meta == {"step": 7, "replay": {"running": None}}
+    torch.testing.assert_close(ckpt.tensors["net"]["w"], torch.full((2, 3), 7.0))
+    assert ckpt.tensors["opt"] == [{"step": 7}]
+    torch.testing.assert_close(ckpt.tensors["env"], torch.arange(4))  # numpy arrays come back as tensors
+
+
+def test_no_checkpoint_is_none(tmp_path):
+    assert load_checkpoint(tmp_path) is None and list_checkpoints(tmp_path) == []
+
+
+def test_interrupted_save_leaves_nothing_that_looks_complete(tmp_path):
+    save(tmp_path, 1)
+    root = tmp_path / "checkpoints"
+    (root / ".tmp-2-12345").mkdir()  # killed while writing step 2
+    (root / ".tmp-2-12345" / "agent.pt").write_bytes(b"partial")
+    (root / "000000000003").mkdir()  # a step folder without COMPLETE (e.g. copied by hand)
+    (root / "000000000003" / "agent.pt").write_bytes(b"x")
+    assert steps(tmp_path) == [1] and load_checkpoint(tmp_path).step == 1
+    save(tmp_path, 4)
+    assert not (root / ".tmp-2-12345").exists()  # stale tmp folders are removed by the next save
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("damage", ["overwrite", "truncate", "marker"])
+def test_corrupt_checkpoint_is_reported_and_skipped(tmp_path, damage):
+    save(tmp_path, 1)
+    newest = save(tmp_path, 2)
+    if damage == "overwrite":
+        data = bytearray((newest / "agent.pt").read_bytes())
+        data[200:210] = b"\x00" * 10
+        (newest / "agent.pt").write_bytes(bytes(data))
+    elif damage == "truncate":
+        (newest / "agent.pt").write_bytes((newest / "agent.pt").read_bytes()[:50])
+    else:
+        (newest / "COMPLETE").write_text("{not json")
+    with pytest.warns(UserWarning, match=f"skipping corrupt checkpoint {newest}"):
+        ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 1
+
+
+def test_all_corrupt_is_an_error_not_a_fresh_start(tmp_path):
+    path = save(tmp_path, 1)
+    (path / "state.json").write_text("{}")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="none of the 1"):
+        load_checkpoint(tmp_path)
+
+
+class Exploit:
+    """Unpickling this would create a folder: the loader must refuse to run it."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    import hashlib
+
+    save(tmp_path, 1)
+    path = save(tmp_path, 2)
+    target = tmp_path / "pwned"
+    torch.save({"net": Exploit(str(target))}, path / "agent.pt")
+    marker = json.loads((path / "COMPLETE").read_text())  # valid checksum: only weights_only stops it
+    marker["sha256"]["agent.pt"] = hashlib.sha256((path / "agent.pt").read_bytes()).hexdigest()
+    (path / "COMPLETE").write_text(json.dumps(marker))
+    with pytest.warns(UserWarning, match="skipping corrupt checkpoint"):
+        ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 1 and not target.exists()
+
+
+def test_keep_prunes_oldest_only_after_the_new_one_is_complete(tmp_path):
+    for step in range(1, 6):
+        save(tmp_path, step, keep=2)
+        assert steps(tmp_path)[-1] == step and len(steps(tmp_path)) <= 2
+    assert steps(tmp_path) == [4, 5]
+
+
+def test_keep_never_removes_the_one_just_written(tmp_path):
+    # A run resumed from step 1 because step 9 is corrupt: saving step 2 with keep=1 must keep 2.
+    save(tmp_path, 1)
+    save(tmp_path, 9)
+    save(tmp_path, 2, keep=1)
+    assert steps(tmp_path) == [2, 9]
+
+
+def test_saving_the_same_step_again_replaces_it(tmp_path):
+    save(tmp_path, 3)
+    save_checkpoint(tmp_path, 3, {"x": torch.ones(1)}, {"again": True})
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.meta == {"again": True} and steps(tmp_path) == [3]
+
+
+def test_rng_capture_restore_reproduces_draws(tmp_path):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    rng_tensors, rng_meta = capture_rng()
+    save_checkpoint(tmp_path, 1, {"rng": rng_tensors}, {"rng": rng_meta})  # through disk and JSON
+    first = (torch.rand(3), np.random.rand(3), np.random.randn(), [random.random() for _ in range(3)])
+    ckpt = load_checkpoint(tmp_path)
+    restore_rng(ckpt.tensors["rng"], ckpt.meta["rng"])
+    again = (torch.rand(3), np.random.rand(3), np.random.randn(), [random.random() for _ in range(3)])
+    torch.testing.assert_close(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert first[2:] == again[2:]
