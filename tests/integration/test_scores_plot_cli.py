@@ -1,0 +1,121 @@
+"""`reverie scores` and `reverie plot` end to end on synthetic run directories written in the
+real format of `reverie train` (docs/ARCHITECTURE.md, "Run directory")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from matplotlib.image import imread
+
+from reverie.cli import main
+
+
+def write_run(root, task, seed, final_evals, evals_per_point=3, truncate=True):
+    """A run dir: config.yaml and metrics.jsonl with train, episode and eval lines at 3 points;
+    the last eval point's returns are ``final_evals``; the file ends in a half-written line."""
+    logdir = root / task / str(seed)
+    logdir.mkdir(parents=True)
+    (logdir / "config.yaml").write_text(yaml.safe_dump({"task": task, "seed": seed, "env": {"action_repeat": 4}}))
+    lines = []
+    for point, step in enumerate((1000, 2000, 3000)):
+        base = {"step": step, "frames": 4 * step, "time": float(step)}
+        lines.append({**base, "train/image_loss": 100.0 / (point + 1), "train/reward_loss": 1.0,
+                      "train/kl_loss": 2.0, "train/model_kl": 3.0, "fps": 50.0})
+        lines.append({**base, "episode/return": float(point), "episode/length": 100})
+        returns = final_evals if point == 2 else [float(point + seed)] * evals_per_point
+        lines += [{**base, "eval/return": float(r), "eval/length": 100} for r in returns]
+    text = "\n".join(json.dumps(line) for line in lines) + "\n"
+    (logdir / "metrics.jsonl").write_text(text + ('{"step": 4000, "eval/ret' if truncate else ""))
+    return logdir
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "atari_pong", 0, [10, 12, 14])
+    write_run(root, "atari_pong", 1, [20, 20, 20])
+    write_run(root, "atari_jamesbond", 0, [600, 800])
+    write_run(root, "dmc_walker_walk", 0, [900])
+    return root
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "reverie", *map(str, args)], capture_output=True, text=True)
+
+
+def test_scores_json_from_runs(runs):
+    result = cli("scores", runs, "--format", "json", "--last", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    games = {g["task"]: g for g in report["games"]}
+    # Pong: seed 0 = mean(12, 14) = 13, seed 1 = 20 → 16.5; gamer-normalised (16.5 + 21) / 36.
+    assert games["atari_pong"]["score"] == 16.5 and games["atari_pong"]["seeds"] == 2
+    assert games["atari_pong"]["gamer_norm"] == pytest.approx(37.5 / 36)
+    assert games["atari_jamesbond"]["score"] == 700 and games["atari_jamesbond"]["game"] == "James Bond"
+    assert games["dmc_walker_walk"]["gamer_norm"] is None
+    assert report["aggregates"]["games"] == 2
+    assert report["aggregates"]["gamer_mean"] == pytest.approx((37.5 / 36 + 693 / 22) / 2)
+    assert "Table K1 on the same 2 games" == report["reference_label"]
+    assert "dmc_walker_walk: not an Atari task" in result.stderr and "2 of the paper's 55" in result.stderr
+
+
+@pytest.mark.parametrize("fmt, expected", [("table", "clipped_record_mean"), ("markdown", "| Pong |"),
+                                           ("csv", "game,task,seeds,score")])
+def test_scores_formats(runs, capsys, fmt, expected):
+    assert main(["scores", str(runs), "--format", fmt]) == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_scores_csv_round_trip_and_baseline(runs, tmp_path, capsys):
+    assert main(["scores", str(runs), "--format", "csv"]) == 0
+    exported = tmp_path / "scores.csv"
+    exported.write_text(capsys.readouterr().out)
+    assert main(["scores", "--csv", str(exported), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["aggregates"]["games"] == 2
+    assert main(["scores", "--baseline", "dreamerv2", "--format", "json"]) == 0
+    aggregates = json.loads(capsys.readouterr().out)["aggregates"]
+    assert aggregates["games"] == 55 and round(aggregates["clipped_record_mean"], 2) == 0.28
+
+
+def test_plot_curves_png_and_svg(runs, tmp_path):
+    out = tmp_path / "curves.png"
+    result = cli("plot", runs / "atari_pong", runs / "atari_jamesbond", "--out", out)
+    assert result.returncode == 0, result.stderr
+    height, width = imread(out).shape[:2]
+    assert (width, height) == (800, 370)  # 2 panels of 4 × 3 inches + legend strip, 100 dpi
+    assert main(["plot", str(runs), "--out", str(tmp_path / "curves.svg"), "--metric", "episode/return"]) == 0
+    assert (tmp_path / "curves.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_plot_world_model_and_bars(runs, tmp_path):
+    assert main(["plot", str(runs), "--kind", "world_model", "--out", str(tmp_path / "wm.png")]) == 0
+    height, width = imread(tmp_path / "wm.png").shape[:2]
+    assert (width, height) == (1600, 370)  # image, reward, KL, model KL panels
+    assert main(["plot", str(runs), "--kind", "bars", "--baseline", "iqn", "--out", str(tmp_path / "b.png")]) == 0
+    csv = tmp_path / "s.csv"
+    csv.write_text("game,score\nPong,20\nAssault,23625\nVideo Pinball,41860\n")
+    assert main(["plot", "--kind", "bars", "--csv", str(csv), "--out", str(tmp_path / "b2.png")]) == 0
+    assert imread(tmp_path / "b2.png").shape[:2] == (225, 700)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["scores", "{tmp}/missing"], "no such file or directory"),
+    (["scores", "{tmp}/empty"], "no runs"),
+    (["scores", "--csv", "{tmp}/missing.csv"], "no such file"),
+    (["scores", "--csv", "{tmp}/bad.csv"], "closest: Pong"),
+    (["scores"], "exactly one of"),
+    (["plot", "{tmp}/empty", "--out", "{tmp}/x.png"], "no runs"),
+    (["plot", "{runs}", "--out", "{tmp}/x.pdf"], ".png or .svg"),
+    (["plot", "--kind", "bars", "--csv", "{tmp}/bad.csv", "--out", "{tmp}/x.png"], "unknown Atari game"),
+])
+def test_bad_input_is_one_line_without_traceback(runs, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.csv").write_text("game,score\nPongg,1\n")
+    result = cli(*(a.format(tmp=tmp_path, runs=runs) for a in args))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("reverie: error:") and result.stderr.count("\n") == 1
