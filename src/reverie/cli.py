@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=["rainbow", "iqn", "dreamerv2"], default="rainbow",
                    help="for --kind bars: the column to compare against")
     p.add_argument("--csv", help="for --kind bars: a game,score CSV instead of run directories")
+    p.add_argument("--last", type=int, default=10, help="for --kind bars: final score = mean of the last N evals")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("bench", help="time updates and acting; FLOPs against the measured peak")
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         print(f"reverie: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("reverie: interrupted", file=sys.stderr)
         return 130

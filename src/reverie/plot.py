@@ -207,12 +207,12 @@ def cli_plot(args: argparse.Namespace) -> int:
 
 
 def _bar_scores(args: argparse.Namespace) -> dict[str, float]:
-    """Final scores per game for the bars; from runs, the final score uses the last 10 evals."""
+    """Final scores per game for the bars; from runs, the final score uses the last ``--last`` evals."""
     from reverie.scores import read_scores_csv, report_from_runs
 
     if bool(args.csv) == bool(args.logdirs):
         raise ReverieError("--kind bars needs either run directories or --csv FILE (not both)")
     if args.csv:
         return read_scores_csv(args.csv)[0]
-    report = report_from_runs(args.logdirs, last=10)
+    report = report_from_runs(args.logdirs, last=args.last)
     return {row.game: row.score for row in report.rows if row.game}
