@@ -1,0 +1,12 @@
+"""Environments behind one protocol (docs/ARCHITECTURE.md "Environment", docs/ENVIRONMENTS.md).
+
+``make_env(config, mode)`` builds ``config.task``: ``atari_<rom>``, ``dmc_<domain>_<task>``,
+``gym_<id>`` or a name added with ``register(name, factory)``. Optional suites are imported
+lazily, so this package imports without ale-py or dm-control.
+"""
+
+from reverie.envs.base import EVAL_SEED_OFFSET, Env, action_dim
+from reverie.envs.registry import env_seed, format_tasks, list_tasks, make_env, register
+
+__all__ = ["Env", "make_env", "register", "action_dim", "list_tasks", "format_tasks", "env_seed",
+           "EVAL_SEED_OFFSET"]

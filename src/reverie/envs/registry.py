@@ -1,0 +1,146 @@
+"""Task names → environment factories.
+
+``atari_<rom>`` (ale-py ROM ids: ``atari_pong``, ``atari_montezuma_revenge``), ``dmc_<domain>_<task>``
+(``dmc_walker_walk``), ``gym_<id>`` (any registered Gymnasium id: ``gym_CartPole-v1``), and
+names registered from Python with ``register``. The suites' packages are imported only when
+a task of theirs is made or listed, so ``import reverie.envs`` needs none of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from reverie.envs.base import EVAL_SEED_OFFSET, Env
+from reverie.errors import TaskError
+from reverie.games import ATARI55
+
+# A factory builds an env from the resolved config and the env seed (already derived for the mode).
+Factory = Callable[[Any, int], Env]
+
+_CUSTOM: dict[str, Factory] = {}
+# Prefix → (module, factory(name, config, seed)); the module is imported only when used.
+SUITES = {"atari": ("reverie.envs.atari", "make_atari"), "dmc": ("reverie.envs.dmc", "make_dmc"),
+          "gym": ("reverie.envs.gym", "make_gym")}
+EXTRAS = {"atari": "pip install 'reverie[atari]'", "dmc": "pip install 'reverie[dmc]'"}
+
+
+def register(name: str, factory: Factory, overwrite: bool = False) -> None:
+    """Make ``name`` a task: ``make_env`` calls ``factory(config, seed)`` and expects an ``Env``.
+
+    Example, wrapping a Gymnasium env of your own::
+
+        from reverie.envs import register
+        from reverie.envs.gym import GymEnv
+        register("my_task", lambda config, seed: GymEnv(MyGymEnv(), seed, size=tuple(config.env.size)))
+
+    Registered names take precedence over the ``atari_``/``dmc_``/``gym_`` prefixes.
+    """
+    if name in _CUSTOM and not overwrite:
+        raise TaskError(f"task {name!r} is already registered; pass overwrite=True to replace it")
+    _CUSTOM[name] = factory
+
+
+def env_seed(seed: int, mode: str) -> int:
+    """The train env uses ``seed``; the eval env ``seed + 10_000``, so its episodes differ."""
+    if mode not in ("train", "eval"):
+        raise TaskError(f"env mode must be 'train' or 'eval', got {mode!r}")
+    return int(seed) + (EVAL_SEED_OFFSET if mode == "eval" else 0)
+
+
+def make_env(config: Any, mode: str = "train") -> Env:
+    """Build ``config.task`` with ``config.env`` settings, seeded by ``config.seed`` (and mode)."""
+    return resolve(config.task)(config, env_seed(config.seed, mode))
+
+
+def resolve(task: str) -> Factory:
+    """The factory of a task name; unknown names raise ``TaskError`` with the closest names,
+    names of a suite that is not installed say which extra installs it."""
+    if task in _CUSTOM:
+        return _CUSTOM[task]
+    suite, _, rest = task.partition("_")
+    if suite in SUITES:
+        try:
+            names = _suite_names(suite)
+        except TaskError:
+            raise TaskError(f"task {task!r} needs the {suite} suite, which is not installed: "
+                            f"{EXTRAS[suite]}") from None
+        if rest in names:
+            module, factory = SUITES[suite]
+            return functools.partial(getattr(importlib.import_module(module), factory), rest)
+    raise TaskError(f"unknown task {task!r}{suggest(task)}. Tasks are atari_<rom>, dmc_<domain>_<task>, "
+                    "gym_<id> or registered names (`reverie tasks` lists them)")
+
+
+def suggest(task: str) -> str:
+    """'; closest: a, b, c' over the names of installed suites, plus install hints for missing ones."""
+    names, missing = list(_CUSTOM), []
+    for suite in SUITES:
+        try:
+            names += [f"{suite}_{name}" for name in _suite_names(suite)]
+        except TaskError:
+            missing.append(suite)
+    close = difflib.get_close_matches(task, names, n=3, cutoff=0.6)
+    text = f"; closest: {', '.join(close)}" if close else ""
+    if missing and not close:
+        text += "; not installed: " + ", ".join(f"{suite} ({EXTRAS[suite]})" for suite in missing)
+    return text
+
+
+def _suite_names(suite: str) -> list[str]:
+    """Names inside a suite (without its prefix); ``TaskError`` if the suite is not installed."""
+    if suite == "atari":
+        from reverie.envs.atari import rom_ids
+
+        return rom_ids()
+    if suite == "dmc":
+        from reverie.envs.dmc import task_names
+
+        return task_names()
+    from reverie.envs.gym import gym_ids
+
+    return gym_ids()
+
+
+def list_tasks(suite: str = "all") -> list[str]:
+    """Every task name of a suite (``atari``, ``dmc``, ``gym``, ``custom`` or ``all``) that is installed."""
+    suites = ("atari", "dmc", "gym", "custom") if suite == "all" else (suite,)
+    tasks = []
+    for name in suites:
+        if name == "custom":
+            tasks += sorted(_CUSTOM)
+            continue
+        try:
+            tasks += [f"{name}_{task}" for task in _suite_names(name)]
+        except TaskError:
+            pass
+    return tasks
+
+
+def format_tasks(suite: str = "all") -> str:
+    """A printable listing for ``reverie tasks``: the paper's 55 Atari games marked with ``*``."""
+    lines = []
+    if suite in ("atari", "all"):
+        lines.append("Atari (ale-py; * = the paper's 55 games, Machado et al. protocol):")
+        try:
+            lines += [f"  {'*' if rom in ATARI55 else ' '} atari_{rom}" for rom in _suite_names("atari")]
+        except TaskError:
+            lines.append(f"  not installed: {EXTRAS['atari']}")
+    if suite in ("dmc", "all"):
+        lines.append("DeepMind Control (dm-control, from pixels):")
+        try:
+            lines += [f"    dmc_{name}" for name in _suite_names("dmc")]
+        except TaskError:
+            lines.append(f"  not installed: {EXTRAS['dmc']}")
+    if suite in ("gym", "all"):
+        lines.append("Gymnasium: gym_<id> for any registered id with a rank-1 Box or uint8 image observation "
+                     "and a Discrete or rank-1 Box action, e.g. gym_CartPole-v1, gym_Pendulum-v1 "
+                     "(set env.action_repeat=1); `python -c 'import gymnasium; gymnasium.pprint_registry()'` "
+                     "lists the ids")
+    if _CUSTOM and suite == "all":
+        lines.append("Registered from Python:")
+        lines += [f"    {name}" for name in sorted(_CUSTOM)]
+    return "\n".join(lines)

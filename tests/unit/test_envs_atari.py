@@ -1,0 +1,147 @@
+"""The Atari protocol of Machado et al. (2018) as the paper uses it (section 3)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ale_py")
+cv2 = pytest.importorskip("cv2")
+
+from reverie.config import load_config  # noqa: E402
+from reverie.envs import make_env  # noqa: E402
+from reverie.errors import TaskError  # noqa: E402
+from reverie.games import ATARI55  # noqa: E402
+
+
+def make(task="atari_pong", mode="train", **env):
+    overrides = [f"task={task}"] + [f"env.{k}={v}" for k, v in env.items()]
+    return make_env(load_config("atari", overrides), mode)
+
+
+def one_hot(index, n=18):
+    return np.eye(n, dtype=np.float32)[index]
+
+
+def run(env, actions):
+    return [env.step(one_hot(a)) for a in actions]
+
+
+def test_settings_read_back_from_ale():
+    env = make()
+    assert env.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    assert env.ale.getInt("frame_skip") == 1
+    assert len(env.ale.getMinimalActionSet()) == 6  # Pong's minimal set: we must not use it
+    assert env.act_space.n == 18 and [a.value for a in env.actions] == list(range(18))
+    assert env.action_repeat == 4 and env.time_limit == 108_000 and not env.life_loss
+    assert env.obs_space["image"].shape == (64, 64, 1) and env.obs_space["image"].dtype == np.uint8
+
+
+def test_reset_and_step_format():
+    env = make()
+    obs = env.reset()
+    assert obs["is_first"] and not obs["is_last"] and not obs["is_terminal"] and obs["reward"] == 0.0
+    assert obs["image"].shape == (64, 64, 1) and obs["image"].dtype == np.uint8
+    step = env.step(3)  # an int index works as well as a one-hot vector
+    assert not step["is_first"] and isinstance(step["reward"], float)
+    assert env.render().shape == (210, 160, 3)
+    with pytest.raises(TaskError, match="one-hot vector of shape"):
+        env.step(np.zeros(6))
+
+
+def test_time_limit_is_truncation_not_terminal():
+    env = make(time_limit=40)  # stands in for 108,000 frames
+    env.reset()
+    obs = run(env, [0] * 10)
+    assert [o["is_last"] for o in obs] == [False] * 9 + [True]
+    assert not any(o["is_terminal"] for o in obs)
+    assert env._frames == 40  # counted in frames = agent steps × action repeat
+    with pytest.raises(TaskError, match="call reset"):
+        env.step(0)
+
+
+def lose_a_life(env, seed=0, max_steps=3000):
+    rng = np.random.default_rng(seed)
+    env.reset()
+    lives = env.ale.lives()
+    for _ in range(max_steps):
+        obs = env.step(one_hot(rng.integers(18)))
+        if env.ale.lives() < lives:
+            return obs
+    raise AssertionError("no life lost")
+
+
+def test_life_loss_does_not_end_the_episode():
+    env = make("atari_breakout")
+    obs = lose_a_life(env)
+    assert not obs["is_last"] and not obs["is_terminal"]
+    assert not make("atari_breakout", life_loss=True).reset()["is_terminal"]
+    assert lose_a_life(make("atari_breakout", life_loss=True))["is_terminal"]
+
+
+def test_same_seed_same_frames_other_seed_differs():
+    actions = np.random.default_rng(0).integers(18, size=150)
+    a, b, c = make(), make(), make(mode="eval")
+    frames = [[o["image"] for o in [e.reset()] + run(e, actions)] for e in (a, b, c)]
+    assert all(np.array_equal(x, y) for x, y in zip(frames[0], frames[1]))
+    # Same actions, other seed: only the sticky-action randomness differs, and it shows.
+    assert not all(np.array_equal(x, y) for x, y in zip(frames[0], frames[2]))
+
+
+def test_frames_match_a_hand_rolled_reference():
+    """Action repeat 4 summing rewards, max over the last two frames, area resize."""
+    env = make(sticky_actions=0.0)
+    import ale_py
+
+    ale = ale_py.ALEInterface()
+    ale.setInt("random_seed", 0)
+    ale.setFloat("repeat_action_probability", 0.0)
+    ale.loadROM(ale_py.roms.get_rom_path("pong"))
+    env.reset()
+    ale.reset_game()
+    for action in np.random.default_rng(1).integers(18, size=60):
+        obs = env.step(one_hot(action))
+        reward, screens = 0.0, []
+        for _ in range(4):
+            reward += ale.act(ale_py.Action(int(action)))
+            screens.append(ale.getScreenGrayscale())
+        expected = cv2.resize(np.maximum(screens[-2], screens[-1]), (64, 64), interpolation=cv2.INTER_AREA)
+        assert obs["reward"] == reward
+        np.testing.assert_array_equal(obs["image"][:, :, 0], expected)
+
+
+def test_get_state_restores_emulator_and_sticky_rng():
+    actions = np.random.default_rng(2).integers(18, size=100)
+    env = make()
+    env.reset()
+    run(env, actions[:50])
+    state = env.get_state()
+    assert state["ale"].dtype == np.uint8 and isinstance(state["frames"], int)
+    expected = run(env, actions[50:])
+    fresh = make()
+    fresh.set_state(state)
+    for got, want in zip(run(fresh, actions[50:]), expected):
+        np.testing.assert_array_equal(got["image"], want["image"])
+        assert got["reward"] == want["reward"]
+
+
+def test_rgb_option():
+    env = make(grayscale=False, size=[32, 48])
+    assert env.reset()["image"].shape == (32, 48, 3)
+
+
+def test_full_action_set_even_where_ale_lists_fewer():
+    env = make("atari_skiing")  # ale-py's getLegalActionSet has 9 actions here
+    assert env.act_space.n == 18
+    env.reset()
+    run(env, range(18))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("game", ATARI55)
+def test_every_paper_game_constructs_resets_and_steps(game):
+    env = make(f"atari_{game}")
+    assert env.act_space.n == 18
+    obs = env.reset()
+    for action in range(18):
+        obs = env.step(one_hot(action))
+    assert obs["image"].shape == (64, 64, 1)
+    env.close()
