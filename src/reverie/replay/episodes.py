@@ -279,7 +279,8 @@ class Replay:
         """Rebuild the replay from ``directory``. Steps at global index ``>= upto_step`` (written
         after the checkpoint) are deleted; the episode running at ``upto_step`` is reopened so
         new steps append to it. ``*.tmp`` leftovers are deleted; corrupt files are reported
-        with ``warnings.warn``, renamed ``*.corrupt`` and skipped (with the rest of their episode)."""
+        with ``warnings.warn``, renamed ``*.corrupt`` and skipped (with the rest of their episode).
+        ``upto_step=0`` deletes every episode: a run killed before its first checkpoint starts over."""
         replay = cls.__new__(cls)
         replay._setup(directory, capacity, chunk, seed)
         for path in replay.directory.glob("*.tmp"):  # pathlib's * also matches the hidden tmp names
@@ -330,9 +331,9 @@ class Replay:
             path = chunk_file.path
             if upto_step is not None and chunk_file.last >= upto_step:  # straddles the checkpoint
                 part = {key: value[: upto_step - chunk_file.first] for key, value in part.items()}
-                path.unlink()
                 path = self.directory / _chunk_name(chunk_file.episode, chunk_file.index, chunk_file.first, upto_step)
                 _write_npz(path, part)
+                chunk_file.path.unlink()  # only once the cut copy is safely on disk
             self._spec = self._spec or {key: (value.shape[1:], value.dtype) for key, value in part.items()}
             parts.append(part)
             files.append(path)
