@@ -162,3 +162,21 @@ def test_unsupported_spaces_raise_clear_errors():
         debug_model(obs_space={"depth": vector_space()})
     with pytest.raises(TaskError, match="action space"):
         debug_model(act_space=gym.spaces.MultiBinary(3))
+
+
+def test_official_init_glorot_weights_zero_biases():
+    model = debug_model()
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert layers and all((m.bias == 0).all() for m in layers)
+    linear = model.heads["reward"].mlp.net[0]
+    bound = (6 / sum(linear.weight.shape)) ** 0.5
+    assert linear.weight.abs().max() <= bound
+
+
+def test_acting_observations_without_time_dim():
+    model = debug_model()
+    obs = {"image": np.zeros((5, 64, 64, 1), np.uint8), "is_first": np.ones(5, bool)}
+    data = model.preprocess(obs)
+    state = model.rssm.initial(5)
+    post, _ = model.rssm.obs_step(state, torch.zeros(5, 3), model.encoder(data), data["is_first"])
+    assert model.rssm.get_feat(post).shape == (5, model.rssm.feat_dim)

@@ -9,6 +9,18 @@ import torch
 from torch import nn
 
 
+def official_init(module: nn.Module) -> None:
+    """Keras defaults of the official TF2 code: Glorot-uniform weights, zero biases.
+
+    Use as ``self.apply(official_init)`` at the end of a constructor; every layer class
+    here does so, and modules built from raw ``nn.Linear`` (the RSSM) call it themselves.
+    """
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class MLP(nn.Module):
     """``layers`` hidden Linear+ELU layers of ``units``, then a linear output of ``out_dim``.
 
@@ -31,6 +43,7 @@ class MLP(nn.Module):
             dim = out_dim
         self.net = nn.Sequential(*blocks)
         self.out_dim = dim
+        self.apply(official_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -59,6 +72,7 @@ class GRUCell(nn.Module):
         self.update_bias = update_bias
         self.linear = nn.Linear(in_dim + size, 3 * size)
         self.norm = nn.LayerNorm(3 * size) if layer_norm else nn.Identity()
+        self.apply(official_init)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         parts = self.norm(self.linear(torch.cat([x, h], -1)))
@@ -103,6 +117,7 @@ class ConvEncoder(nn.Module):
             channels = depth * 2**i
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.out_dim = channels * sizes[0] * sizes[1]
+        self.apply(official_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -137,6 +152,7 @@ class ConvDecoder(nn.Module):
                 layers.append(nn.ELU())
             in_ch = out_ch
         self.net = nn.Sequential(*layers)
+        self.apply(official_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.linear(x)[..., None, None])

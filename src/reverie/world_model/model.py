@@ -127,14 +127,17 @@ class WorldModel(nn.Module):
 
         ``image`` stays uint8 (the encoder converts it); ``vector``, ``action``, ``is_first``,
         ``is_last``, ``is_terminal`` become float32; ``reward`` is transformed by
-        ``env.reward_transform``; ``discount`` = γ·(1 − is_terminal) is added.
+        ``env.reward_transform``; ``discount`` = γ·(1 − is_terminal) is added. Works for
+        acting too (observations ``[N, ...]`` without reward or is_terminal).
         """
         data = {}
         for key, value in batch.items():
             value = torch.as_tensor(value, device=self.device)
             data[key] = value if key == "image" else value.float()
-        data["reward"] = REWARD_TRANSFORMS[self.config.env.reward_transform](data["reward"])
-        data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
+        if "reward" in data:
+            data["reward"] = REWARD_TRANSFORMS[self.config.env.reward_transform](data["reward"])
+        if "is_terminal" in data:
+            data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
         return data
 
     def loss(self, batch: dict[str, Any], state: State | None = None) -> tuple[torch.Tensor, State, State, dict[str, torch.Tensor]]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from reverie.config import RSSMConfig
 from reverie.nn.distributions import Normal, OneHotDist
-from reverie.nn.layers import GRUCell
+from reverie.nn.layers import GRUCell, official_init
 
 State = dict[str, torch.Tensor]
 
@@ -50,6 +50,7 @@ class RSSM(nn.Module):
         self.obs_out = nn.Sequential(
             nn.Linear(self.deter + embed_dim, config.hidden), nn.ELU(), nn.Linear(config.hidden, stats_dim)
         )
+        self.apply(official_init)
 
     @property
     def device(self) -> torch.device:
