@@ -42,6 +42,7 @@ def machine() -> dict:
     return {"hostname": socket.gethostname(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "platform": platform.platform(), "mujoco_gl": os.environ.get("MUJOCO_GL"),
+            "load_average_1m": round(os.getloadavg()[0], 2),  # other processes skew the speeds
             **{name: version(name) for name in ("torch", "ale-py", "gymnasium", "mujoco", "dm-control")}}
 
 

@@ -100,3 +100,11 @@ def test_get_state_restores_cartpole():
     for i, want in enumerate(expected):
         np.testing.assert_array_equal(fresh.step(i % 2)["vector"], want)
     assert GymEnv(Toy()).get_state() is None  # no `unwrapped.state`: unsupported
+
+
+def test_bench_env_reports_speeds():
+    from reverie.envs.bench import bench_env
+
+    result = bench_env("gym_CartPole-v1", 50)
+    assert result["agent_steps"] == 50 and result["action_repeat"] == 1
+    assert result["agent_steps_per_s"] > 0 and result["frames_per_s"] == pytest.approx(result["agent_steps_per_s"], rel=1e-3)

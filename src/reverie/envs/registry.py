@@ -63,11 +63,9 @@ def resolve(task: str) -> Factory:
         return _CUSTOM[task]
     suite, _, rest = task.partition("_")
     if suite in SUITES:
-        try:
-            names = _suite_names(suite)
-        except TaskError:
-            raise TaskError(f"task {task!r} needs the {suite} suite, which is not installed: "
-                            f"{EXTRAS[suite]}") from None
+        names = _installed(suite)
+        if names is None:
+            raise TaskError(f"task {task!r} needs the {suite} suite, which is not installed: {EXTRAS[suite]}")
         if rest in names:
             module, factory = SUITES[suite]
             return functools.partial(getattr(importlib.import_module(module), factory), rest)
@@ -77,12 +75,8 @@ def resolve(task: str) -> Factory:
 
 def suggest(task: str) -> str:
     """'; closest: a, b, c' over the names of installed suites, plus install hints for missing ones."""
-    names, missing = list(_CUSTOM), []
-    for suite in SUITES:
-        try:
-            names += [f"{suite}_{name}" for name in _suite_names(suite)]
-        except TaskError:
-            missing.append(suite)
+    names = list_tasks()
+    missing = [suite for suite in SUITES if _installed(suite) is None]
     close = difflib.get_close_matches(task, names, n=3, cutoff=0.6)
     text = f"; closest: {', '.join(close)}" if close else ""
     if missing and not close:
@@ -105,36 +99,34 @@ def _suite_names(suite: str) -> list[str]:
     return gym_ids()
 
 
+def _installed(suite: str) -> list[str] | None:
+    """Names inside an installed suite, or None when its package is missing."""
+    try:
+        return _suite_names(suite)
+    except TaskError:
+        return None
+
+
 def list_tasks(suite: str = "all") -> list[str]:
     """Every task name of a suite (``atari``, ``dmc``, ``gym``, ``custom`` or ``all``) that is installed."""
-    suites = ("atari", "dmc", "gym", "custom") if suite == "all" else (suite,)
+    suites = (*SUITES, "custom") if suite == "all" else (suite,)
     tasks = []
     for name in suites:
-        if name == "custom":
-            tasks += sorted(_CUSTOM)
-            continue
-        try:
-            tasks += [f"{name}_{task}" for task in _suite_names(name)]
-        except TaskError:
-            pass
+        tasks += sorted(_CUSTOM) if name == "custom" else [f"{name}_{t}" for t in _installed(name) or []]
     return tasks
 
 
 def format_tasks(suite: str = "all") -> str:
     """A printable listing for ``reverie tasks``: the paper's 55 Atari games marked with ``*``."""
     lines = []
-    if suite in ("atari", "all"):
-        lines.append("Atari (ale-py; * = the paper's 55 games, Machado et al. protocol):")
-        try:
-            lines += [f"  {'*' if rom in ATARI55 else ' '} atari_{rom}" for rom in _suite_names("atari")]
-        except TaskError:
-            lines.append(f"  not installed: {EXTRAS['atari']}")
-    if suite in ("dmc", "all"):
-        lines.append("DeepMind Control (dm-control, from pixels):")
-        try:
-            lines += [f"    dmc_{name}" for name in _suite_names("dmc")]
-        except TaskError:
-            lines.append(f"  not installed: {EXTRAS['dmc']}")
+    headers = {"atari": "Atari (ale-py; * = the paper's 55 games, Machado et al. protocol):",
+               "dmc": "DeepMind Control (dm-control, from pixels):"}
+    for name, header in headers.items():
+        if suite in (name, "all"):
+            names = _installed(name)
+            lines.append(header)
+            lines += [f"  {'*' if name == 'atari' and task in ATARI55 else ' '} {name}_{task}"
+                      for task in names or []] if names is not None else [f"  not installed: {EXTRAS[name]}"]
     if suite in ("gym", "all"):
         lines.append("Gymnasium: gym_<id> for any registered id with a rank-1 Box or uint8 image observation "
                      "and a Discrete or rank-1 Box action, e.g. gym_CartPole-v1, gym_Pendulum-v1 "
