@@ -217,13 +217,13 @@ class ActorCritic(nn.Module):
         self.reinforce_mix = parse_schedule(config.reinforce_mix)
         self.entropy_scale = parse_schedule(config.entropy)
 
-    def update(
+    def losses(
         self, world_model: nn.Module, start: dict[str, torch.Tensor], is_terminal: torch.Tensor, step: int
-    ) -> dict[str, torch.Tensor]:
-        """One actor and one critic step from the posterior states ``start`` ``[B, L, ...]``.
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``(actor_loss, critic_loss, metrics)`` from the posterior states ``start`` ``[B, L, ...]``.
 
-        ``step`` is the update count: schedules are evaluated at it and the slow critic is
-        refreshed when ``step % slow_critic_every == 0``. Returns metrics as 0-dim tensors.
+        The two losses have disjoint graphs and reach only the actor and only the critic.
+        Schedules (ρ, η) are evaluated at ``step``.
         """
         rho, eta = self.reinforce_mix(step), self.entropy_scale(step)
         # With ρ = 1 nothing differentiates through the imagined trajectory: skip its graph.
@@ -233,6 +233,14 @@ class ActorCritic(nn.Module):
         loss_a, metrics = actor_loss(self.actor, self.slow_critic, traj, target, rho, eta)
         loss_c, critic_metrics = critic_loss(self.critic, traj, target)
         metrics.update(critic_metrics, return_mean=target.detach().mean())
+        return loss_a, loss_c, metrics
+
+    def update(
+        self, world_model: nn.Module, start: dict[str, torch.Tensor], is_terminal: torch.Tensor, step: int
+    ) -> dict[str, torch.Tensor]:
+        """One actor step, one critic step, then the slow-critic refresh (when
+        ``step % slow_critic_every == 0``). Returns metrics as 0-dim tensors."""
+        loss_a, loss_c, metrics = self.losses(world_model, start, is_terminal, step)
         metrics.update(self.actor_opt.step(loss_a, step))
         metrics.update(self.critic_opt.step(loss_c, step))
         self.update_slow_critic(step)

@@ -1,0 +1,132 @@
+"""The agent: the one contract the training loop uses (``docs/ARCHITECTURE.md``, Agent).
+
+``policy`` acts in the environment, ``train`` does one world-model update and then one
+actor-critic update in imagination, ``report`` renders open-loop predictions, and
+``state_dict``/``load_state_dict`` bundle everything a resumed run needs. Batches are
+batch-major ``[B, L, ...]``; policy inputs have a leading batch dim ``[N, ...]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from reverie.behavior.actor_critic import ActorCritic
+from reverie.config import Config
+from reverie.nn.optim import Optimizer
+from reverie.utils import resolve_device
+from reverie.world_model.model import WorldModel
+from reverie.world_model.rssm import State
+
+PolicyState = tuple[State, torch.Tensor]  # (latent state [N, ...], previous action [N, A])
+MODES = ("train", "eval", "random")
+
+
+class Agent:
+    """DreamerV2: world model + actor-critic, their three optimizers and the update counter.
+
+    ``updates`` counts ``train`` calls; the learning-rate, ρ and η schedules are evaluated
+    at it and the slow critic is refreshed from it.
+    """
+
+    def __init__(self, config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.world_model = WorldModel(config, obs_space, act_space)
+        self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
+        self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
+        self.updates = 0
+
+    # -- acting ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None = None,
+               mode: str = "train") -> tuple[np.ndarray, PolicyState]:
+        """One step for N environments: ``obs`` values ``[N, ...]`` (with ``is_first``) →
+        ``(action float32 [N, A], state)``. ``train`` samples, ``eval`` takes the mode,
+        ``random`` acts uniformly but still tracks the latent so modes can be switched."""
+        if mode not in MODES:
+            raise ValueError(f"policy mode must be one of {MODES}, got {mode!r}")
+        wm = self.world_model
+        data = wm.preprocess(obs)
+        n = data["is_first"].shape[0]
+        if state is None:
+            state = (wm.rssm.initial(n), torch.zeros(n, wm.action_dim, device=self.device))
+        latent, prev_action = state
+        with self._autocast():
+            # obs_step resets the latent and previous action where is_first.
+            latent, _ = wm.rssm.obs_step(latent, prev_action, wm.encoder(data), data["is_first"])
+            if mode == "random":
+                action = self._random_action(n)
+            else:
+                dist = self.behavior.actor(wm.rssm.get_feat(latent))
+                action = dist.sample() if mode == "train" else dist.mode()
+        action = action.float()
+        return action.cpu().numpy(), (latent, action)
+
+    def _random_action(self, n: int) -> torch.Tensor:
+        """Uniform: a random one-hot for discrete actions, uniform in [−1, 1] for continuous."""
+        actor = self.behavior.actor
+        if actor.discrete:
+            index = torch.randint(actor.act_size, (n,), device=self.device)
+            return torch.nn.functional.one_hot(index, actor.act_size).float()
+        return torch.rand(n, actor.act_size, device=self.device) * 2 - 1
+
+    # -- learning -------------------------------------------------------------------------
+
+    def train(self, batch: dict[str, Any], state: State | None = None) -> tuple[State, dict[str, float]]:
+        """One world-model update, then one actor-critic update from its posterior states.
+
+        ``batch``: replay arrays ``[B, L, ...]``; ``state``: the last posterior state of the
+        previous batch (or None) so that consecutive batches continue the same sequences, as
+        in the official code. Returns ``(last posterior state [B, ...] (detached), metrics)``.
+        """
+        wm_loss, post, last_state, metrics = self.world_model.loss(batch, state)
+        metrics.update(self.model_opt.step(wm_loss, self.updates))
+        # Imagination starts from the detached posteriors: the actor-critic losses cannot
+        # reach the representation through the start states.
+        start = {k: v.detach() for k, v in post.items()}
+        is_terminal = torch.as_tensor(batch["is_terminal"], device=self.device)
+        with self._autocast():
+            metrics.update(self.behavior.update(self.world_model, start, is_terminal, self.updates))
+        self.updates += 1
+        # One device sync for all metrics instead of one .item() each.
+        values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist()
+        return last_state, dict(zip(metrics, values))
+
+    def report(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``{"openl": uint8 [T, 3·H, n·W, C]}``: truth, open-loop model, error."""
+        return {"openl": self.world_model.openl_video(batch)}
+
+    # -- checkpointing --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizers, slow critic and counter; loadable with ``weights_only=True``."""
+        b = self.behavior
+        return {
+            "world_model": self.world_model.state_dict(),
+            "actor": b.actor.state_dict(),
+            "critic": b.critic.state_dict(),
+            "slow_critic": b.slow_critic.state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            "actor_opt": b.actor_opt.state_dict(),
+            "critic_opt": b.critic_opt.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        b = self.behavior
+        self.world_model.load_state_dict(state["world_model"])
+        b.actor.load_state_dict(state["actor"])
+        b.critic.load_state_dict(state["critic"])
+        b.slow_critic.load_state_dict(state["slow_critic"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        b.actor_opt.load_state_dict(state["actor_opt"])
+        b.critic_opt.load_state_dict(state["critic_opt"])
+        self.updates = int(state["updates"])
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")

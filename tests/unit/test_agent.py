@@ -1,0 +1,168 @@
+"""The Agent contract: policy modes, one training step, metrics, optimizers, checkpoints."""
+
+import io
+import math
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from reverie.agent import Agent
+from reverie.config import load_config
+
+IMAGE = {"image": gym.spaces.Box(0, 255, (64, 64, 1), np.uint8)}
+METRICS = {"actor_loss", "critic_loss", "actor_ent", "actor_reinforce", "actor_dynamics", "critic_mean",
+           "return_mean", "model_grad_norm", "actor_grad_norm", "critic_grad_norm", "model_loss",
+           "image_loss", "reward_loss", "discount_loss", "kl_loss", "model_kl", "prior_ent", "post_ent"}
+
+
+def make_agent(presets="debug", obs_space=None, act_space=None, overrides=(), seed=0):
+    config = load_config(presets, ["device=cpu", *overrides])
+    torch.manual_seed(seed)
+    return Agent(config, obs_space or IMAGE, act_space or gym.spaces.Discrete(4))
+
+
+def random_obs(obs_space, n, rng, is_first=True):
+    obs = {}
+    for key, space in obs_space.items():
+        if space.dtype == np.uint8:
+            obs[key] = rng.integers(0, 256, (n, *space.shape), dtype=np.uint8)
+        else:
+            obs[key] = rng.normal(size=(n, *space.shape)).astype(np.float32)
+    flags = {"is_first": np.full(n, is_first), "is_last": np.zeros(n, bool), "is_terminal": np.zeros(n, bool)}
+    return {**obs, "reward": np.zeros(n, np.float32), **flags}
+
+
+def random_batch(agent, obs_space=None, seed=0):
+    """A replay-like batch ``[B, L, ...]`` at the agent's replay.batch and replay.length."""
+    b, length = agent.config.replay.batch, agent.config.replay.length
+    rng = np.random.default_rng(seed)
+    flat = random_obs(obs_space or IMAGE, b * length, rng, is_first=False)
+    batch = {k: v.reshape(b, length, *v.shape[1:]) for k, v in flat.items()}
+    actor = agent.behavior.actor
+    if actor.discrete:
+        batch["action"] = np.eye(actor.act_size, dtype=np.float32)[rng.integers(0, actor.act_size, (b, length))]
+    else:
+        batch["action"] = rng.uniform(-1, 1, (b, length, actor.act_size)).astype(np.float32)
+    batch["reward"] = rng.normal(size=(b, length)).astype(np.float32)
+    batch["is_first"][:, 0] = True
+    batch["is_terminal"] = rng.random((b, length)) < 0.05
+    return batch
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "random"])
+def test_policy_modes_return_one_hot_actions_and_a_state(mode):
+    agent = make_agent()
+    rng = np.random.default_rng(0)
+    action, state = agent.policy(random_obs(IMAGE, 3, rng), None, mode)
+    assert action.shape == (3, 4) and action.dtype == np.float32
+    assert np.all(action.sum(-1) == 1) and np.all((action == 0) | (action == 1))
+    action, state = agent.policy(random_obs(IMAGE, 3, rng, is_first=False), state, mode)
+    latent, prev_action = state
+    assert latent["deter"].shape == (3, agent.config.world_model.rssm.deter)
+    assert np.array_equal(prev_action.numpy(), action)
+
+
+def test_eval_policy_is_deterministic_and_is_first_resets_the_state():
+    agent = make_agent()
+    obs = random_obs(IMAGE, 2, np.random.default_rng(0))
+    first, state = agent.policy(obs, None, "eval")
+    for _ in range(3):  # carry some state, then a new episode starts
+        _, state = agent.policy({**obs, "is_first": np.zeros(2, bool)}, state, "random")
+    again, _ = agent.policy(obs, state, "eval")
+    assert np.array_equal(first, again)
+
+
+def test_unknown_policy_mode_fails_clearly():
+    with pytest.raises(ValueError, match="policy mode"):
+        make_agent().policy(random_obs(IMAGE, 1, np.random.default_rng(0)), None, "greedy")
+
+
+def test_continuous_actions_lie_in_the_box():
+    obs_space = {"vector": gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)}
+    agent = make_agent("dmc,debug", obs_space, gym.spaces.Box(-1, 1, (2,), np.float32))
+    state = None
+    for mode in ("train", "eval", "random"):
+        action, state = agent.policy(random_obs(obs_space, 4, np.random.default_rng(0)), state, mode)
+        assert action.shape == (4, 2) and np.all(np.abs(action) <= 1)
+
+
+@pytest.mark.parametrize("presets", ["debug", "dmc,debug", "no_reinforce,debug"])
+def test_train_returns_every_metric_as_a_finite_float(presets):
+    obs_space = {"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)} if "dmc" in presets else IMAGE
+    act_space = gym.spaces.Box(-1, 1, (2,), np.float32) if "dmc" in presets else None
+    agent = make_agent(presets, obs_space, act_space)
+    state = None
+    for step in range(2):  # the second call continues from the first one's last state
+        start = time.perf_counter()
+        state, metrics = agent.train(random_batch(agent, obs_space, seed=step), state)
+        print(f"{presets} Agent.train {time.perf_counter() - start:.3f}s")
+    expected = METRICS if agent.config.world_model.heads.discount else METRICS - {"discount_loss"}
+    assert expected <= set(metrics)
+    assert all(type(v) is float and math.isfinite(v) for v in metrics.values()), metrics
+    assert agent.updates == 2
+    assert state["deter"].shape == (agent.config.replay.batch, agent.config.world_model.rssm.deter)
+    assert not state["deter"].requires_grad
+
+
+def test_bf16_training_stays_finite():
+    agent = make_agent(overrides=["precision=bf16"])
+    _, metrics = agent.train(random_batch(agent))
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+@pytest.mark.slow
+def test_train_at_the_atari_preset():
+    agent = make_agent("atari", act_space=gym.spaces.Discrete(18))
+    start = time.perf_counter()
+    _, metrics = agent.train(random_batch(agent))
+    print(f"atari Agent.train {time.perf_counter() - start:.1f}s")
+    assert METRICS <= set(metrics) and all(math.isfinite(v) for v in metrics.values())
+
+
+@pytest.mark.parametrize("name", ["model", "actor", "critic"])
+def test_weight_decay_step_shrinks_only_that_optimizers_parameters(name):
+    agent = make_agent()
+    b = agent.behavior
+    opts = {"model": (agent.model_opt, agent.world_model), "actor": (b.actor_opt, b.actor),
+            "critic": (b.critic_opt, b.critic)}
+    before = {k: [p.detach().clone() for p in module.parameters()] for k, (_, module) in opts.items()}
+    opt, module = opts[name]
+    opt.step(0.0 * sum(p.sum() for p in module.parameters()), step=0)  # zero gradient everywhere
+    for key, (_, other) in opts.items():
+        for p, old in zip(other.parameters(), before[key]):
+            assert torch.equal(p.detach(), old * (1 - 1e-6) if key == name else old)
+
+
+def test_report_renders_an_open_loop_video():
+    agent = make_agent()
+    video = agent.report(random_batch(agent))["openl"]
+    assert video.dtype == np.uint8 and video.ndim == 4 and video.shape[-1] == 1
+
+
+def test_state_dict_round_trip_with_weights_only_load():
+    agent = make_agent(overrides=["behavior.slow_critic_every=2"])
+    agent.train(random_batch(agent))
+    agent.train(random_batch(agent, seed=1))  # slow critic now differs from the critic
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    buffer.seek(0)
+    restored = make_agent(overrides=["behavior.slow_critic_every=2"], seed=1)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.updates == 2
+    a, b = agent.state_dict(), restored.state_dict()
+    for key in ("world_model", "actor", "critic", "slow_critic"):
+        assert all(torch.equal(v, b[key][k]) for k, v in a[key].items()), key
+    assert not all(torch.equal(v, a["critic"][k]) for k, v in a["slow_critic"].items())
+    for key in ("model_opt", "actor_opt", "critic_opt"):
+        assert a[key]["state"].keys() == b[key]["state"].keys()
+        assert all(torch.equal(a[key]["state"][i]["exp_avg"], b[key]["state"][i]["exp_avg"]) for i in a[key]["state"])
+    # The same next update from the same batch and seed.
+    batch = random_batch(agent, seed=2)
+    torch.manual_seed(3)
+    _, m1 = agent.train(batch)
+    torch.manual_seed(3)
+    _, m2 = restored.train(batch)
+    assert m1 == m2
