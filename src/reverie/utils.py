@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from reverie.errors import ConfigError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -34,17 +35,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str):
     """``auto`` picks CUDA when available; asking for CUDA without one is an error, not a fallback."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but torch.cuda.is_available() is false; "
+        raise ConfigError("device=cuda was asked for but torch.cuda.is_available() is false; "
                            "install a CUDA build of torch (make TORCH=torch ...) or use --set device=cpu")
     return torch.device(name)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
+    import torch  # imported here: `import reverie.envs` should not pay for torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -118,7 +118,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     train_state = None
     if ckpt is not None:
         loop, train_state = _restore(ckpt, agent, driver)
-        replay = Replay.load(logdir / "replay", upto_step=ckpt.step, **replay_args)
+        replay = Replay.load(logdir / "replay", upto_step=ckpt.meta["replay"]["step"], **replay_args)
         replay.load_state_dict(ckpt.meta["replay"])
     else:
         replay = Replay.load(logdir / "replay", upto_step=0, **replay_args)  # clears a run killed before its first checkpoint
@@ -168,7 +168,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
                                     "replay/steps": replay.num_steps}, _elapsed(loop, start_time))
                 write_status(logdir, **_status(loop, agent, run, "running", start_time))
                 video_every = run.video_every or run.log_every
-                if last_batch is not None and step % video_every == 0:
+                if last_batch is not None and "image" in last_batch and step % video_every == 0:
                     _save_openl(agent, last_batch, logdir / "videos" / f"openl_{step:012d}.gif", config.seed + step)
             if run.eval_every and step % run.eval_every == 0:
                 _evaluate_during_training(agent, config, loop, logger, start_time)
