@@ -26,7 +26,7 @@ from reverie.schedules import parse_schedule
 
 # A hyper parameter that may be a constant or a schedule string such as
 # ``linear(3e-4,1e-4,2500000)``, evaluated at the update step (see ``reverie.schedules``).
-Schedule = Union[float, str]
+Schedule = float | str
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_file", "set_value", "get_value", "all_keys"]
 

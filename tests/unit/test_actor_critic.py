@@ -116,20 +116,21 @@ def test_target_bootstraps_from_the_slow_critic():
     traj = imagine(wm, ac.actor, start, is_terminal, 3, 0.9)
     with torch.no_grad():
         ac.slow_critic.mlp.net[-1].bias.fill_(100.0)  # the critic itself is untouched
-    target = critic_target(traj, ac.slow_critic, 0.95)
+    target, value = critic_target(traj, ac.slow_critic, 0.95)
     assert target.shape == (3, 6)
-    value = ac.slow_critic(traj["feat"]).mean
+    torch.testing.assert_close(value, ac.slow_critic(traj["feat"]).mean)
     torch.testing.assert_close(target[-1], traj["reward"][-2] + 0.9 * value[-1])
 
 
 def test_entropy_term_is_eta_times_entropy_once():
     config, ac, wm, start, is_terminal = _setup(horizon=4)
     traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)
-    target = critic_target(traj, ac.slow_critic, 0.95).detach()
+    target, value = critic_target(traj, ac.slow_critic, 0.95)
+    target = target.detach()
     eta = 0.3
     for rho in (0.0, 0.5, 1.0):
-        without, _ = actor_loss(ac.actor, ac.slow_critic, traj, target, rho, 0.0)
-        with_ent, metrics = actor_loss(ac.actor, ac.slow_critic, traj, target, rho, eta)
+        without, _ = actor_loss(ac.actor, traj, target, value, rho, 0.0)
+        with_ent, metrics = actor_loss(ac.actor, traj, target, value, rho, eta)
         entropy = ac.actor(traj["feat"][:-2]).entropy()
         expected = -(traj["weight"][:-2] * eta * entropy).mean()
         torch.testing.assert_close(with_ent - without, expected)
@@ -139,8 +140,9 @@ def test_entropy_term_is_eta_times_entropy_once():
 def test_actor_loss_rho_one_is_reinforce_with_slow_critic_baseline():
     config, ac, wm, start, is_terminal = _setup(horizon=4)
     traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)
-    target = critic_target(traj, ac.slow_critic, 0.95).detach()
-    loss, metrics = actor_loss(ac.actor, ac.slow_critic, traj, target, 1.0, 0.0)
+    target, value = critic_target(traj, ac.slow_critic, 0.95)
+    target = target.detach()
+    loss, metrics = actor_loss(ac.actor, traj, target, value, 1.0, 0.0)
     policy = ac.actor(traj["feat"][:-2])
     advantage = target[1:] - ac.slow_critic(traj["feat"][:-2]).mean
     reinforce = policy.log_prob(traj["action"][1:-1]) * advantage
@@ -151,7 +153,7 @@ def test_actor_loss_rho_one_is_reinforce_with_slow_critic_baseline():
 def test_critic_loss_is_weighted_gaussian_nll_on_detached_features():
     config, ac, wm, start, is_terminal = _setup(horizon=4)
     traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)
-    target = critic_target(traj, ac.slow_critic, 0.95)
+    target, _ = critic_target(traj, ac.slow_critic, 0.95)
     loss, metrics = critic_loss(ac.critic, traj, target)
     mean = ac.critic(traj["feat"][:-1]).mean
     nll = 0.5 * (target - mean) ** 2 + 0.5 * torch.log(torch.tensor(2 * torch.pi))

@@ -134,17 +134,18 @@ def imagine(
     return {"feat": feat, "action": torch.stack(actions, 0), "reward": reward, "discount": disc, "weight": weight}
 
 
-def critic_target(traj: Trajectory, slow_critic: Critic, lambda_: float) -> torch.Tensor:
-    """λ-targets ``[T − 1, N]`` (Eq. 4) from the slow critic's values, bootstrapped at the last state."""
+def critic_target(traj: Trajectory, slow_critic: Critic, lambda_: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(target [T − 1, N], value [T, N])``: λ-targets (Eq. 4) from the slow critic's values,
+    bootstrapped at the last state; ``value`` is returned for the Reinforce baseline."""
     value = slow_critic(traj["feat"]).mean
-    return lambda_return(traj["reward"][:-1], value[:-1], traj["discount"][:-1], value[-1], lambda_)
+    return lambda_return(traj["reward"][:-1], value[:-1], traj["discount"][:-1], value[-1], lambda_), value
 
 
 def actor_loss(
     actor: Actor,
-    slow_critic: Critic,
     traj: Trajectory,
     target: torch.Tensor,
+    value: torch.Tensor,
     reinforce_mix: float,
     entropy_scale: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -152,8 +153,8 @@ def actor_loss(
 
     Index offsets as in the official code: ``action[t + 1]`` was sampled from the policy at
     state t, so the policy at ``feat[:-2]`` scores ``action[1:-1]`` and is credited with
-    ``target[1:]`` (whose first reward is the one that action earned); the baseline is the
-    slow critic at that same state t. Only terms with non-zero weight are built, so ρ = 1
+    ``target[1:]`` (whose first reward is the one that action earned); the baseline is
+    ``value[:-2]``, the slow critic at that same state t (``value`` ``[T, N]``). Only terms with non-zero weight are built, so ρ = 1
     needs no graph through the dynamics. Metrics ``actor_reinforce``/``actor_dynamics``
     are the means of the two objectives (0 where that term is not built).
     """
@@ -162,8 +163,7 @@ def actor_loss(
     reinforce = dynamics = zero
     objective = torch.zeros_like(target[1:])
     if reinforce_mix > 0:
-        baseline = slow_critic(traj["feat"][:-2].detach()).mean
-        advantage = (target[1:] - baseline).detach()
+        advantage = (target[1:] - value[:-2]).detach()
         reinforce = policy.log_prob(traj["action"][1:-1].detach()) * advantage
         objective = objective + reinforce_mix * reinforce
     if reinforce_mix < 1:
@@ -229,8 +229,8 @@ class ActorCritic(nn.Module):
         # With ρ = 1 nothing differentiates through the imagined trajectory: skip its graph.
         with frozen(world_model), torch.set_grad_enabled(rho < 1):
             traj = imagine(world_model, self.actor, start, is_terminal, self.config.horizon, self.config.discount)
-            target = critic_target(traj, self.slow_critic, self.config.return_lambda)
-        loss_a, metrics = actor_loss(self.actor, self.slow_critic, traj, target, rho, eta)
+            target, value = critic_target(traj, self.slow_critic, self.config.return_lambda)
+        loss_a, metrics = actor_loss(self.actor, traj, target, value, rho, eta)
         loss_c, critic_metrics = critic_loss(self.critic, traj, target)
         metrics.update(critic_metrics, return_mean=target.detach().mean())
         return loss_a, loss_c, metrics

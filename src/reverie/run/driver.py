@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+
 @dataclass
 class Episode:
     ret: float = 0.0
