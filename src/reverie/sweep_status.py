@@ -1,0 +1,93 @@
+"""``reverie sweep --status ROOT``: one row per run and the study's ETA.
+
+Reads only files: the plan (``sweep.yaml``), the sweep's ``sweep_state.json`` and each run's
+``status.json``, so it works from any machine that sees ROOT, while the sweep runs or after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reverie.logging import _duration
+from reverie.sweep import Plan, read_state, read_status, sweep_is_live
+
+COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
+
+
+@dataclass
+class RunRow:
+    """A run as ``--status`` shows it. ``seconds_per_frame`` is None before the first frames."""
+
+    path: str
+    state: str  # finished | running | queued | failed | stopped | pending
+    frames: int
+    total_frames: int
+    eval_return: float | None
+    seconds_per_frame: float | None
+    attempts: int
+
+
+def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
+    """The rows of a study and the ``sweep`` record of its state file (slots, resources);
+    ``live``: whether a sweep holds the study's lock now."""
+    plan, state = Plan.read(root), read_state(root)
+    rows = []
+    for run in plan.runs:
+        status, record = read_status(plan.logdir(run)), state.get("runs", {}).get(run.path, {})
+        frames = int(status.get("frames") or 0)
+        wall = status.get("wall_seconds")
+        rows.append(RunRow(run.path, _state(status, record, live), frames, run.total_frames,
+                           status.get("last_eval_return"), wall / frames if wall and frames else None,
+                           int(record.get("attempts", 0))))
+    return rows, state.get("sweep", {})
+
+
+def _state(status: dict, record: dict, live: bool) -> str:
+    """``status.json`` decides finished; the sweep's record decides the rest, but its running or
+    queued only hold while a sweep is live (a killed sweep leaves them behind)."""
+    if status.get("state") == "finished":
+        return "finished"
+    if record.get("state") == "failed":
+        return "failed"
+    if live and record.get("state") in ("running", "queued"):
+        return record["state"]
+    return "stopped" if status else "pending"
+
+
+def study_eta(rows: list[RunRow], slots: int) -> float | None:
+    """Seconds until every run is finished with ``slots`` runs at a time: the frames left of
+    each run at its own speed (runs not started yet: the mean speed), spread over the slots.
+    None before any run has a speed."""
+    speeds = [r.seconds_per_frame for r in rows if r.seconds_per_frame]
+    if not speeds:
+        return None if any(r.state != "finished" for r in rows) else 0.0
+    mean = sum(speeds) / len(speeds)
+    left = sum(max(r.total_frames - r.frames, 0) * (r.seconds_per_frame or mean)
+               for r in rows if r.state != "finished")
+    return left / max(slots, 1)
+
+
+def format_status(root: Path) -> str:
+    """The ``--status`` table, then totals and the ETA."""
+    root, live = Path(root), sweep_is_live(root)
+    rows, sweep = run_rows(root, live)
+    lines = [list(COLUMNS)]
+    for r in rows:
+        lines.append([r.path, r.state, f"{r.frames:,}/{r.total_frames:,}",
+                      "-" if r.eval_return is None else f"{r.eval_return:.1f}",
+                      "-" if r.seconds_per_frame is None else _duration(r.seconds_per_frame * 1e6),
+                      str(r.attempts)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    counts = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    slots = int(sweep.get("slots") or 1)
+    eta = study_eta(rows, slots)
+    text += ["", f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+             f"sweep: {'running' if live else 'not running'}"
+             + ("" if live or counts.get("finished") == len(rows) else " (re-run the sweep command to continue)"),
+             f"ETA of the study: {'unknown (no run has frames yet)' if eta is None else _duration(eta)}"
+             f" at {slots} run{'s' if slots != 1 else ''} at a time"]
+    return "\n".join(text)

@@ -1,0 +1,253 @@
+"""`reverie sweep`: planning and validation (fast), and real sweeps of `reverie train` on a
+local Ray instance (slow): 2 Atari games × 2 seeds, and a sweep killed mid-way, then resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reverie.cli import main
+from reverie.config import load_config
+from reverie.errors import ConfigError
+from reverie.sweep import (
+    LOCK_FILE,
+    PLAN_FILE,
+    STATE_FILE,
+    Plan,
+    StudyLock,
+    make_plan,
+    parse_presets,
+    parse_seeds,
+    parse_tasks,
+    slots,
+    train_argv,
+    write_plan,
+    write_state,
+)
+from reverie.sweep_status import format_status, run_rows, study_eta
+
+# ------------------------------------------------------------------------------------------
+# Fast: everything before Ray.
+
+
+def test_task_lists_expand_and_dedupe(tmp_path):
+    assert len(parse_tasks("atari55")) == 55 and parse_tasks("atari55")[0] == "atari_alien"
+    assert parse_tasks("atari_pong, atari_breakout,atari_pong") == ["atari_pong", "atari_breakout"]
+    listing = tmp_path / "tasks.txt"
+    listing.write_text("# my games\natari_pong\n\natari_breakout  # short episodes\n")
+    assert parse_tasks(f"@{listing}") == ["atari_pong", "atari_breakout"]
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_presets("atari;atari, no_layer_norm") == ["atari", "atari,no_layer_norm"]
+    for bad in ("0,0", "-1", "a"):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
+
+
+def test_bad_task_fails_before_anything_is_scheduled(tmp_path, monkeypatch, capsys):
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for an invalid study")
+
+    monkeypatch.setattr("reverie.sweep.start_ray", no_ray)
+    root = tmp_path / "study"
+    code = main(["sweep", "--tasks", "atari_pong,atari_pongg,atari_breakout", "--seeds", "0,1",
+                 "--preset", "debug", "--logdir", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "atari_pongg" in err and "closest: atari_pong" in err
+    assert not root.exists()  # not even the plan
+    code = main(["sweep", "--tasks", "atari_pong", "--preset", "debug;debug,no_such_preset", "--logdir", str(root)])
+    assert code == 2 and "no_such_preset" in capsys.readouterr().err and not root.exists()
+
+
+def test_plan_names_variant_folders_and_refuses_changed_settings(tmp_path):
+    plan = make_plan(tmp_path, "atari_pong,atari_breakout", "0,1", "debug;debug,no_layer_norm",
+                     ["replay.batch=2"], steps=300)
+    assert [r.path for r in plan.runs[:3]] == ["debug/atari_pong/0", "debug/atari_breakout/0", "debug/atari_pong/1"]
+    assert plan.runs[-1].path == "debug+no_layer_norm/atari_breakout/1"
+    assert plan.runs[0].total_frames == 300 * 4
+    argv = train_argv(plan, plan.runs[-1])
+    assert argv[:7] == ["train", "--task", "atari_breakout", "--preset", "debug,no_layer_norm", "--seed", "1"]
+    assert argv[-4:] == ["--steps", "300", "--set", "replay.batch=2"]
+    write_plan(plan)
+    assert Plan.read(tmp_path) == plan
+    write_plan(make_plan(tmp_path, "atari_pong", "0,1,2", "debug", ["replay.batch=2"], steps=300))  # may grow
+    with pytest.raises(ConfigError, match="overrides"):
+        write_plan(make_plan(tmp_path, "atari_pong", "0", "debug", ["replay.batch=4"], steps=300))
+
+
+def test_slots_are_bounded_by_every_resource():
+    cluster = {"CPU": 16.0, "GPU": 2.0}
+    assert slots(cluster, cpus=1, gpus=1, max_concurrent=None, runs=10) == 2
+    assert slots(cluster, cpus=1, gpus=0.5, max_concurrent=None, runs=10) == 4
+    assert slots(cluster, cpus=4, gpus=0, max_concurrent=None, runs=10) == 4
+    assert slots(cluster, cpus=1, gpus=0, max_concurrent=3, runs=10) == 3
+    assert slots(cluster, cpus=1, gpus=0, max_concurrent=None, runs=2) == 2
+
+
+def _synthetic_study(root: Path) -> Plan:
+    """A planned 2 × 2 study: one run finished, one stopped half-way, one failed, one never started."""
+    plan = make_plan(root, "atari_pong,atari_breakout", "0,1", "debug", steps=1000)  # 4000 frames per run
+    write_plan(plan)
+    statuses = {"debug/atari_pong/0": {"state": "finished", "frames": 4000, "wall_seconds": 40.0, "last_eval_return": -20.5},
+                "debug/atari_breakout/0": {"state": "running", "frames": 2000, "wall_seconds": 40.0, "last_eval_return": 1.0},
+                "debug/atari_pong/1": {"state": "running", "frames": 0, "wall_seconds": 1.0, "last_eval_return": None}}
+    for path, status in statuses.items():
+        (root / path).mkdir(parents=True)
+        (root / path / "status.json").write_text(json.dumps(status))
+    write_state(root, {"sweep": {"slots": 2}, "runs": {
+        "debug/atari_pong/0": {"state": "finished", "attempts": 1},
+        "debug/atari_breakout/0": {"state": "running", "attempts": 1},
+        "debug/atari_pong/1": {"state": "failed", "attempts": 3, "last_error": "Traceback ..."}}})
+    return plan
+
+
+def test_status_table_and_eta_of_a_stopped_study(tmp_path):
+    _synthetic_study(tmp_path)
+    rows, sweep = run_rows(tmp_path, live=False)
+    assert [r.state for r in rows] == ["finished", "stopped", "failed", "pending"]
+    # Speeds: 10 and 20 s per 1000 frames; runs without frames use the mean (15). Frames left:
+    # 2000 at 20, then 4000 and 4000 at 15 → (40 + 60 + 60) s over 2 slots = 80 s.
+    assert study_eta(rows, slots=2) == pytest.approx(80.0)
+    text = format_status(tmp_path)
+    assert "debug/atari_breakout/0  stopped   2,000/4,000  1.0          5h33m" in text
+    assert "-20.5" in text and "ETA of the study: 1m20s at 2 runs at a time" in text
+    assert "1 failed, 1 finished, 1 pending, 1 stopped" in text and "not running" in text
+
+
+def test_status_of_a_live_study_trusts_the_sweeps_record(tmp_path):
+    _synthetic_study(tmp_path)
+    lock = StudyLock(tmp_path)
+    assert lock.acquire()
+    try:
+        rows, _ = run_rows(tmp_path, live=True)
+        assert [r.state for r in rows] == ["finished", "running", "failed", "pending"]
+        assert "sweep: running" in format_status(tmp_path)
+    finally:
+        lock.release()
+
+
+def test_status_cli_on_a_folder_without_a_study(tmp_path, capsys):
+    assert main(["sweep", "--status", str(tmp_path)]) == 2
+    assert "sweep.yaml" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# Slow: the real `reverie train` under a local Ray instance.
+
+# A few hundred agent steps per run; episodes truncated at 400 frames (100 agent steps) so that
+# even these short runs finish episodes and evaluations, and `reverie scores` has numbers.
+SWEEP = ["--preset", "debug", "--steps", "400", "--set", "env.time_limit=400", "--set", "run.eval_every=200",
+         "--set", "run.checkpoint_every=200", "--set", "run.log_every=100", "--set", "device=cpu"]
+
+
+def sweep_command(root: Path, tasks: str, seeds: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "reverie", "sweep", "--tasks", tasks, "--seeds", seeds, "--logdir", str(root),
+            "--cpus-per-run", "1", *SWEEP, *extra]
+
+
+def run_sweep(command: list[str], timeout: float = 400) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, f"sweep failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def status_of(logdir: Path) -> dict:
+    try:
+        return json.loads((logdir / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+@pytest.mark.slow
+def test_sweep_of_two_games_two_seeds_ends_in_scores_and_plots(tmp_path):
+    root = tmp_path / "study"
+    start = time.time()
+    out = run_sweep(sweep_command(root, "atari_pong,atari_breakout", "0,1")).stdout
+    print(f"sweep of 4 runs: {time.time() - start:.0f} s")
+    runs = [root / "debug" / task / seed for task in ("atari_pong", "atari_breakout") for seed in ("0", "1")]
+    for logdir in runs:
+        assert status_of(logdir)["state"] == "finished" and status_of(logdir)["step"] == 400
+        assert (logdir / "metrics.jsonl").exists() and (logdir / "train.log").exists()
+    assert (root / PLAN_FILE).exists()
+    state = json.loads((root / STATE_FILE).read_text())
+    assert {r["state"] for r in state["runs"].values()} == {"finished"}
+    assert "gamer_median" in out and "clipped_record_mean" in out  # the aggregate table
+    assert "4/4 runs finished" in out
+    for name in ("curves_debug.png", "bars_debug.png", "scores_debug.md"):
+        assert (root / "plots" / name).stat().st_size > 0
+    status = subprocess.run([sys.executable, "-m", "reverie", "sweep", "--status", str(root)],
+                            capture_output=True, text=True, check=True).stdout
+    assert status.count("finished") >= 4 and "ETA of the study: 0m00s" in status
+    # Running the finished study again only reports it.
+    again = run_sweep(sweep_command(root, "atari_pong,atari_breakout", "0,1")).stdout
+    assert "4 finished already, 0 to run" in again
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    root = tmp_path / "study"
+    command = sweep_command(root, "atari_breakout", "0,1", "--max-concurrent", "1")
+    first, second = root / "debug/atari_breakout/0", root / "debug/atari_breakout/1"
+    with open(tmp_path / "killed.log", "w") as log:
+        sweep = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while status_of(first).get("state") != "finished":
+                assert sweep.poll() is None, (tmp_path / "killed.log").read_text()
+                assert time.time() < deadline, "the first run did not finish in time"
+                time.sleep(0.5)
+        finally:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+    metrics = first / "metrics.jsonl"
+    before = (metrics.stat().st_mtime_ns, metrics.read_text())
+    assert status_of(second).get("state") != "finished"
+    assert not _train_processes(second), "a run outlived its killed sweep"
+
+    out = run_sweep(command).stdout
+    assert "1 finished already, 1 to run" in out
+    assert (metrics.stat().st_mtime_ns, metrics.read_text()) == before  # not redone
+    assert status_of(second)["state"] == "finished" and status_of(second)["step"] == 400
+    state = json.loads((root / STATE_FILE).read_text())["runs"]
+    assert state["debug/atari_breakout/0"]["attempts"] == 1
+    assert not (root / LOCK_FILE).exists() or "not running" in format_status(root)
+
+
+def test_failing_run_is_retried_a_bounded_number_of_times_and_reported(tmp_path):
+    """A real `reverie train` failure, cheap to provoke: the run directory already holds a run
+    with another model, so train refuses to resume it (exit 2) in every attempt."""
+    root = tmp_path / "study"
+    other = load_config("debug", ["task=atari_pong", "world_model.rssm.deter=8"])
+    other.save(root / "debug/atari_pong/0/config.yaml")
+    result = subprocess.run(sweep_command(root, "atari_pong", "0", "--retries", "1"), capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED debug/atari_pong/0 (exit 2, attempt 1/2); retrying" in result.stdout
+    assert "FAILED debug/atari_pong/0 (exit 2, attempt 2/2);" in result.stdout
+    assert "0/1 runs finished; 1 failed: debug/atari_pong/0" in result.stdout
+    record = json.loads((root / STATE_FILE).read_text())["runs"]["debug/atari_pong/0"]
+    assert record["state"] == "failed" and record["attempts"] == 2 and "differ" in record["last_error"]
+    assert "failed" in format_status(root)
+
+
+def _train_processes(logdir: Path, wait: float = 10.0) -> list[str]:
+    """Command lines of live `reverie train` processes on ``logdir`` after up to ``wait`` s."""
+    deadline = time.time() + wait
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"train" in cmdline and str(logdir).encode() in cmdline:
+                found.append(b" ".join(cmdline).decode(errors="replace"))
+        if not found or time.time() > deadline:
+            return found
+        time.sleep(0.5)
