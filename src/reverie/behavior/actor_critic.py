@@ -154,9 +154,10 @@ def actor_loss(
     Index offsets as in the official code: ``action[t + 1]`` was sampled from the policy at
     state t, so the policy at ``feat[:-2]`` scores ``action[1:-1]`` and is credited with
     ``target[1:]`` (whose first reward is the one that action earned); the baseline is
-    ``value[:-2]``, the slow critic at that same state t (``value`` ``[T, N]``). Only terms with non-zero weight are built, so ρ = 1
-    needs no graph through the dynamics. Metrics ``actor_reinforce``/``actor_dynamics``
-    are the means of the two objectives (0 where that term is not built).
+    ``value[:-2]`` (``value``: the slow critic's ``[T, N]``), the value of that same state t.
+    Only terms with non-zero weight are built, so ρ = 1 needs no graph through the
+    dynamics. Metrics ``actor_reinforce``/``actor_dynamics`` are the means of the two
+    objectives (0 where that term is not built).
     """
     policy = actor(traj["feat"][:-2].detach())
     zero = target.new_zeros(())
