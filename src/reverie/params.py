@@ -13,13 +13,19 @@ from torch import nn
 
 from reverie.behavior.actor_critic import Actor, Critic
 from reverie.config import Config
+from reverie.world_model.model import WorldModel
 
 ORDER = ("encoder", "rssm", "decoder", "reward", "discount", "actor", "critic", "total")
 
 
-def default_spaces() -> tuple[dict[str, gymnasium.spaces.Box], gymnasium.spaces.Discrete]:
-    """Atari: a 64×64 grayscale image and the 18 actions of the full action space."""
-    return {"image": gymnasium.spaces.Box(0, 255, (64, 64, 1), np.uint8)}, gymnasium.spaces.Discrete(18)
+def default_spaces(config: Config) -> tuple[dict[str, gymnasium.spaces.Box], gymnasium.Space]:
+    """The image the config's ``env`` produces (Atari: 64×64×1) and 18 discrete actions
+    (the full Atari action space), or a 6-dim box (walker) for a truncated-normal actor."""
+    channels = 1 if config.env.grayscale else 3
+    image = gymnasium.spaces.Box(0, 255, (*config.env.size, channels), np.uint8)
+    continuous = config.behavior.actor.dist == "trunc_normal"
+    act_space = gymnasium.spaces.Box(-1.0, 1.0, (6,), np.float32) if continuous else gymnasium.spaces.Discrete(18)
+    return {"image": image}, act_space
 
 
 def parameter_counts(
@@ -29,10 +35,9 @@ def parameter_counts(
 ) -> dict[str, int]:
     """``{encoder, rssm, decoder, reward, discount, actor, critic, total}`` → number of
     trainable parameters (``discount`` is 0 without a discount head). The slow critic, a
-    copy of the critic, is not counted. Builds the networks on the CPU."""
-    from reverie.world_model.model import WorldModel
-
-    default_obs, default_act = default_spaces()
+    copy of the critic, is not counted. Spaces default to ``default_spaces(config)``.
+    Builds the networks on the CPU."""
+    default_obs, default_act = default_spaces(config)
     obs_space, act_space = obs_space or default_obs, act_space or default_act
     wm = WorldModel(dataclasses.replace(config, device="cpu"), obs_space, act_space)
     feat = wm.rssm.feat_dim
