@@ -108,9 +108,10 @@ def imagine(
     ``feat`` ``[T, N, F]``, ``action`` ``[T, N, A]`` (``action[0]`` zeros), ``reward``,
     ``discount``, ``weight`` ``[T, N]``.
 
-    ``discount[0]`` is the true γ·(1 − is_terminal) of the start state (it is a real state
-    with a known label), later ones the discount head's mean (it already predicts γ·(1 −
-    terminal)), or γ without a discount head. ``weight[t] = Π_{k<t} discount[k]`` (so
+    ``discount[0]`` is the true γ·(1 − is_terminal) of the start state (a real state with
+    a known label), later ones the discount head's mean (it already predicts γ·(1 −
+    terminal)), or γ without a discount head. (Without the head the official code uses γ
+    at the start too; the two agree unless a task has terminals but no discount head.) ``weight[t] = Π_{k<t} discount[k]`` (so
     ``weight[0] = 1``), under stop_grad: the actor and critic losses count each imagined
     state by its probability of being reached (section 2.2).
     """
