@@ -3,6 +3,7 @@ local Ray instance (slow): 2 Atari games × 2 seeds, and a sweep killed mid-way,
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from reverie.cli import main
 from reverie.config import load_config
 from reverie.errors import ConfigError
 from reverie.sweep import (
-    LOCK_FILE,
     PLAN_FILE,
     STATE_FILE,
     Plan,
@@ -24,6 +24,7 @@ from reverie.sweep import (
     parse_presets,
     parse_seeds,
     parse_tasks,
+    ray_temp_dir,
     slots,
     train_argv,
     write_plan,
@@ -145,6 +146,14 @@ SWEEP = ["--preset", "debug", "--steps", "400", "--set", "env.time_limit=400", "
          "--set", "run.checkpoint_every=200", "--set", "run.log_every=100", "--set", "device=cpu"]
 
 
+@pytest.fixture
+def root(tmp_path):
+    """The study root; afterwards, the local Ray instance's temp dir (outside tmp_path) goes too."""
+    root = tmp_path / "study"
+    yield root
+    shutil.rmtree(ray_temp_dir(root), ignore_errors=True)
+
+
 def sweep_command(root: Path, tasks: str, seeds: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "reverie", "sweep", "--tasks", tasks, "--seeds", seeds, "--logdir", str(root),
             "--cpus-per-run", "1", *SWEEP, *extra]
@@ -165,8 +174,7 @@ def status_of(logdir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sweep_of_two_games_two_seeds_ends_in_scores_and_plots(tmp_path):
-    root = tmp_path / "study"
+def test_sweep_of_two_games_two_seeds_ends_in_scores_and_plots(root):
     start = time.time()
     out = run_sweep(sweep_command(root, "atari_pong,atari_breakout", "0,1")).stdout
     print(f"sweep of 4 runs: {time.time() - start:.0f} s")
@@ -190,39 +198,46 @@ def test_sweep_of_two_games_two_seeds_ends_in_scores_and_plots(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
-    root = tmp_path / "study"
+def test_killed_sweep_resumes_without_redoing_finished_runs(root, tmp_path):
+    """Kill -9 the sweep's process group once the first run finished and the second has its
+    first checkpoint (step 200 of 400); the re-run skips the first and resumes the second."""
     command = sweep_command(root, "atari_breakout", "0,1", "--max-concurrent", "1")
     first, second = root / "debug/atari_breakout/0", root / "debug/atari_breakout/1"
     with open(tmp_path / "killed.log", "w") as log:
         sweep = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + 300
-            while status_of(first).get("state") != "finished":
+            while not (second / "checkpoints/000000000200/COMPLETE").exists():
                 assert sweep.poll() is None, (tmp_path / "killed.log").read_text()
-                assert time.time() < deadline, "the first run did not finish in time"
-                time.sleep(0.5)
+                assert time.time() < deadline, "the second run did not reach its first checkpoint in time"
+                time.sleep(0.2)
         finally:
             os.killpg(sweep.pid, signal.SIGKILL)
             sweep.wait()
-    metrics = first / "metrics.jsonl"
-    before = (metrics.stat().st_mtime_ns, metrics.read_text())
-    assert status_of(second).get("state") != "finished"
+    assert status_of(first)["state"] == "finished" and status_of(second).get("state") != "finished"
     assert not _train_processes(second), "a run outlived its killed sweep"
+    metrics = first / "metrics.jsonl"
+    finished_before = (metrics.stat().st_mtime_ns, metrics.read_text())
+    checkpointed_before = _rows_upto(second / "metrics.jsonl", 200)
 
     out = run_sweep(command).stdout
     assert "1 finished already, 1 to run" in out
-    assert (metrics.stat().st_mtime_ns, metrics.read_text()) == before  # not redone
+    assert (metrics.stat().st_mtime_ns, metrics.read_text()) == finished_before  # not redone
     assert status_of(second)["state"] == "finished" and status_of(second)["step"] == 400
+    # Resumed from its checkpoint, not restarted: the rows logged before it (wall times included) remain.
+    assert checkpointed_before and _rows_upto(second / "metrics.jsonl", 200) == checkpointed_before
     state = json.loads((root / STATE_FILE).read_text())["runs"]
-    assert state["debug/atari_breakout/0"]["attempts"] == 1
-    assert not (root / LOCK_FILE).exists() or "not running" in format_status(root)
+    assert state["debug/atari_breakout/0"]["attempts"] == 1 and state["debug/atari_breakout/1"]["attempts"] == 2
+    assert "sweep: not running" in format_status(root)
 
 
-def test_failing_run_is_retried_a_bounded_number_of_times_and_reported(tmp_path):
+def _rows_upto(path: Path, step: int) -> list[str]:
+    return [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+
+
+def test_failing_run_is_retried_a_bounded_number_of_times_and_reported(root):
     """A real `reverie train` failure, cheap to provoke: the run directory already holds a run
     with another model, so train refuses to resume it (exit 2) in every attempt."""
-    root = tmp_path / "study"
     other = load_config("debug", ["task=atari_pong", "world_model.rssm.deter=8"])
     other.save(root / "debug/atari_pong/0/config.yaml")
     result = subprocess.run(sweep_command(root, "atari_pong", "0", "--retries", "1"), capture_output=True,
