@@ -1,0 +1,78 @@
+"""Proof of learning on a CPU (slow; `make test-all`).
+
+Set REVERIE_RECORD=DIR to keep the curves (metrics.jsonl, plots, a video frame) in DIR;
+`benchmarks/results/learning/` holds the recorded ones.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _train(logdir: Path, *args: str, timeout: float) -> float:
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "reverie", "train", "--logdir", str(logdir), *args],
+                   check=True, timeout=timeout, stdout=subprocess.DEVNULL)
+    return time.time() - start
+
+
+def _metrics(logdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _record(logdir: Path, name: str, metric: str) -> None:
+    target = os.environ.get("REVERIE_RECORD")
+    if not target:
+        return
+    out = Path(target) / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(logdir / "metrics.jsonl", out / "metrics.jsonl")
+    shutil.copy(logdir / "config.yaml", out / "config.yaml")
+    subprocess.run([sys.executable, "-m", "reverie", "plot", str(logdir), "--out", str(out / "curve.png"),
+                    "--metric", metric], check=True)
+    videos = sorted((logdir / "videos").glob("openl_*.gif"))
+    if videos:
+        shutil.copy(videos[-1], out / videos[-1].name)
+
+
+def test_cartpole_reaches_150_within_30k_steps(tmp_path):
+    """gym_CartPole-v1, seed 0: a mean eval return ≥ 150 (5 episodes) within 30,000 agent steps."""
+    logdir = tmp_path / "cartpole"
+    seconds = _train(logdir, "--task", "gym_CartPole-v1", "--preset", "gym,cartpole", "--seed", "0",
+                     "--set", "device=cpu", timeout=1800)
+    evals: dict[int, list[float]] = {}
+    for record in _metrics(logdir):
+        if "eval/return" in record:
+            evals.setdefault(record["step"], []).append(record["eval/return"])
+    means = {step: float(np.mean(v)) for step, v in sorted(evals.items())}
+    _record(logdir, "cartpole", "eval/return")
+    print(f"CartPole: {seconds / 60:.1f} min, eval means {means}")
+    assert max(means.values()) >= 150, means
+    assert max(means) <= 30_000
+
+
+def test_pong_world_model_learns_from_pixels(tmp_path):
+    """atari_pong at small sizes: the world model's image reconstruction and KL improve and the
+    open-loop video is written. (The agent does not beat Pong in minutes; the model learns.)"""
+    logdir = tmp_path / "pong"
+    _train(logdir, "--task", "atari_pong", "--preset", "atari,debug", "--seed", "0", "--steps", "8000",
+           "--set", "device=cpu", "--set", "run.prefill=1000", "--set", "run.train_every=4",
+           "--set", "run.log_every=500", "--set", "run.eval_every=0", "--set", "replay.batch=8",
+           "--set", "replay.length=32", "--set", "world_model.encoder.depth=8",
+           "--set", "world_model.decoder.depth=8", "--set", "world_model.rssm.deter=64",
+           "--set", "world_model.rssm.hidden=64", timeout=1800)
+    losses = [r["train/image_loss"] for r in _metrics(logdir) if "train/image_loss" in r]
+    _record(logdir, "pong_world_model", "episode/return")
+    print(f"Pong image loss per log interval: {[round(x, 1) for x in losses]}")
+    assert len(losses) >= 10
+    assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+    assert list((logdir / "videos").glob("openl_*.gif"))
