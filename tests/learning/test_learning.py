@@ -73,6 +73,9 @@ def test_pong_world_model_learns_from_pixels(tmp_path):
     losses = [r["train/image_loss"] for r in _metrics(logdir) if "train/image_loss" in r]
     _record(logdir, "pong_world_model", "episode/return")
     print(f"Pong image loss per log interval: {[round(x, 1) for x in losses]}")
+    # −log N(x; μ, 1) summed over 64·64 pixels has the floor 0.5·log(2π)·4096 at a perfect
+    # reconstruction; compare what lies above it.
+    floor = 0.5 * np.log(2 * np.pi) * 64 * 64
     assert len(losses) >= 10
-    assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+    assert np.mean(losses[-3:]) - floor < 0.5 * (losses[0] - floor), losses
     assert list((logdir / "videos").glob("openl_*.gif"))
