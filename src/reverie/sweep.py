@@ -334,7 +334,7 @@ def default_gpus_per_run(cluster: dict[str, float]) -> float:
 
 
 def slots(cluster: dict[str, float], cpus: float, gpus: float, max_concurrent: int | None, runs: int) -> int:
-    """How many runs fit at once: by CPUs, by GPUs, by --max-concurrent and by the runs left."""
+    """How many runs fit at once: by CPUs, by GPUs, by --max-concurrent and by the runs."""
     fits = [runs, max_concurrent or runs]
     if cpus > 0:
         fits.append(int(cluster.get("CPU", 0) // cpus))
@@ -378,13 +378,18 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
         else:
             record["state"] = "queued"
             queue.append(run)
-    width = slots(cluster, cpus, gpus, max_concurrent, len(queue))
-    state["sweep"] = {"pid": os.getpid(), "host": os.uname().nodename, "started": time.time(), "slots": width,
-                      "cpus_per_run": cpus, "gpus_per_run": gpus}
+    def sweep_record() -> dict[str, Any]:  # slots follow the cluster's size (autoscaling, lost nodes)
+        return {"pid": os.getpid(), "host": os.uname().nodename, "cpus_per_run": cpus, "gpus_per_run": gpus,
+                "slots": slots(ray.cluster_resources(), cpus, gpus, max_concurrent, len(plan.runs))}
+
+    state["sweep"] = sweep_record()
     write_state(plan.root, state)
     log(f"sweep: {len(plan.runs)} runs, {len(outcome.skipped)} finished already, {len(queue)} to run, "
-        f"{width} at a time ({cpus:g} CPU, {gpus:g} GPU each)")
+        f"{state['sweep']['slots']} at a time ({cpus:g} CPU, {gpus:g} GPU each)")
 
+    # Without --max-concurrent every run is submitted at once and Ray queues them by resources:
+    # that pending demand is what makes an autoscaling cluster grow.
+    width = max_concurrent or len(queue)
     tries: dict[str, int] = {}  # attempts in this invocation
     inflight: dict[Any, RunSpec] = {}
     try:
@@ -393,15 +398,15 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
                 run = queue.popleft()
                 tries[run.path] = tries.get(run.path, 0) + 1
                 record = runs[run.path]
-                record.update(state="running", attempts=record["attempts"] + 1, started=time.time())
+                record.update(state="queued", attempts=record["attempts"] + 1, submitted=time.time())
                 inflight[task.remote(train_argv(plan, run), str(plan.logdir(run)))] = run
-                write_state(plan.root, state)
+            write_state(plan.root, state)
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
                 run = inflight.pop(ref)
                 result = _result(ray, ref)
                 record = runs[run.path]
-                record["ended"] = time.time()
+                record.pop("submitted", None)
                 if result["finished"]:
                     record.update(state="finished", last_error=None)
                     log(f"sweep: finished {run.path} ({result['seconds']:.0f} s)")
@@ -413,11 +418,13 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
                 if again:
                     record["state"] = "queued"
                     queue.append(run)
+            state["sweep"] = sweep_record()
             write_state(plan.root, state)
     finally:
-        for ref in inflight:  # Ctrl-C or an error: stop the runs (they resume next time)
+        for ref, run in inflight.items():  # Ctrl-C or an error: stop the runs (they resume next time)
             ray.cancel(ref, force=True)
-            runs[inflight[ref].path]["state"] = "stopped"
+            runs[run.path]["state"] = "stopped"
+            runs[run.path].pop("submitted", None)
         write_state(plan.root, state)
     outcome.finished = [r.path for r in plan.runs if runs[r.path]["state"] == "finished"]
     outcome.failed = [r.path for r in plan.runs if runs[r.path]["state"] == "failed"]

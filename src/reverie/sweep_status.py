@@ -34,38 +34,47 @@ def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
     plan, state = Plan.read(root), read_state(root)
     rows = []
     for run in plan.runs:
-        status, record = read_status(plan.logdir(run)), state.get("runs", {}).get(run.path, {})
-        frames = int(status.get("frames") or 0)
-        wall = status.get("wall_seconds")
-        rows.append(RunRow(run.path, _state(status, record, live), frames, run.total_frames,
-                           status.get("last_eval_return"), wall / frames if wall and frames else None,
-                           int(record.get("attempts", 0))))
+        logdir, record = plan.logdir(run), state.get("runs", {}).get(run.path, {})
+        status = read_status(logdir)
+        frames, wall = int(status.get("frames") or 0), status.get("wall_seconds")
+        rows.append(RunRow(run.path, _state(status, _mtime(logdir / "status.json"), record, live), frames,
+                           run.total_frames, status.get("last_eval_return"),
+                           wall / frames if wall and frames else None, int(record.get("attempts", 0))))
     return rows, state.get("sweep", {})
 
 
-def _state(status: dict, record: dict, live: bool) -> str:
-    """``status.json`` decides finished; the sweep's record decides the rest, but its running or
-    queued only hold while a sweep is live (a killed sweep leaves them behind)."""
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _state(status: dict, status_mtime: float | None, record: dict, live: bool) -> str:
+    """``status.json`` decides finished; the sweep's record decides failed and, while a sweep is
+    live, queued. A queued run (submitted to Ray, or waiting in the sweep) is running once
+    ``reverie train`` has written its status.json since the submission."""
     if status.get("state") == "finished":
         return "finished"
     if record.get("state") == "failed":
         return "failed"
-    if live and record.get("state") in ("running", "queued"):
-        return record["state"]
+    if live and record.get("state") == "queued":
+        submitted = record.get("submitted")
+        started = submitted is not None and status_mtime is not None and status_mtime >= submitted
+        return "running" if started else "queued"
     return "stopped" if status else "pending"
 
 
 def study_eta(rows: list[RunRow], slots: int) -> float | None:
     """Seconds until every run is finished with ``slots`` runs at a time: the frames left of
-    each run at its own speed (runs not started yet: the mean speed), spread over the slots.
-    None before any run has a speed."""
+    each run at its own speed (runs not started yet: the mean speed), spread over the slots,
+    but never less than the longest single run still to go. None before any run has a speed."""
     speeds = [r.seconds_per_frame for r in rows if r.seconds_per_frame]
     if not speeds:
         return None if any(r.state != "finished" for r in rows) else 0.0
     mean = sum(speeds) / len(speeds)
-    left = sum(max(r.total_frames - r.frames, 0) * (r.seconds_per_frame or mean)
-               for r in rows if r.state != "finished")
-    return left / max(slots, 1)
+    left = [max(r.total_frames - r.frames, 0) * (r.seconds_per_frame or mean) for r in rows if r.state != "finished"]
+    return max(sum(left) / max(slots, 1), max(left, default=0.0))
 
 
 def format_status(root: Path) -> str:

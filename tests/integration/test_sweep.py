@@ -91,7 +91,7 @@ def test_slots_are_bounded_by_every_resource():
 
 
 def _synthetic_study(root: Path) -> Plan:
-    """A planned 2 × 2 study: one run finished, one stopped half-way, one failed, one never started."""
+    """A planned 2 × 2 study: one run finished, one half-way, one failed, one never started."""
     plan = make_plan(root, "atari_pong,atari_breakout", "0,1", "debug", steps=1000)  # 4000 frames per run
     write_plan(plan)
     statuses = {"debug/atari_pong/0": {"state": "finished", "frames": 4000, "wall_seconds": 40.0, "last_eval_return": -20.5},
@@ -102,8 +102,9 @@ def _synthetic_study(root: Path) -> Plan:
         (root / path / "status.json").write_text(json.dumps(status))
     write_state(root, {"sweep": {"slots": 2}, "runs": {
         "debug/atari_pong/0": {"state": "finished", "attempts": 1},
-        "debug/atari_breakout/0": {"state": "running", "attempts": 1},
-        "debug/atari_pong/1": {"state": "failed", "attempts": 3, "last_error": "Traceback ..."}}})
+        "debug/atari_breakout/0": {"state": "queued", "attempts": 1, "submitted": 0.0},  # status.json newer
+        "debug/atari_pong/1": {"state": "failed", "attempts": 3, "last_error": "Traceback ..."},
+        "debug/atari_breakout/1": {"state": "queued", "attempts": 0}}})  # waiting for a slot
     return plan
 
 
@@ -114,6 +115,7 @@ def test_status_table_and_eta_of_a_stopped_study(tmp_path):
     # Speeds: 10 and 20 s per 1000 frames; runs without frames use the mean (15). Frames left:
     # 2000 at 20, then 4000 and 4000 at 15 → (40 + 60 + 60) s over 2 slots = 80 s.
     assert study_eta(rows, slots=2) == pytest.approx(80.0)
+    assert study_eta(rows, slots=10) == pytest.approx(60.0)  # no less than the longest run left
     text = format_status(tmp_path)
     assert "debug/atari_breakout/0  stopped   2,000/4,000  1.0          5h33m" in text
     assert "-20.5" in text and "ETA of the study: 1m20s at 2 runs at a time" in text
@@ -126,7 +128,7 @@ def test_status_of_a_live_study_trusts_the_sweeps_record(tmp_path):
     assert lock.acquire()
     try:
         rows, _ = run_rows(tmp_path, live=True)
-        assert [r.state for r in rows] == ["finished", "running", "failed", "pending"]
+        assert [r.state for r in rows] == ["finished", "running", "failed", "queued"]
         assert "sweep: running" in format_status(tmp_path)
     finally:
         lock.release()
