@@ -100,12 +100,15 @@ class Plan:
         path = Path(root) / PLAN_FILE
         try:
             data = yaml.safe_load(path.read_text())
-        except OSError as error:
-            raise ReverieError(f"{path}: cannot read the study's plan ({error.strerror}); "
+        except (OSError, yaml.YAMLError) as error:
+            raise ReverieError(f"{path}: cannot read the study's plan ({getattr(error, 'strerror', error)}); "
                                "is this the --logdir of a `reverie sweep`?") from error
-        runs = [RunSpec(**run) for run in data.pop("runs")]
-        data.pop("version", None)
-        return cls(root=Path(root), runs=runs, **data)
+        try:
+            runs = [RunSpec(**run) for run in data.pop("runs")]
+            data.pop("version", None)
+            return cls(root=Path(root), runs=runs, **data)
+        except (AttributeError, KeyError, TypeError) as error:
+            raise ReverieError(f"{path}: not a plan written by `reverie sweep` ({error})") from error
 
 
 def preset_dirname(preset: str) -> str:
