@@ -108,7 +108,7 @@ class Progress:
             f"{ups:.2f} updates/s",
             f"return {_fmt(last_return)}",
             f"eval {_fmt(eval_return)}",
-            f"ETA {_duration(eta)}",
+            f"ETA {format_duration(eta)}",
         ]
         line = " | ".join(parts)
         if self.tty:
@@ -125,7 +125,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "-"
     seconds = int(seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reverie.logging import _duration
+from reverie.logging import format_duration
 from reverie.sweep import Plan, read_state, read_status, sweep_is_live
 
 COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
@@ -85,7 +85,7 @@ def format_status(root: Path) -> str:
     for r in rows:
         lines.append([r.path, r.state, f"{r.frames:,}/{r.total_frames:,}",
                       "-" if r.eval_return is None else f"{r.eval_return:.1f}",
-                      "-" if r.seconds_per_frame is None else _duration(r.seconds_per_frame * 1e6),
+                      "-" if r.seconds_per_frame is None else format_duration(r.seconds_per_frame * 1e6),
                       str(r.attempts)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
@@ -97,6 +97,6 @@ def format_status(root: Path) -> str:
     text += ["", f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
              f"sweep: {'running' if live else 'not running'}"
              + ("" if live or counts.get("finished") == len(rows) else " (re-run the sweep command to continue)"),
-             f"ETA of the study: {'unknown (no run has frames yet)' if eta is None else _duration(eta)}"
+             f"ETA of the study: {'unknown (no run has frames yet)' if eta is None else format_duration(eta)}"
              f" at {slots} run{'s' if slots != 1 else ''} at a time"]
     return "\n".join(text)
