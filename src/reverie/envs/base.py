@@ -62,7 +62,9 @@ def action_dim(act_space: spaces.Discrete | spaces.Box) -> int:
     """Width of the action vector: n for ``Discrete(n)`` (one-hot), d for ``Box([d])``."""
     if isinstance(act_space, spaces.Discrete):
         return int(act_space.n)
-    return int(np.prod(act_space.shape))
+    if isinstance(act_space, spaces.Box):
+        return int(np.prod(act_space.shape))
+    raise TaskError(f"unsupported action space {act_space}; expected Discrete or Box")
 
 
 def discrete_action(action: np.ndarray | int, n: int) -> int:
