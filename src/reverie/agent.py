@@ -39,6 +39,15 @@ class Agent:
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
         self.updates = 0
+        if self.device.type == "cuda":
+            # TF32 tensor cores for fp32 matmuls and convolutions (fp32 accumulation), as the
+            # official TF2 code gets by default on Ampere and later. Process-wide flags.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if config.compile:
+            self.world_model.compile_steps()
+            for net in (self.behavior.actor, self.behavior.critic, self.behavior.slow_critic):
+                net.compile(dynamic=False)
 
     # -- acting ---------------------------------------------------------------------------
 
@@ -84,18 +93,28 @@ class Agent:
         previous batch (or None) so that consecutive batches continue the same sequences, as
         in the official code. Returns ``(last posterior state [B, ...] (detached), metrics)``.
         """
-        wm_loss, post, last_state, metrics = self.world_model.loss(batch, state)
-        metrics.update(self.model_opt.step(wm_loss, self.updates))
-        # Imagination starts from the detached posteriors: the actor-critic losses cannot
-        # reach the representation through the start states.
-        start = {k: v.detach() for k, v in post.items()}
-        is_terminal = torch.as_tensor(batch["is_terminal"], device=self.device)
-        with self._autocast():
-            metrics.update(self.behavior.update(self.world_model, start, is_terminal, self.updates))
+        post, last_state, metrics = self.train_world_model(batch, state)
+        metrics.update(self.train_behavior(post, batch["is_terminal"]))
         self.updates += 1
         # One device sync for all metrics instead of one .item() each.
         values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist()
         return last_state, dict(zip(metrics, values))
+
+    def train_world_model(self, batch: dict[str, Any], state: State | None = None) -> tuple[State, State, dict]:
+        """The first half of ``train``: one world-model step. Returns ``(post [B, L, ...]
+        (detached), last_state, metrics as 0-dim tensors)``; ``updates`` is not advanced."""
+        wm_loss, post, last_state, metrics = self.world_model.loss(batch, state)
+        metrics.update(self.model_opt.step(wm_loss, self.updates))
+        # Imagination starts from the detached posteriors: the actor-critic losses cannot
+        # reach the representation through the start states.
+        return {k: v.detach() for k, v in post.items()}, last_state, metrics
+
+    def train_behavior(self, post: State, is_terminal: Any) -> dict[str, torch.Tensor]:
+        """The second half of ``train``: one actor-critic step imagined from ``post``
+        ``[B, L, ...]`` with ``is_terminal [B, L]``; metrics as 0-dim tensors."""
+        is_terminal = torch.as_tensor(is_terminal, device=self.device)
+        with self._autocast():
+            return self.behavior.update(self.world_model, post, is_terminal, self.updates)
 
     def report(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """``{"openl": uint8 [T, 3·H, n·W, C]}``: truth, open-loop model, error."""

@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--updates", type=int, default=5, help="timed repeats after warm-up")
-    p.add_argument("--env", dest="env_task", help="also time random-policy steps of this task")
+    p.add_argument("--env", dest="env_task", help="task whose env step the projection uses (default: the config's)")
+    p.add_argument("--env-steps", type=int, default=2000, help="random-policy agent steps timed for the env step")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 

@@ -6,6 +6,7 @@ Shapes: MLPs take any leading dims ``[..., D]``; convolutional layers take ``[N,
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -103,10 +104,13 @@ class ConvEncoder(nn.Module):
 
     64×64 with kernels 4,4,4,4: 64→31→14→6→2, ``out_dim = 2·2·8·depth``.
     Shapes: float ``[N, C, H, W]`` (from ``preprocess_image``) → ``[N, out_dim]``.
+    ``channels_last`` runs the convolutions in NHWC memory layout (same values, same
+    parameters): oneDNN's NHWC kernels are ~2× faster on CPU, cuDNN's under bf16/TF32.
     """
 
-    def __init__(self, shape: tuple[int, int, int], depth: int, kernels: list[int]):
+    def __init__(self, shape: tuple[int, int, int], depth: int, kernels: list[int], channels_last: bool = True):
         super().__init__()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         height, width, channels = shape
         sizes = [conv_out_sizes(s, kernels)[-1] for s in (height, width)]
         if min(sizes) < 1:
@@ -120,7 +124,8 @@ class ConvEncoder(nn.Module):
         self.apply(official_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        # Flatten reads the NHWC result in NCHW order, so the embedding is layout-independent.
+        return self.net(x.contiguous(memory_format=self.memory_format))
 
 
 class ConvDecoder(nn.Module):
@@ -130,10 +135,15 @@ class ConvDecoder(nn.Module):
     5,5,6,6 give 1→5→13→30→64, so only images whose side equals ``deconv_out_size(kernels)``
     (64 for the default kernels) are supported.
     Shapes: ``[N, in_dim]`` → mean image ``[N, C, H, W]``.
+
+    The first transposed conv sees a 1×1 input, so it is a matrix product: it runs as one
+    (same parameters, ~10× faster than the conv kernel on CPU). ``channels_last`` as in
+    ``ConvEncoder``.
     """
 
-    def __init__(self, in_dim: int, shape: tuple[int, int, int], depth: int, kernels: list[int]):
+    def __init__(self, in_dim: int, shape: tuple[int, int, int], depth: int, kernels: list[int], channels_last: bool = True):
         super().__init__()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         height, width, channels = shape
         side = deconv_out_size(kernels)
         if (height, width) != (side, side):
@@ -155,4 +165,8 @@ class ConvDecoder(nn.Module):
         self.apply(official_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.linear(x)[..., None, None])
+        first = self.net[0]  # ConvTranspose2d weight [in, out, k, k] on a 1×1 input
+        out, k = first.out_channels, first.kernel_size[0]
+        x = F.linear(self.linear(x), first.weight.flatten(1).T, first.bias.repeat_interleave(k * k))
+        x = x.unflatten(-1, (out, k, k)).contiguous(memory_format=self.memory_format)
+        return self.net[1:](x)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from reverie.config import Config, DecoderConfig, EncoderConfig
+from reverie.envs.base import action_dim
 from reverie.errors import TaskError
 from reverie.nn.distributions import Bernoulli, Normal
 from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, preprocess_image
@@ -22,15 +23,6 @@ from reverie.world_model.kl import kl_loss
 from reverie.world_model.rssm import RSSM, State
 
 REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
-
-
-def action_width(act_space: gymnasium.Space) -> int:
-    """Width of the action vector: ``n`` (one-hot) for Discrete, ``prod(shape)`` for Box."""
-    if isinstance(act_space, gymnasium.spaces.Discrete):
-        return int(act_space.n)
-    if isinstance(act_space, gymnasium.spaces.Box):
-        return int(np.prod(act_space.shape))
-    raise TaskError(f"unsupported action space {act_space}; expected Discrete or Box")
 
 
 def _obs_shapes(obs_space: dict[str, gymnasium.spaces.Box]) -> dict[str, tuple[int, ...]]:
@@ -108,7 +100,7 @@ class WorldModel(nn.Module):
         self.config = config
         cfg = config.world_model
         self.shapes = _obs_shapes(obs_space)
-        self.action_dim = action_width(act_space)
+        self.action_dim = action_dim(act_space)
         self.encoder = ObsEncoder(self.shapes, cfg.encoder)
         self.rssm = RSSM(cfg.rssm, self.encoder.out_dim, self.action_dim)
         feat = self.rssm.feat_dim
@@ -177,6 +169,15 @@ class WorldModel(nn.Module):
             else:
                 likes[key] = dist.log_prob(data[name])
         return likes
+
+    def compile_steps(self) -> None:
+        """``torch.compile`` the RSSM steps and the heads (``config.compile``): fuses the
+        elementwise work around each matmul; the sequence loops stay in Python. One graph
+        per batch size (training and acting each compile once)."""
+        self.rssm.img_step = torch.compile(self.rssm.img_step, dynamic=False)
+        self.rssm._obs_step = torch.compile(self.rssm._obs_step, dynamic=False)
+        for head in self.heads.values():
+            head.compile(dynamic=False)
 
     def _autocast(self):
         enabled = self.config.precision == "bf16"

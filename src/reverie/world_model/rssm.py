@@ -9,6 +9,7 @@ the Gaussian ablation). Follows the official TF2 code (danijar/dreamerv2, ``comm
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reverie.config import RSSMConfig
@@ -80,9 +81,13 @@ class RSSM(nn.Module):
         action that led to step t), ``is_first [B, T]`` → ``(post, prior)`` each ``[B, T, ...]``."""
         if state is None:
             state = self.initial(embed.shape[0])
+        # The embedding's share of the posterior layer, for all T in one matrix product;
+        # the step loop only adds the deter share (same sum, regrouped).
+        embed_proj = self._embed_proj(embed)
+        keep = 1.0 - is_first.float()
         posts, priors = [], []
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state, prior = self._obs_step(state, action[:, t], embed_proj[:, t], keep[:, t], True)
             posts.append(state)
             priors.append(prior)
         return stack_states(posts), stack_states(priors)
@@ -103,11 +108,22 @@ class RSSM(nn.Module):
     ) -> tuple[State, State]:
         """One posterior step ``[B, ...]`` → ``(post, prior)``. Where ``is_first`` the previous
         state and action are reset to zero (the initial state), as in the official code."""
-        keep = 1.0 - is_first.float()
-        reset = lambda x: x * keep.view(-1, *[1] * (x.dim() - 1))  # noqa: E731
-        prior = self.img_step({k: reset(v) for k, v in prev_state.items()}, reset(prev_action), sample)
-        stats = self.obs_out(torch.cat([prior["deter"], embed], -1))
-        post = {"deter": prior["deter"], **self._stoch_state(stats, sample)}
+        return self._obs_step(prev_state, prev_action, self._embed_proj(embed), 1.0 - is_first.float(), sample)
+
+    def _embed_proj(self, embed: torch.Tensor) -> torch.Tensor:
+        """W_e·embed + b of the posterior's first layer, W = [W_d | W_e] over concat(deter, embed)."""
+        layer = self.obs_out[0]
+        return F.linear(embed, layer.weight[:, self.deter:], layer.bias)
+
+    def _obs_step(
+        self, prev_state: State, prev_action: torch.Tensor, embed_proj: torch.Tensor, keep: torch.Tensor,
+        sample: bool,
+    ) -> tuple[State, State]:
+        keep = keep[:, None]
+        prev_state = {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in prev_state.items()}
+        prior = self.img_step(prev_state, prev_action * keep, sample)
+        hidden = embed_proj + F.linear(prior["deter"], self.obs_out[0].weight[:, : self.deter])
+        post = {"deter": prior["deter"], **self._stoch_state(self.obs_out[1:](hidden), sample)}
         return post, prior
 
     def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool = True) -> State:

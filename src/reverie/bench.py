@@ -1,0 +1,234 @@
+"""`reverie bench`: how fast is one update, one policy call, and what does 200M frames cost?
+
+Builds the agent at a preset with a synthetic replay batch of the right shapes (Atari:
+uint8 ``[B, L, 64, 64, 1]``, 18 one-hot actions) and measures, after warm-up:
+
+- median ms per world-model update, actor-critic update, full ``Agent.train`` call, and
+  single-env ``Agent.policy`` call (batch 1);
+- FLOPs of one ``Agent.train`` (``torch.utils.flop_counter``, forward + backward), the
+  achieved FLOP/s, and the peak of a large matmul in the same precision timed in the same
+  run (a measured, not a datasheet, peak);
+- parameter counts, peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA);
+- the projected wall time of the paper's 200M frames: 12.5M × (update + 4 × (policy + env
+  step)), the env step measured for the task by ``reverie.envs.bench.bench_env``.
+
+CUDA timings synchronise before reading the clock (kernels are asynchronous).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from reverie.agent import Agent
+from reverie.config import Config, load_config
+from reverie.params import default_spaces, parameter_counts
+from reverie.utils import resolve_device
+
+# The paper's budget (Table 3): 200M frames at action repeat 4 = 50M agent steps, one update
+# every 4 agent steps = 12.5M updates.
+PAPER_FRAMES, PAPER_ACTION_REPEAT, PAPER_TRAIN_EVERY = 200_000_000, 4, 4
+PAPER_UPDATES = PAPER_FRAMES // PAPER_ACTION_REPEAT // PAPER_TRAIN_EVERY
+
+
+def synthetic_batch(config: Config, obs_space: dict, act_space, seed: int = 0) -> dict[str, np.ndarray]:
+    """A replay batch ``[B, L, ...]`` of random values with the replay's keys and dtypes."""
+    rng = np.random.default_rng(seed)
+    shape = (config.replay.batch, config.replay.length)
+    batch = {k: rng.integers(0, 256, (*shape, *s.shape), dtype=np.uint8) if s.dtype == np.uint8
+             else rng.normal(size=(*shape, *s.shape)).astype(np.float32) for k, s in obs_space.items()}
+    if isinstance(act_space, gymnasium.spaces.Discrete):
+        batch["action"] = np.eye(act_space.n, dtype=np.float32)[rng.integers(0, act_space.n, shape)]
+    else:
+        batch["action"] = rng.uniform(-1, 1, (*shape, *act_space.shape)).astype(np.float32)
+    batch["reward"] = rng.normal(size=shape).astype(np.float32)
+    batch["is_first"] = np.zeros(shape, bool)
+    batch["is_first"][:, 0] = True
+    batch["is_last"] = np.zeros(shape, bool)
+    batch["is_terminal"] = np.zeros(shape, bool)
+    return batch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 1) -> list[float]:
+    """Wall milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    for _ in range(repeats):
+        timed(times, device, fn)
+    return times
+
+
+def timed(out: list[float], device: torch.device, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, appending its wall milliseconds to ``out`` (CUDA synchronised)."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn(*args)
+    synchronize(device)
+    out.append((time.perf_counter() - start) * 1e3)
+    return result
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[int, Any]:
+    """``(FLOPs, result)`` of one call of ``fn``, forward and backward passes included."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        result = fn()
+    return counter.get_total_flops(), result
+
+
+def matmul_peak(device: torch.device, precision: str, size: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of a ``size``² matmul in the benchmarked precision: the machine's usable peak."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    best = min(time_ms(lambda: a @ b, repeats, device))
+    return 2 * size**3 / (best / 1e3)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak allocated CUDA memory, or the process's peak RSS on CPU (Linux reports KiB)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Hostname, CPU (and GPU) model, threads, torch version and the load at the time."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"hostname": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "load_average_1m": round(os.getloadavg()[0], 2)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    info["name"] = f"{info['hostname']} ({info.get('gpu', cpu)})"
+    return info
+
+
+def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env_steps: int = 2000,
+              policy_calls: int = 100) -> dict[str, Any]:
+    """Every measurement of the module docstring, as one JSON-able dict."""
+    device = resolve_device(config.device)
+    load_at_start = round(os.getloadavg()[0], 2)  # other processes on a shared machine skew timings
+    obs_space, act_space = default_spaces(config)
+    torch.manual_seed(config.seed)
+    agent = Agent(config, obs_space, act_space)
+    batch = synthetic_batch(config, obs_space, act_space, config.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    # Counting runs the real kernels: it is also the warm-up.
+    wm_flops, (post, _, _) = count_flops(lambda: agent.train_world_model(batch))
+    ac_flops, _ = count_flops(lambda: agent.train_behavior(post, batch["is_terminal"]))
+    flops = {"total": wm_flops + ac_flops, "world_model": wm_flops, "actor_critic": ac_flops}
+    train_ms = time_ms(lambda: agent.train(batch), updates, device)
+    wm_ms, ac_ms = [], []
+    for _ in range(updates):
+        post = timed(wm_ms, device, agent.train_world_model, batch)[0]
+        timed(ac_ms, device, agent.train_behavior, post, batch["is_terminal"])
+
+    obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
+    state = [None]
+
+    def act() -> None:
+        state[0] = agent.policy(obs, state[0], "train")[1]
+
+    policy_ms = time_ms(act, policy_calls, device, warmup=5)
+    env = _bench_env(env_task or config.task, env_steps)
+    peak = matmul_peak(device, config.precision)
+    medians = {"world_model": statistics.median(wm_ms), "actor_critic": statistics.median(ac_ms),
+               "train": statistics.median(train_ms), "policy": statistics.median(policy_ms)}
+    achieved = flops["total"] / (medians["train"] / 1e3)
+    step_ms = medians["train"] + PAPER_TRAIN_EVERY * (medians["policy"] + env["env_step_ms"])
+    return {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": {**machine_info(device), "load_average_1m_start": load_at_start},
+        "device": device.type, "precision": config.precision, "compile": config.compile,
+        "batch": config.replay.batch, "length": config.replay.length, "horizon": config.behavior.horizon,
+        "repeats": {"train": updates, "world_model": updates, "actor_critic": updates, "policy": policy_calls},
+        "median_ms": {k: round(v, 3) for k, v in medians.items()},
+        "all_ms": {"train": train_ms, "world_model": wm_ms, "actor_critic": ac_ms},
+        "flops_per_update": flops,
+        "achieved_flops_per_s": achieved, "peak_flops_per_s": peak, "fraction_of_peak": achieved / peak,
+        "parameters": parameter_counts(config, obs_space, act_space),
+        "peak_memory_bytes": peak_memory_bytes(device),
+        "env": env,
+        "projection": {"frames": PAPER_FRAMES, "updates": PAPER_UPDATES, "ms_per_update_cycle": step_ms,
+                       "days": PAPER_UPDATES * step_ms / 1e3 / 86400},
+    }
+
+
+def _bench_env(task: str, steps: int) -> dict[str, Any]:
+    from reverie.envs.bench import bench_env
+
+    result = bench_env(task, steps)
+    return {**result, "env_step_ms": 1e3 / result["agent_steps_per_s"]}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The human-readable summary printed by `reverie bench`."""
+    ms, p, env = result["median_ms"], result["parameters"], result["env"]
+    rows = [
+        ("machine", result["machine"]["name"]),
+        ("device / precision / compile", f"{result['device']} / {result['precision']} / {result['compile']}"),
+        ("threads / load (1 min, start→end)", f"{result['machine']['torch_threads']} / "
+         f"{result['machine']['load_average_1m_start']}→{result['machine']['load_average_1m']}"),
+        ("world-model update", f"{ms['world_model']:.1f} ms (median of {result['repeats']['world_model']})"),
+        ("actor-critic update", f"{ms['actor_critic']:.1f} ms (median of {result['repeats']['actor_critic']})"),
+        ("Agent.train", f"{ms['train']:.1f} ms (median of {result['repeats']['train']})"),
+        ("policy, batch 1", f"{ms['policy']:.2f} ms (median of {result['repeats']['policy']})"),
+        ("FLOPs per update", f"{result['flops_per_update']['total'] / 1e9:.1f} GFLOP"),
+        ("achieved / measured peak", f"{result['achieved_flops_per_s'] / 1e9:.0f} / "
+         f"{result['peak_flops_per_s'] / 1e9:.0f} GFLOP/s ({result['fraction_of_peak']:.0%})"),
+        ("parameters", f"{p['total'] / 1e6:.2f}M (actor {p['actor'] / 1e6:.2f}M, critic {p['critic'] / 1e6:.2f}M)"),
+        ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB"),
+        (f"env step ({env['task']})", f"{env['env_step_ms']:.3f} ms"),
+        ("200M frames projected", f"{result['projection']['days']:.1f} days"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def bench_config(args: argparse.Namespace) -> Config:
+    """The preset and ``--set`` overrides, then the explicit flags."""
+    overrides = list(args.set)
+    overrides += [f"device={args.device}"] if args.device else []
+    overrides += [f"precision={args.precision}"] if args.precision else []
+    overrides += ["compile=true"] if args.compile else []
+    return load_config(args.preset, overrides)
+
+
+def cli_bench(args: argparse.Namespace) -> int:
+    result = run_bench(bench_config(args), args.updates, args.env_task, args.env_steps)
+    print(format_table(result))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Append: one results file per machine and date holds every configuration run there.
+        runs = json.loads(path.read_text())["runs"] if path.exists() else []
+        path.write_text(json.dumps({"runs": [*runs, result]}, indent=2) + "\n")
+    return 0
