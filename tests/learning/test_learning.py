@@ -45,10 +45,14 @@ def _record(logdir: Path, name: str, metric: str) -> None:
 
 
 def test_cartpole_reaches_150_within_30k_steps(tmp_path):
-    """gym_CartPole-v1, seed 0: a mean eval return ≥ 150 (5 episodes) within 30,000 agent steps."""
+    """gym_CartPole-v1, seed 0: a mean eval return ≥ 150 (5 episodes) within 30,000 agent steps.
+
+    The run stops at 15,000 steps to keep the test within 15 minutes on 2 CPU cores; the
+    recorded 30k-step curve is in benchmarks/results/learning/cartpole/.
+    """
     logdir = tmp_path / "cartpole"
     seconds = _train(logdir, "--task", "gym_CartPole-v1", "--preset", "gym,cartpole", "--seed", "0",
-                     "--set", "device=cpu", timeout=1800)
+                     "--steps", "15000", "--set", "device=cpu", timeout=1800)
     evals: dict[int, list[float]] = {}
     for record in _metrics(logdir):
         if "eval/return" in record:
