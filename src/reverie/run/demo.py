@@ -16,8 +16,8 @@ from reverie.config import load_config
 DEMO_TASK = "atari_pong"
 DEMO_PRESETS = "atari,debug"
 DEMO_OVERRIDES = [
-    "run.steps=6000", "run.prefill=1000", "run.pretrain=20", "run.train_every=4",
-    "run.log_every=500", "run.eval_every=3000", "run.checkpoint_every=3000",
+    "run.steps=5000", "run.prefill=1000", "run.pretrain=20", "run.train_every=4",
+    "run.log_every=500", "run.eval_every=2500", "run.checkpoint_every=2500",
     "replay.batch=8", "replay.length=32",
     "world_model.encoder.depth=8", "world_model.decoder.depth=8",
     "world_model.rssm.deter=64", "world_model.rssm.hidden=64",
