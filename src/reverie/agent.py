@@ -119,7 +119,10 @@ class Agent:
             return self.behavior.update(self.world_model, post, is_terminal, self.updates)
 
     def report(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        """``{"openl": uint8 [T, 3·H, n·W, C]}``: truth, open-loop model, error."""
+        """``{"openl": uint8 [T, 3·H, n·W, C]}``: truth, open-loop model, error; ``{}`` for a
+        model without image observations (nothing to show)."""
+        if "image" not in self.world_model.shapes:
+            return {}
         return {"openl": self.world_model.openl_video(batch)}
 
     # -- checkpointing --------------------------------------------------------------------

@@ -145,6 +145,12 @@ def test_report_renders_an_open_loop_video():
     assert video.dtype == np.uint8 and video.ndim == 4 and video.shape[-1] == 1
 
 
+def test_report_of_a_vector_only_agent_is_empty():
+    vector = {"vector": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)}
+    agent = make_agent(obs_space=vector)
+    assert agent.report(random_batch(agent, vector)) == {}
+
+
 def test_state_dict_round_trip_with_weights_only_load():
     agent = make_agent(overrides=["behavior.slow_critic_every=2"])
     agent.train(random_batch(agent))

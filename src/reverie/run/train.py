@@ -167,7 +167,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
                                     "replay/steps": replay.num_steps}, _elapsed(loop, start_time))
                 write_status(logdir, **_status(loop, agent, run, "running", start_time))
                 video_every = run.video_every or run.log_every
-                if last_batch is not None and "image" in last_batch and step % video_every == 0:
+                if last_batch is not None and step % video_every == 0:
                     _save_openl(agent, last_batch, logdir / "videos" / f"openl_{step:012d}.gif", config.seed + step)
             if run.eval_every and step % run.eval_every == 0:
                 _evaluate_during_training(agent, config, loop, logger, start_time)
