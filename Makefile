@@ -44,7 +44,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,7 +11,6 @@ import numpy as np
 
 from reverie.errors import ConfigError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
