@@ -41,10 +41,10 @@ test-all: install
 bench: install
 	$(BIN)/reverie bench --preset debug --updates 20
 	$(BIN)/reverie bench --preset atari --updates 3 --json benchmarks/results/$$(hostname)-$$(date +%F).json
+	$(BIN)/python benchmarks/env_speed.py
 
 lint: install
 	$(BIN)/ruff check src tests
-
 
 clean:
 	rm -rf $(VENV) build *.egg-info
