@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from reverie.config import Config, load_config_file
 from reverie.errors import CheckpointError
 from reverie.run.driver import Driver, Episode
+from reverie.utils import isolated_rng
 
 
 def run_episodes(agent, config: Config, episodes: int, seed: int, video_dir: Path | None = None,
@@ -28,10 +28,8 @@ def run_episodes(agent, config: Config, episodes: int, seed: int, video_dir: Pat
     env = make_env(dataclasses.replace(config, seed=seed), "eval")
     driver = Driver(env, agent)
     results = []
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with isolated_rng(seed):
             for index in range(episodes):
                 driver.reset()
                 frames = [env.render()] if video_dir else None

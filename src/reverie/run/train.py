@@ -21,7 +21,7 @@ from reverie.config import Config, load_config, load_config_file, model_changes
 from reverie.errors import CheckpointError
 from reverie.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver, Episode
-from reverie.utils import seed_everything
+from reverie.utils import isolated_rng, seed_everything
 
 DEFAULT_PRESETS = {"atari": "atari", "dmc": "dmc", "gym": "gym"}
 
@@ -211,15 +211,10 @@ def _evaluate_during_training(agent, config: Config, loop: LoopState, logger: Me
 
 
 def _save_openl(agent, batch: dict[str, np.ndarray], path: Path, seed: int) -> None:
-    with torch.random.fork_rng(devices=_cuda_devices()):
-        torch.manual_seed(seed)
+    with isolated_rng(seed):
         video = agent.report(batch).get("openl")
     if video is not None:
         save_video(path, video)
-
-
-def _cuda_devices() -> list[int]:
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, train_state, start_time: float) -> Path:
@@ -231,7 +226,7 @@ def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, train_st
     obs_tensors, obs_meta = _split_arrays(driver.obs)
     tensors = {
         "agent": agent.state_dict(), "rng": rng_tensors, "env": env_tensors, "obs": obs_tensors,
-        "policy_state": _to_cpu(driver.policy_state), "train_state": _to_cpu(train_state),
+        "policy_state": _to_device(driver.policy_state, "cpu"), "train_state": _to_device(train_state, "cpu"),
     }
     meta = {
         "loop": {**dataclasses.asdict(loop), "wall_seconds": _elapsed(loop, start_time)},
@@ -283,22 +278,13 @@ def _merge_arrays(tensors: Any, meta: Any) -> Any:
     return meta
 
 
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_cpu(v) for v in value]
-    return value
-
-
 def _to_device(value: Any, device) -> Any:
+    """Detached copies of the tensors in nested dicts/tuples/lists, on ``device``."""
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        return value.detach().to(device)
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_to_device(v, device) for v in value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
     return value
 
