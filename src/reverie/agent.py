@@ -19,7 +19,7 @@ import torch
 from reverie.behavior.actor_critic import ActorCritic
 from reverie.config import Config
 from reverie.nn.optim import Optimizer
-from reverie.utils import resolve_device
+from reverie.utils import keep_freed_memory, resolve_device
 from reverie.world_model.model import WorldModel
 from reverie.world_model.rssm import State
 
@@ -37,6 +37,8 @@ class Agent:
     def __init__(self, config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space):
         self.config = config
         self.device = resolve_device(config.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on every large activation (docs/SPEED.md)
         self.world_model = WorldModel(config, obs_space, act_space)
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
@@ -68,8 +70,8 @@ class Agent:
             state = (wm.rssm.initial(n), torch.zeros(n, wm.action_dim, device=self.device))
         latent, prev_action = state
         with self._autocast(), _one_cpu_thread(self.device):
-            # obs_step resets the latent and previous action where is_first.
-            latent, _ = wm.rssm.obs_step(latent, prev_action, wm.encoder(data), data["is_first"])
+            # post_step resets the latent and previous action where is_first.
+            latent = wm.rssm.post_step(latent, prev_action, wm.encoder(data), data["is_first"])
             if mode == "random":
                 action = self._random_action(n)
             else:

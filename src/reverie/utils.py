@@ -86,3 +86,34 @@ def require(module: str, extra: str):
         raise ImportError(
             f"{module} is not installed ({error}); install it with: pip install 'reverie[{extra}]'"
         ) from error
+
+
+_MALLOC_KEPT = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS.
+
+    An atari update allocates and frees gigabytes of activations. By default glibc serves
+    each large tensor with a fresh ``mmap`` and unmaps it on free, so the next update
+    touches every page anew: 2.8M page faults and 16 → 10 s for the world-model half of one
+    atari update on the 2-core VM (docs/SPEED.md). With ``mmap`` off and trimming at its
+    maximum, freed blocks stay in the heap and are reused; the process's resident memory
+    then stays at its peak (4.2 → 5.5 GiB at atari). Process-wide and idempotent; a no-op
+    (False) off glibc or with ``REVERIE_KEEP_FREED_MEMORY=0``.
+    """
+    global _MALLOC_KEPT
+    if _MALLOC_KEPT or os.environ.get("REVERIE_KEEP_FREED_MEMORY", "1") == "0":
+        return _MALLOC_KEPT
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    _MALLOC_KEPT = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    return _MALLOC_KEPT

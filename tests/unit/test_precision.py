@@ -38,14 +38,55 @@ def test_decoder_first_layer_as_matmul_equals_the_transposed_conv():
 
 
 def test_channels_last_convolutions_give_the_same_values_and_gradients():
-    image = torch.rand(3, 1, 64, 64) - 0.5
+    n = ConvEncoder.SMALL_BATCH + 2  # the convolution path, not the small-batch patches
+    image = torch.rand(n, 1, 64, 64) - 0.5
     for nets, x in ((_conv_pair(ConvEncoder, (64, 64, 1), 4, [4, 4, 4, 4]), image),
-                    (_conv_pair(ConvDecoder, 20, (64, 64, 1), 4, [5, 5, 6, 6]), torch.randn(3, 20))):
+                    (_conv_pair(ConvEncoder, (64, 64, 3), 4, [4, 4, 4, 4]), torch.rand(n, 3, 64, 64)),
+                    (_conv_pair(ConvDecoder, 20, (64, 64, 1), 4, [5, 5, 6, 6]), torch.randn(n, 20))):
         outs = [net(x) for net in nets]
         torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
         grads = [torch.autograd.grad(out.square().sum(), list(net.parameters())) for out, net in zip(outs, nets)]
         for a, b in zip(*grads):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_encoder_runs_channels_last_from_the_first_layer():
+    # A 1-channel image counts as contiguous in both layouts; unless its strides say NHWC,
+    # the first conv runs NCHW and every later layer converts (forward and backward).
+    encoder = ConvEncoder((64, 64, 1), 4, [4, 4, 4, 4])
+    seen = []
+    for layer in encoder.net:
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.register_forward_hook(lambda m, inp, out: seen.append((inp[0].stride(1), out.stride(1))))
+    encoder(torch.rand(ConvEncoder.SMALL_BATCH + 1, 1, 64, 64))
+    assert seen == [(1, 1)] * 4  # channel stride 1 in and out of every conv: NHWC throughout
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_small_batch_patch_convolutions_equal_the_conv_layers(channels):
+    torch.manual_seed(0)
+    encoder = ConvEncoder((64, 64, channels), 8, [4, 4, 4, 4])
+    for n in (1, ConvEncoder.SMALL_BATCH):
+        image = torch.rand(n, channels, 64, 64) - 0.5
+        reference = encoder.net(image).permute(0, 2, 3, 1).flatten(1)  # the conv path's layout
+        patches = encoder(image)  # n <= SMALL_BATCH: patch matrix products
+        torch.testing.assert_close(patches, reference, rtol=1e-5, atol=1e-5)
+        params = list(encoder.parameters())
+        for a, b in zip(torch.autograd.grad(reference.square().sum(), params),
+                        torch.autograd.grad(patches.square().sum(), params)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_post_step_equals_the_posterior_of_obs_step():
+    torch.manual_seed(0)
+    rssm = RSSM(RSSMConfig(deter=16, hidden=12, stoch=5, classes=4), embed_dim=10, action_dim=3)
+    state = {k: torch.randn_like(v) for k, v in rssm.initial(4).items()}
+    action, embed, is_first = torch.randn(4, 3), torch.randn(4, 10), torch.tensor([0.0, 1.0, 0.0, 1.0])
+    post, _ = rssm.obs_step(state, action, embed, is_first, sample=False)
+    fast = rssm.post_step(state, action, embed, is_first, sample=False)
+    assert fast.keys() == post.keys()
+    for key in post:
+        torch.testing.assert_close(fast[key], post[key], rtol=0, atol=0)
 
 
 def test_regrouped_posterior_layer_equals_the_concatenated_one():

@@ -2,7 +2,7 @@
 
 The paper uses one environment per agent. The policy state (latent, previous action)
 carries across steps; at an episode start the observation's ``is_first`` makes the RSSM
-reset both to the initial state (inside ``rssm.obs_step``), so no special case is needed here.
+reset both to the initial state (inside ``rssm.post_step``), so no special case is needed here.
 """
 
 from __future__ import annotations

@@ -110,6 +110,20 @@ class RSSM(nn.Module):
         state and action are reset to zero (the initial state), as in the official code."""
         return self._obs_step(prev_state, prev_action, self._embed_proj(embed), 1.0 - is_first.float(), sample)
 
+    def post_step(
+        self, prev_state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
+        sample: bool = True,
+    ) -> State:
+        """``obs_step`` without the prior: the posterior ``[B, ...]`` only, for acting.
+
+        The same deter and posterior as ``obs_step`` (the prior's statistics and sample are
+        not computed, which saves two layers and a sample per environment step).
+        """
+        keep = (1.0 - is_first.float())[:, None]
+        prev_state = {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in prev_state.items()}
+        deter = self._deter_step(prev_state, prev_action * keep)
+        return self._post_from_deter(deter, self._embed_proj(embed), sample)
+
     def _embed_proj(self, embed: torch.Tensor) -> torch.Tensor:
         """W_e·embed + b of the posterior's first layer, W = [W_d | W_e] over concat(deter, embed)."""
         layer = self.obs_out[0]
@@ -122,16 +136,21 @@ class RSSM(nn.Module):
         keep = keep[:, None]
         prev_state = {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in prev_state.items()}
         prior = self.img_step(prev_state, prev_action * keep, sample)
-        hidden = embed_proj + F.linear(prior["deter"], self.obs_out[0].weight[:, : self.deter])
-        post = {"deter": prior["deter"], **self._stoch_state(self.obs_out[1:](hidden), sample)}
-        return post, prior
+        return self._post_from_deter(prior["deter"], embed_proj, sample), prior
+
+    def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, sample: bool) -> State:
+        hidden = embed_proj + F.linear(deter, self.obs_out[0].weight[:, : self.deter])
+        return {"deter": deter, **self._stoch_state(self.obs_out[1:](hidden), sample)}
 
     def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool = True) -> State:
         """One prior step ``[B, ...]``: z_{t−1}, a_{t−1}, h_{t−1} → h_t, p(z_t | h_t), z_t."""
-        stoch = prev_state["stoch"].flatten(-2) if self.classes else prev_state["stoch"]
-        x = self.img_in(torch.cat([stoch, prev_action], -1))
-        deter = self.gru(x, prev_state["deter"])
+        deter = self._deter_step(prev_state, prev_action)
         return {"deter": deter, **self._stoch_state(self.img_out(deter), sample)}
+
+    def _deter_step(self, prev_state: State, prev_action: torch.Tensor) -> torch.Tensor:
+        """h_t = GRU(h_{t−1}, MLP(z_{t−1}, a_{t−1})) ``[B, deter]``."""
+        stoch = prev_state["stoch"].flatten(-2) if self.classes else prev_state["stoch"]
+        return self.gru(self.img_in(torch.cat([stoch, prev_action], -1)), prev_state["deter"])
 
     def _stoch_state(self, stats: torch.Tensor, sample: bool) -> State:
         """Network statistics → ``{"stoch", "logits"}`` or ``{"stoch", "mean", "std"}``, float32."""
