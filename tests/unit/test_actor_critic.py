@@ -200,3 +200,17 @@ def test_update_continuous_actor_trains_and_leaves_world_model_alone(rho):
 def test_schedules_are_evaluated_at_the_step():
     config, ac, wm, start, is_terminal = _setup(reinforce_mix="linear(1,0,10)", entropy="linear(0,1,10)")
     assert ac.reinforce_mix(5) == 0.5 and ac.entropy_scale(5) == 0.5
+
+
+@pytest.mark.parametrize("rho", [1.0, 0.5])
+def test_actor_runs_once_per_imagined_step_and_the_loss_reuses_its_outputs(rho):
+    config, ac, wm, start, is_terminal = _setup(horizon=4, reinforce_mix=rho)
+    traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)
+    # The rollout's outputs at states 0..H−1 are the actor's outputs there, with their graph.
+    torch.testing.assert_close(traj["policy"], ac.actor.mlp(traj["feat"][:-1]).detach())
+    calls = []
+    ac.actor.mlp.register_forward_hook(lambda module, inp, out: calls.append(tuple(inp[0].shape)))
+    loss_a, _, _ = ac.losses(wm, start, is_terminal, step=0)
+    assert calls == [(6, FEAT)] * 4  # H calls on the N = 6 start states, none in the loss
+    loss_a.backward()
+    assert all(p.grad is not None for p in ac.actor.parameters())

@@ -27,9 +27,9 @@ def test_observe_and_imagine_shapes(classes):
     post, prior = rssm.observe(embed, action, torch.zeros(B, T))
     stoch = (5, 4) if classes else (5,)
     stats = {"logits"} if classes else {"mean", "std"}
-    for state in (post, prior):
-        assert set(state) == {"deter", "stoch"} | stats
-        assert state["deter"].shape == (B, T, 16) and state["stoch"].shape == (B, T, *stoch)
+    assert set(post) == {"deter", "stoch"} | stats
+    assert set(prior) == {"deter"} | stats  # the prior enters only the KL: no sample drawn
+    assert post["deter"].shape == prior["deter"].shape == (B, T, 16) and post["stoch"].shape == (B, T, *stoch)
     assert rssm.get_feat(post).shape == (B, T, rssm.feat_dim)
     assert rssm.feat_dim == 16 + (20 if classes else 5)
     assert rssm.get_dist(post).entropy().shape == (B, T)

@@ -57,7 +57,11 @@ class Actor(nn.Module):
         self.mlp = MLP(feat_size, out, config.layers, config.units)
 
     def forward(self, feat: torch.Tensor) -> OneHotDist | TruncNormalDist:
-        x = self.mlp(feat).float()  # distributions in fp32 even under bf16 autocast
+        return self.dist(self.mlp(feat))
+
+    def dist(self, x: torch.Tensor) -> OneHotDist | TruncNormalDist:
+        """The distribution of the MLP's output ``x [..., out]`` (``forward = dist ∘ mlp``)."""
+        x = x.float()  # distributions in fp32 even under bf16 autocast
         if self.discrete:
             return OneHotDist(logits=x)
         mean, std = x.chunk(2, -1)
@@ -106,7 +110,10 @@ def imagine(
     ``start``: RSSM state dict of ``[B, L, ...]`` tensors (detached here); ``is_terminal``:
     ``[B, L]``. Returns time-major tensors for T = horizon + 1 states:
     ``feat`` ``[T, N, F]``, ``action`` ``[T, N, A]`` (``action[0]`` zeros), ``reward``,
-    ``discount``, ``weight`` ``[T, N]``.
+    ``discount``, ``weight`` ``[T, N]``, and ``policy`` ``[T − 1, N, out]``: the actor's
+    raw outputs at states 0..H−1, with their graph to the actor's parameters (built even
+    when the rollout itself runs without gradients), so that ``actor_loss`` does not run
+    the actor a second time on the same states.
 
     ``discount[0]`` is the true γ·(1 − is_terminal) of the start state (a real state with
     a known label), later ones the discount head's mean (it already predicts γ·(1 −
@@ -118,13 +125,20 @@ def imagine(
     state = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in start.items()}
     feat = world_model.rssm.get_feat(state)
     feats, actions = [feat], [torch.zeros(feat.shape[0], actor.act_size, device=feat.device)]
+    outs = []
     for _ in range(horizon):
         # The actor sees stop_grad(feat): its own gradient comes only through the action.
-        action = sample_with_grad(actor(feats[-1].detach()))
+        # Its output keeps a graph for the loss; without gradients for the rollout (ρ = 1)
+        # nothing downstream of it records one.
+        with torch.enable_grad():
+            outs.append(actor.mlp(feats[-1].detach()))
+        action = sample_with_grad(actor.dist(outs[-1]))
         state = world_model.rssm.img_step(state, action)
         feats.append(world_model.rssm.get_feat(state))
         actions.append(action)
     feat = torch.stack(feats, 0)
+    with torch.enable_grad():
+        policy = torch.stack(outs, 0)
     reward = world_model.heads["reward"](feat).mean.float()
     first = discount * (1.0 - is_terminal.reshape(1, -1).float())
     if "discount" in world_model.heads:
@@ -132,7 +146,8 @@ def imagine(
     else:
         disc = torch.cat([first, torch.full_like(reward[1:], discount)], 0)
     weight = torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc[:-1]], 0), 0).detach()
-    return {"feat": feat, "action": torch.stack(actions, 0), "reward": reward, "discount": disc, "weight": weight}
+    return {"feat": feat, "action": torch.stack(actions, 0), "reward": reward, "discount": disc, "weight": weight,
+            "policy": policy}
 
 
 def critic_target(traj: Trajectory, slow_critic: Critic, lambda_: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,9 +173,10 @@ def actor_loss(
     ``value[:-2]`` (``value``: the slow critic's ``[T, N]``), the value of that same state t.
     Only terms with non-zero weight are built, so ρ = 1 needs no graph through the
     dynamics. Metrics ``actor_reinforce``/``actor_dynamics`` are the means of the two
-    objectives (0 where that term is not built).
+    objectives (0 where that term is not built). The policy at states 0..H−2 is the
+    rollout's (``traj["policy"]``, the same function of the same detached features).
     """
-    policy = actor(traj["feat"][:-2].detach())
+    policy = actor.dist(traj["policy"][:-1])
     zero = target.new_zeros(())
     reinforce = dynamics = zero
     objective = torch.zeros_like(target[1:])

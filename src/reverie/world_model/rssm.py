@@ -78,7 +78,8 @@ class RSSM(nn.Module):
         self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: State | None = None
     ) -> tuple[State, State]:
         """Posterior and prior over a sequence. ``embed [B, T, E]``, ``action [B, T, A]`` (the
-        action that led to step t), ``is_first [B, T]`` → ``(post, prior)`` each ``[B, T, ...]``."""
+        action that led to step t), ``is_first [B, T]`` → ``(post, prior)`` each ``[B, T, ...]``;
+        ``prior`` holds ``deter`` and the statistics, no ``stoch`` (only the KL uses it)."""
         if state is None:
             state = self.initial(embed.shape[0])
         # The embedding's share of the posterior layer, for all T in one matrix product;
@@ -106,7 +107,8 @@ class RSSM(nn.Module):
         self, prev_state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
         sample: bool = True,
     ) -> tuple[State, State]:
-        """One posterior step ``[B, ...]`` → ``(post, prior)``. Where ``is_first`` the previous
+        """One posterior step ``[B, ...]`` → ``(post, prior)`` (``prior`` without ``stoch``, as in
+        ``observe``). Where ``is_first`` the previous
         state and action are reset to zero (the initial state), as in the official code."""
         return self._obs_step(prev_state, prev_action, self._embed_proj(embed), 1.0 - is_first.float(), sample)
 
@@ -135,15 +137,17 @@ class RSSM(nn.Module):
     ) -> tuple[State, State]:
         keep = keep[:, None]
         prev_state = {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in prev_state.items()}
-        prior = self.img_step(prev_state, prev_action * keep, sample)
+        # The prior enters only the KL (through its statistics): no sample is drawn for it.
+        prior = self.img_step(prev_state, prev_action * keep, sample=None)
         return self._post_from_deter(prior["deter"], embed_proj, sample), prior
 
     def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, sample: bool) -> State:
         hidden = embed_proj + F.linear(deter, self.obs_out[0].weight[:, : self.deter])
         return {"deter": deter, **self._stoch_state(self.obs_out[1:](hidden), sample)}
 
-    def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool = True) -> State:
-        """One prior step ``[B, ...]``: z_{t−1}, a_{t−1}, h_{t−1} → h_t, p(z_t | h_t), z_t."""
+    def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool | None = True) -> State:
+        """One prior step ``[B, ...]``: z_{t−1}, a_{t−1}, h_{t−1} → h_t, p(z_t | h_t), z_t
+        (``sample=None``: h_t and the statistics only, no z_t)."""
         deter = self._deter_step(prev_state, prev_action)
         return {"deter": deter, **self._stoch_state(self.img_out(deter), sample)}
 
@@ -152,14 +156,19 @@ class RSSM(nn.Module):
         stoch = prev_state["stoch"].flatten(-2) if self.classes else prev_state["stoch"]
         return self.gru(self.img_in(torch.cat([stoch, prev_action], -1)), prev_state["deter"])
 
-    def _stoch_state(self, stats: torch.Tensor, sample: bool) -> State:
-        """Network statistics → ``{"stoch", "logits"}`` or ``{"stoch", "mean", "std"}``, float32."""
+    def _stoch_state(self, stats: torch.Tensor, sample: bool | None) -> State:
+        """Network statistics → ``{"stoch", "logits"}`` or ``{"stoch", "mean", "std"}``, float32;
+        ``stoch`` is a sample (``sample=True``), the mode (False) or left out (None)."""
         stats = stats.float()
         if self.classes:
             logits = stats.unflatten(-1, (self.stoch, self.classes))
+            if sample is None:
+                return {"logits": logits}
             dist = OneHotDist(logits, event_dims=2)
             return {"stoch": dist.sample() if sample else dist.mode(), "logits": logits}
         mean, std = stats.chunk(2, -1)
         std = 2 * torch.sigmoid(std / 2) + self.min_std  # official code
+        if sample is None:
+            return {"mean": mean, "std": std}
         dist = Normal(mean, std, event_dims=1)
         return {"stoch": dist.rsample() if sample else dist.mode(), "mean": mean, "std": std}
