@@ -15,7 +15,7 @@ from reverie.agent import Agent
 from reverie.bench import synthetic_batch
 from reverie.config import RSSMConfig, load_config
 from reverie.nn.distributions import OneHotDist
-from reverie.nn.layers import ConvDecoder, ConvEncoder
+from reverie.nn.layers import ConvDecoder, ConvEncoder, conv_transpose2d_phases
 from reverie.world_model.rssm import RSSM
 
 IMAGE = {"image": gym.spaces.Box(0, 255, (64, 64, 1), np.uint8)}
@@ -48,6 +48,29 @@ def test_channels_last_convolutions_give_the_same_values_and_gradients():
         grads = [torch.autograd.grad(out.square().sum(), list(net.parameters())) for out, net in zip(outs, nets)]
         for a, b in zip(*grads):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,channels", [(6, 1), (5, 3), (6, 4)])
+def test_sub_pixel_transposed_conv_equals_the_transposed_conv(kernel, channels):
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(8, channels, kernel, stride=2)
+    x = torch.randn(3, 8, 7, 9, requires_grad=True)
+    reference = layer(x)
+    fast = conv_transpose2d_phases(x, layer)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    inputs = [x, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(reference.square().sum(), inputs),
+                    torch.autograd.grad(fast.square().sum(), inputs)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_decoder_with_sub_pixel_convs_equals_the_all_transposed_decoder():
+    torch.manual_seed(0)
+    decoder = ConvDecoder(20, (64, 64, 1), 4, [5, 5, 6, 6])  # channels 16 → 8 → 4 → 1
+    feat = torch.randn(ConvEncoder.SMALL_BATCH, 20)
+    fast = decoder(feat)
+    decoder.PHASES_MAX_CHANNELS = 0  # every layer as a transposed conv
+    torch.testing.assert_close(fast, decoder(feat), rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_runs_channels_last_from_the_first_layer():
