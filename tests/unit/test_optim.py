@@ -61,3 +61,18 @@ def test_state_dict_round_trip():
     other = Optimizer("actor", net.parameters(), OptConfig())
     other.load_state_dict(opt.state_dict())
     assert other.adam.state_dict()["state"][0]["step"] == 1
+
+
+def test_skipped_step_leaves_moments_and_step_count_after_a_good_step():
+    net = _net()
+    opt = Optimizer("model", net.parameters(), OptConfig(weight_decay=1e-2))
+    opt.step(net(torch.ones(1, 3)).sum(), step=0)
+    params = [p.detach().clone() for p in net.parameters()]
+    state = {k: v.clone() for k, v in opt.adam.state[next(net.parameters())].items()}
+    metrics = opt.step(float("inf") * net(torch.ones(1, 3)).sum(), step=1)
+    assert float(metrics["model_skipped"]) == 1.0
+    assert all(torch.equal(p.detach(), b) for p, b in zip(net.parameters(), params))  # no decay either
+    for key, value in opt.adam.state[next(net.parameters())].items():
+        assert torch.equal(value, state[key]), key
+    opt.step(net(torch.ones(1, 3)).sum(), step=2)
+    assert int(opt.adam.state[next(net.parameters())]["step"]) == 2

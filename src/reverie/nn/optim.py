@@ -55,16 +55,27 @@ class Optimizer:
             loss.backward()
         # clip_grad_norm_ returns the pre-clipping global norm (treats missing grads as 0).
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip if self.clip > 0 else float("inf"))
-        finite = bool(torch.isfinite(norm))  # one sync per step; needed to decide to skip
-        if finite:
+        for group in self.adam.param_groups:
+            group["lr"] = self.lr(step)
+        if self.adam.defaults["fused"]:
+            # The skip is decided on the device, without waiting for it: fused Adam leaves
+            # parameters, moments and step count alone where ``found_inf`` is 1 (the
+            # mechanism of torch's GradScaler), and the decay factor becomes 1.
+            skipped = (~torch.isfinite(norm)).float()
             if self.weight_decay:
                 with torch.no_grad():
-                    torch._foreach_mul_(self.params, 1.0 - self.weight_decay)
-            for group in self.adam.param_groups:
-                group["lr"] = self.lr(step)
+                    torch._foreach_mul_(self.params, 1.0 - self.weight_decay * (1.0 - skipped))
+            self.adam.found_inf = skipped
             self.adam.step()
+        else:
+            finite = bool(torch.isfinite(norm))  # one host sync per step to decide to skip
+            if finite:
+                if self.weight_decay:
+                    with torch.no_grad():
+                        torch._foreach_mul_(self.params, 1.0 - self.weight_decay)
+                self.adam.step()
+            skipped = torch.tensor(0.0 if finite else 1.0, device=norm.device)
         self.zero_grad()
-        skipped = torch.tensor(0.0 if finite else 1.0, device=norm.device)
         return {f"{self.name}_grad_norm": norm.detach(), f"{self.name}_skipped": skipped}
 
     def state_dict(self) -> dict:
