@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/reverie bench --preset debug --updates 20
 	$(BIN)/reverie bench --preset atari --updates 3 --json benchmarks/results/$$(hostname)-$$(date +%F).json
 	$(BIN)/python benchmarks/env_speed.py
+	$(BIN)/python benchmarks/peaks.py --json benchmarks/results/$$(hostname)-$$(date +%F)-peaks.json
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -175,3 +175,12 @@ def test_state_dict_round_trip_with_weights_only_load():
     torch.manual_seed(3)
     _, m2 = restored.train(batch)
     assert m1 == m2
+
+
+def test_a_cpu_agent_flushes_denormals_to_zero():
+    # Denormal arithmetic takes x86's slow path (the debug update ran 2× slower with it).
+    torch.set_flush_denormal(False)
+    tiny = torch.tensor([1e-39])  # a float32 denormal
+    assert float(tiny * 1.0) != 0.0
+    make_agent()
+    assert float(tiny * 1.0) == 0.0
