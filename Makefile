@@ -45,7 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/peaks.py --json benchmarks/results/$$(hostname)-$$(date +%F)-peaks.json
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -26,7 +26,7 @@ def main() -> None:
         for size in (2048, 4096):
             a = tf.cast(tf.random.normal((size, size)), dtype)
             b = tf.identity(a)
-            seconds = best_seconds(tf.function(lambda: tf.matmul(a, b)))
+            seconds = best_seconds(tf.function(lambda a=a, b=b: tf.matmul(a, b)))
             print(f"{dtype.name} matmul {size}: {2 * size**3 / seconds / 1e9:.0f} GFLOP/s")
     x, w = tf.random.normal((500, 31, 31, 48)), tf.random.normal((4, 4, 48, 96))  # NHWC, the atari conv 2
     seconds = best_seconds(tf.function(lambda: tf.nn.conv2d(x, w, 2, "VALID")), 3)

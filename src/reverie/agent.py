@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from reverie.behavior.actor_critic import ActorCritic
-from reverie.config import Config
+from reverie.config import Config, ConfigError
 from reverie.nn.optim import Optimizer
 from reverie.utils import keep_freed_memory, resolve_device
 from reverie.world_model.model import WorldModel
@@ -39,10 +39,10 @@ class Agent:
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every large activation (docs/SPEED.md)
-            # Denormal floats (< 1.2e-38) take a slow microcode path on x86: flushing them to
-            # zero made the debug update 64 → 29 ms (docs/SPEED.md). The official TF2 code
-            # runs with the same flush; the values it changes are below 1e-38.
-            torch.set_flush_denormal(True)
+            if config.threads < 0:
+                raise ConfigError(f"threads must be >= 0 (0 = one per core), got {config.threads}")
+            if config.threads:
+                torch.set_num_threads(config.threads)
         self.world_model = WorldModel(config, obs_space, act_space)
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)

@@ -180,6 +180,10 @@ class Config:
     deterministic: bool = False  # torch deterministic algorithms (exact resume tests)
     precision: Literal["fp32", "bf16"] = "fp32"  # autocast dtype for networks; losses in fp32
     compile: bool = False  # torch.compile the RSSM step and the heads
+    # CPU threads for torch's ops; 0 = torch's default (one per core). Tiny models run
+    # faster on one: their ops are too small to split, and each split waits for the other
+    # threads (docs/SPEED.md: debug update 63 → 36 ms on 2 cores).
+    threads: int = 0
     run: RunConfig = field(default_factory=RunConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)

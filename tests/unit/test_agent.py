@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reverie.agent import Agent
-from reverie.config import load_config
+from reverie.config import ConfigError, load_config
 
 IMAGE = {"image": gym.spaces.Box(0, 255, (64, 64, 1), np.uint8)}
 METRICS = {"actor_loss", "critic_loss", "actor_ent", "actor_reinforce", "actor_dynamics", "critic_mean",
@@ -177,10 +177,13 @@ def test_state_dict_round_trip_with_weights_only_load():
     assert m1 == m2
 
 
-def test_a_cpu_agent_flushes_denormals_to_zero():
-    # Denormal arithmetic takes x86's slow path (the debug update ran 2× slower with it).
-    torch.set_flush_denormal(False)
-    tiny = torch.tensor([1e-39])  # a float32 denormal
-    assert float(tiny * 1.0) != 0.0
-    make_agent()
-    assert float(tiny * 1.0) == 0.0
+
+def test_threads_sets_torch_threads_and_rejects_negatives():
+    before = torch.get_num_threads()
+    try:
+        make_agent(overrides=["threads=1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        make_agent(overrides=["threads=-1"])
