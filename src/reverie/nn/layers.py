@@ -179,7 +179,7 @@ class ConvEncoder(nn.Module):
 
     # Up to this many images (acting: one per environment) the convolutions run as patch
     # matrix products in NHWC: oneDNN's per-call set-up dominates at batch 1, and the last
-    # conv (2×2 output) is a weight-bound matrix-vector product (1.6 → 1.0 ms for the atari
+    # conv (2×2 output) is a weight-bound matrix-vector product (2.3 → 1.2 ms for the atari
     # encoder at batch 1, one thread). Same parameters, same values up to float rounding.
     SMALL_BATCH = 8
 

@@ -31,6 +31,12 @@ def stack_states(states: list[State], dim: int = 1) -> State:
     return {k: torch.stack([s[k] for s in states], dim) for k in states[0]}
 
 
+def _reset(state: State, action: torch.Tensor, keep: torch.Tensor) -> tuple[State, torch.Tensor]:
+    """Zero the state and action where ``keep [B]`` is 0 (an episode start): the initial state."""
+    keep = keep[:, None]
+    return {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in state.items()}, action * keep
+
+
 class RSSM(nn.Module):
     """h_t = f(h_{t−1}, z_{t−1}, a_{t−1}); prior p(z_t | h_t); posterior q(z_t | h_t, e_t).
 
@@ -121,9 +127,8 @@ class RSSM(nn.Module):
         The same deter and posterior as ``obs_step`` (the prior's statistics and sample are
         not computed, which saves two layers and a sample per environment step).
         """
-        keep = (1.0 - is_first.float())[:, None]
-        prev_state = {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in prev_state.items()}
-        deter = self._deter_step(prev_state, prev_action * keep)
+        prev_state, prev_action = _reset(prev_state, prev_action, 1.0 - is_first.float())
+        deter = self._deter_step(prev_state, prev_action)
         return self._post_from_deter(deter, self._embed_proj(embed), sample)
 
     def _embed_proj(self, embed: torch.Tensor) -> torch.Tensor:
@@ -135,10 +140,9 @@ class RSSM(nn.Module):
         self, prev_state: State, prev_action: torch.Tensor, embed_proj: torch.Tensor, keep: torch.Tensor,
         sample: bool,
     ) -> tuple[State, State]:
-        keep = keep[:, None]
-        prev_state = {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in prev_state.items()}
+        prev_state, prev_action = _reset(prev_state, prev_action, keep)
         # The prior enters only the KL (through its statistics): no sample is drawn for it.
-        prior = self.img_step(prev_state, prev_action * keep, sample=None)
+        prior = self.img_step(prev_state, prev_action, sample=None)
         return self._post_from_deter(prior["deter"], embed_proj, sample), prior
 
     def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, sample: bool) -> State:
