@@ -39,10 +39,10 @@ class Agent:
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every large activation (docs/SPEED.md)
-            if config.threads < 0:
-                raise ConfigError(f"threads must be >= 0 (0 = one per core), got {config.threads}")
-            if config.threads:
-                torch.set_num_threads(config.threads)
+        if config.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = one per core), got {config.threads}")
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.world_model = WorldModel(config, obs_space, act_space)
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
