@@ -12,35 +12,24 @@ The same matmuls in TensorFlow (the official code's engine) are timed by
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 from datetime import datetime
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from reverie.bench import machine_info
+from reverie.bench import append_run, machine_info, matmul_peak, time_ms
 
 # (kind, in, out, kernel, input side) of the atari (depth 48) encoder and decoder.
 LAYERS = [("conv", 1, 48, 4, 64), ("conv", 48, 96, 4, 31), ("conv", 96, 192, 4, 14), ("conv", 192, 384, 4, 6),
           ("deconv", 192, 96, 5, 5), ("deconv", 96, 48, 6, 13), ("deconv", 48, 1, 6, 30)]
 
 
+CPU = torch.device("cpu")
+
+
 def best_seconds(fn, repeats: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def matmul_gflops(dtype: torch.dtype, size: int) -> float:
-    a, b = (torch.randn(size, size, dtype=dtype) for _ in range(2))
-    return 2 * size**3 / best_seconds(lambda: a @ b, 5) / 1e9
+    return min(time_ms(fn, repeats, CPU)) / 1e3
 
 
 def layer_gflops(dtype: torch.dtype, kind: str, c_in: int, c_out: int, k: int, side: int, n: int = 500) -> dict:
@@ -67,12 +56,12 @@ def layer_gflops(dtype: torch.dtype, kind: str, c_in: int, c_out: int, k: int, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="append the result to this JSON file's 'runs'")
-    parser.add_argument("--update-tflop", type=float, default=2.29, help="FLOPs of one update (reverie bench)")
+    parser.add_argument("--update-tflop", type=float, default=2.30, help="FLOPs of one update (reverie bench)")
     args = parser.parse_args()
-    result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(torch.device("cpu")),
+    result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(CPU),
               "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        peak = max(matmul_gflops(dtype, size) for size in (2048, 4096))
+        peak = max(matmul_peak(CPU, name, size) for size in (2048, 4096)) / 1e9
         layers = [layer_gflops(dtype, *layer) for layer in LAYERS]
         result[name] = {"matmul_gflops": peak, "layers": layers,
                         "update_lower_bound_s": args.update_tflop * 1e3 / peak}
@@ -82,9 +71,7 @@ def main() -> None:
             print(f"  {row['layer']:<24} forward {row['forward_gflops']:5.0f}  "
                   f"forward+backward {row['forward_backward_gflops']:5.0f} GFLOP/s")
     if args.json:
-        path = Path(args.json)
-        runs = json.loads(path.read_text())["runs"] if path.exists() else []
-        path.write_text(json.dumps({"runs": [*runs, result]}, indent=2) + "\n")
+        append_run(args.json, result)
 
 
 if __name__ == "__main__":

@@ -226,9 +226,14 @@ def cli_bench(args: argparse.Namespace) -> int:
     result = run_bench(bench_config(args), args.updates, args.env_task, args.env_steps)
     print(format_table(result))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Append: one results file per machine and date holds every configuration run there.
-        runs = json.loads(path.read_text())["runs"] if path.exists() else []
-        path.write_text(json.dumps({"runs": [*runs, result]}, indent=2) + "\n")
+        append_run(args.json, result)
     return 0
+
+
+def append_run(path: str | Path, result: dict[str, Any]) -> None:
+    """Append ``result`` to the ``runs`` of a results file: one file per machine and date
+    holds every configuration run there."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    path.write_text(json.dumps({"runs": [*runs, result]}, indent=2) + "\n")
