@@ -60,6 +60,33 @@ def test_normal_matches_torch():
     assert Normal(mean, 1.0).log_prob(mean).shape == (3, 4)
 
 
+@pytest.mark.parametrize("std", [1.0, 2.5])
+def test_normal_constant_std_log_prob_matches_torch(std):
+    # A number std takes the path without std's tensor division and log.
+    mean, x = torch.randn(2, 3, 4, requires_grad=True), torch.randn(2, 3, 4)
+    theirs = td.Independent(td.Normal(mean, torch.full_like(mean, std)), 2).log_prob(x)
+    ours = Normal(mean, std, 2).log_prob(x)
+    torch.testing.assert_close(ours, theirs)
+    (grad,) = torch.autograd.grad(ours.sum(), mean)
+    torch.testing.assert_close(grad, (x - mean.detach()) / std**2)
+    assert Normal(torch.zeros(()), 1.0).log_prob(torch.ones(())).item() == pytest.approx(-0.5 - 0.5 * math.log(2 * math.pi))
+
+
+def test_detached_distributions_keep_values_and_drop_gradients():
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    dist = OneHotDist(logits, event_dims=2)
+    other = OneHotDist(torch.randn(5, 3, 4), event_dims=2)
+    frozen = dist.detach()
+    assert not frozen.log_probs.requires_grad and not frozen.probs.requires_grad
+    torch.testing.assert_close(frozen.kl(other), dist.kl(other).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(frozen.entropy(), dist.entropy().detach(), rtol=0, atol=0)
+    mean, std = torch.randn(4, requires_grad=True), torch.rand(4) + 0.1
+    for gauss in (Normal(mean, std, 1), Normal(mean, 1.0, 1)):
+        x = torch.randn(4)
+        assert not gauss.detach().log_prob(x).requires_grad
+        torch.testing.assert_close(gauss.detach().log_prob(x), gauss.log_prob(x).detach(), rtol=0, atol=0)
+
+
 def test_normal_rsample_has_gradient():
     mean = torch.zeros(4, requires_grad=True)
     Normal(mean, 1.0).rsample().sum().backward()

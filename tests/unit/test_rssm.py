@@ -93,6 +93,37 @@ def test_is_first_sequence_matches_fresh_run_when_deterministic():
     torch.testing.assert_close(full[:, 3:], fresh)
 
 
+@pytest.mark.parametrize("classes", [4, 0])
+def test_skipped_resets_give_the_same_values_and_gradients(classes, monkeypatch):
+    # On the CPU, steps where no sequence starts an episode skip the reset multiplications;
+    # forcing a mask of ones at every step must give bitwise the same posterior, and the
+    # same gradients up to the order in which autograd sums them.
+    from reverie.world_model import rssm as rssm_module
+
+    is_first = torch.zeros(B, T)
+    is_first[:, 0] = is_first[1, 3] = 1
+    masks = rssm_module._keep_masks(is_first)
+    assert [m is None for m in masks] == [False, True, True, False, True, True]
+
+    def run():
+        rssm = _rssm(classes)
+        embed, action = _inputs()
+        embed.requires_grad_()
+        torch.manual_seed(2)
+        post, prior = rssm.observe(embed, action, is_first)
+        feat = rssm.get_feat(post)
+        (feat.square().sum() + rssm.get_dist(prior).entropy().sum()).backward()
+        return feat.detach(), embed.grad, [p.grad for p in rssm.parameters()]
+
+    skipped = run()
+    monkeypatch.setattr(rssm_module, "_keep_masks", lambda first: list((1.0 - first.float()).unbind(1)))
+    always = run()
+    torch.testing.assert_close(skipped[0], always[0], rtol=0, atol=0)
+    torch.testing.assert_close(skipped[1], always[1])
+    for a, b in zip(skipped[2], always[2], strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_gru_layer_norm_and_update_bias():
     torch.manual_seed(0)
     cell = GRUCell(3, 4, layer_norm=True)

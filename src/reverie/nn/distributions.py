@@ -45,6 +45,13 @@ class OneHotDist:
         self.log_probs = F.log_softmax(logits, dim=-1)
         self.probs = self.log_probs.exp()
 
+    def detach(self) -> OneHotDist:
+        """The same distribution without gradients, reusing the computed log-probabilities."""
+        dist = object.__new__(OneHotDist)
+        dist.logits, dist.event_dims = self.logits.detach(), self.event_dims
+        dist.log_probs, dist.probs = self.log_probs.detach(), self.probs.detach()
+        return dist
+
     def sample(self) -> torch.Tensor:
         # Inverse CDF: the class whose cumulative-probability interval holds u·total. Same
         # distribution as torch.multinomial, ~4× faster on CPU at the RSSM's 80k rows
@@ -68,7 +75,9 @@ class OneHotDist:
         return _sum_last(self.probs * (self.log_probs - other.log_probs), self.event_dims)
 
     def _one_hot(self, index: torch.Tensor) -> torch.Tensor:
-        return F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        # A scatter, not F.one_hot: that one checks the index range with two reductions and
+        # a host read (a device sync on a GPU, ~9 ops per call); our indices are in range.
+        return torch.zeros_like(self.probs).scatter_(-1, index.unsqueeze(-1), 1.0)
 
 
 class Normal:
@@ -80,8 +89,16 @@ class Normal:
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, event_dims: int = 0):
         self.mean = mean
+        # A constant std (the image, reward and critic likelihoods: 1) is also kept as a
+        # number, so that log_prob makes no passes over the image for std's division and log.
+        self._const_std = float(std) if isinstance(std, (int, float)) else None
         self.std = torch.as_tensor(std, dtype=mean.dtype, device=mean.device).expand_as(mean)
         self.event_dims = event_dims
+
+    def detach(self) -> Normal:
+        """The same distribution without gradients."""
+        return Normal(self.mean.detach(), self._const_std if self._const_std is not None else self.std.detach(),
+                      self.event_dims)
 
     def sample(self) -> torch.Tensor:
         return self.rsample().detach()
@@ -93,6 +110,10 @@ class Normal:
         return self.mean
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._const_std is not None:
+            err = value - self.mean if self._const_std == 1.0 else (value - self.mean) / self._const_std
+            log_norm = math.log(self._const_std) + 0.5 * math.log(2 * math.pi)
+            return _sum_last(-0.5 * err.square() - log_norm, self.event_dims)
         z = (value - self.mean) / self.std
         return _sum_last(-0.5 * z**2 - self.std.log() - 0.5 * math.log(2 * math.pi), self.event_dims)
 

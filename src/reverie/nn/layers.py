@@ -80,7 +80,8 @@ class GRUCell(nn.Module):
         reset, cand, update = parts.split(self.size, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update + self.update_bias)
-        return update * cand + (1 - update) * h
+        # update·cand + (1 − update)·h in one op (in h's dtype: fp32 under bf16 autocast)
+        return torch.lerp(h, cand.to(h.dtype), update.to(h.dtype))
 
 
 def conv_out_sizes(size: int, kernels: list[int]) -> list[int]:

@@ -28,12 +28,13 @@ def kl_loss(
     (twice the α = 0.5 gradient of the formula above; Adam makes the scale immaterial).
     Below ``free`` nats the loss is the constant ``free`` and sends no gradient.
     """
-    post, prior = _params(post), _params(prior)
+    post, prior = latent_dist(_params(post)), latent_dist(_params(prior))
     if balance == 0.5:
-        value = _kl(post, prior)
+        value = post.kl(prior)
         return _free_nats(value, free, free_avg), value.mean()
-    value = _kl(post, _detach(prior))  # trains the posterior (representation)
-    value_prior = _kl(_detach(post), prior)  # trains the prior (transition)
+    # Each side's log-softmax is computed once; the stop-gradient side is its detached copy.
+    value = post.kl(prior.detach())  # trains the posterior (representation)
+    value_prior = post.detach().kl(prior)  # trains the prior (transition)
     loss = balance * _free_nats(value_prior, free, free_avg) + (1 - balance) * _free_nats(value, free, free_avg)
     return loss, value.mean()
 
@@ -42,15 +43,7 @@ def _free_nats(kl: torch.Tensor, free: float, free_avg: bool) -> torch.Tensor:
     return kl.mean().clamp_min(free) if free_avg else kl.clamp_min(free).mean()
 
 
-def _kl(post: State, prior: State) -> torch.Tensor:
-    return latent_dist(post).kl(latent_dist(prior))
-
-
 def _params(x: State | torch.Tensor) -> State:
     if isinstance(x, torch.Tensor):
         return {"logits": x}
     return {k: x[k] for k in ("logits", "mean", "std") if k in x}
-
-
-def _detach(state: State) -> State:
-    return {k: v.detach() for k, v in state.items()}

@@ -148,9 +148,10 @@ class WorldModel(nn.Module):
         kl, kl_value = kl_loss(post, prior, balance=cfg.kl.balance, free=cfg.kl.free, free_avg=cfg.kl.free_avg)
         scales = {f"{k}_loss": getattr(cfg.loss_scales, k) for k in ("image", "reward", "discount")}
         model_loss = cfg.kl.scale * kl + sum(scales[k] * v for k, v in losses.items())
-        metrics = {"model_loss": model_loss, **losses, "kl_loss": kl, "model_kl": kl_value,
-                   "prior_ent": self.rssm.get_dist(prior).entropy().mean(),
-                   "post_ent": self.rssm.get_dist(post).entropy().mean()}
+        metrics = {"model_loss": model_loss, **losses, "kl_loss": kl, "model_kl": kl_value}
+        with torch.no_grad():  # metrics only: no graph
+            metrics["prior_ent"] = self.rssm.get_dist(prior).entropy().mean()
+            metrics["post_ent"] = self.rssm.get_dist(post).entropy().mean()
         last_state = {k: v[:, -1].detach() for k, v in post.items()}
         return model_loss, post, last_state, {k: v.detach() for k, v in metrics.items()}
 

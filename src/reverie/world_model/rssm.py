@@ -31,10 +31,25 @@ def stack_states(states: list[State], dim: int = 1) -> State:
     return {k: torch.stack([s[k] for s in states], dim) for k in states[0]}
 
 
-def _reset(state: State, action: torch.Tensor, keep: torch.Tensor) -> tuple[State, torch.Tensor]:
-    """Zero the state and action where ``keep [B]`` is 0 (an episode start): the initial state."""
+def _reset(state: State, action: torch.Tensor, keep: torch.Tensor | None) -> tuple[State, torch.Tensor]:
+    """Zero the state and action where ``keep [B]`` is 0 (an episode start): the initial state.
+    ``keep=None``: no episode starts at this step, nothing to do (the same values)."""
+    if keep is None:
+        return state, action
     keep = keep[:, None]
     return {k: v * (keep[..., None] if v.dim() == 3 else keep) for k, v in state.items()}, action * keep
+
+
+def _keep_masks(is_first: torch.Tensor) -> list[torch.Tensor | None]:
+    """``is_first [B, T]`` → per step, ``1 − is_first[:, t]`` or None where no sequence starts
+    an episode at t (most steps): the reset multiplications (~10 ops per step with their
+    backward) are then skipped. Decided on the host for CPU tensors only; on a GPU reading
+    the flags would wait for the device, so every step keeps its mask there."""
+    keep = 1.0 - is_first.float()
+    if is_first.device.type != "cpu":
+        return list(keep.unbind(1))
+    starts = is_first.bool().any(0).tolist()
+    return [keep[:, t] if start else None for t, start in enumerate(starts)]
 
 
 class RSSM(nn.Module):
@@ -91,10 +106,10 @@ class RSSM(nn.Module):
         # The embedding's share of the posterior layer, for all T in one matrix product;
         # the step loop only adds the deter share (same sum, regrouped).
         embed_proj = self._embed_proj(embed)
-        keep = 1.0 - is_first.float()
+        deter_weight = self._deter_weight()  # sliced once: one slice backward, not one per step
         posts, priors = [], []
-        for t in range(embed.shape[1]):
-            state, prior = self._obs_step(state, action[:, t], embed_proj[:, t], keep[:, t], True)
+        for t, keep in enumerate(_keep_masks(is_first)):
+            state, prior = self._obs_step(state, action[:, t], embed_proj[:, t], keep, True, deter_weight)
             posts.append(state)
             priors.append(prior)
         return stack_states(posts), stack_states(priors)
@@ -116,7 +131,8 @@ class RSSM(nn.Module):
         """One posterior step ``[B, ...]`` → ``(post, prior)`` (``prior`` without ``stoch``, as in
         ``observe``). Where ``is_first`` the previous
         state and action are reset to zero (the initial state), as in the official code."""
-        return self._obs_step(prev_state, prev_action, self._embed_proj(embed), 1.0 - is_first.float(), sample)
+        return self._obs_step(prev_state, prev_action, self._embed_proj(embed), _keep_masks(is_first[:, None])[0],
+                              sample, self._deter_weight())
 
     def post_step(
         self, prev_state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
@@ -127,26 +143,31 @@ class RSSM(nn.Module):
         The same deter and posterior as ``obs_step`` (the prior's statistics and sample are
         not computed, which saves two layers and a sample per environment step).
         """
-        prev_state, prev_action = _reset(prev_state, prev_action, 1.0 - is_first.float())
+        prev_state, prev_action = _reset(prev_state, prev_action, _keep_masks(is_first[:, None])[0])
         deter = self._deter_step(prev_state, prev_action)
-        return self._post_from_deter(deter, self._embed_proj(embed), sample)
+        return self._post_from_deter(deter, self._embed_proj(embed), sample, self._deter_weight())
 
     def _embed_proj(self, embed: torch.Tensor) -> torch.Tensor:
         """W_e·embed + b of the posterior's first layer, W = [W_d | W_e] over concat(deter, embed)."""
         layer = self.obs_out[0]
         return F.linear(embed, layer.weight[:, self.deter:], layer.bias)
 
+    def _deter_weight(self) -> torch.Tensor:
+        """W_d, the deter share of the posterior's first layer ``[hidden, deter]``."""
+        return self.obs_out[0].weight[:, : self.deter]
+
     def _obs_step(
-        self, prev_state: State, prev_action: torch.Tensor, embed_proj: torch.Tensor, keep: torch.Tensor,
-        sample: bool,
+        self, prev_state: State, prev_action: torch.Tensor, embed_proj: torch.Tensor, keep: torch.Tensor | None,
+        sample: bool, deter_weight: torch.Tensor,
     ) -> tuple[State, State]:
         prev_state, prev_action = _reset(prev_state, prev_action, keep)
         # The prior enters only the KL (through its statistics): no sample is drawn for it.
         prior = self.img_step(prev_state, prev_action, sample=None)
-        return self._post_from_deter(prior["deter"], embed_proj, sample), prior
+        return self._post_from_deter(prior["deter"], embed_proj, sample, deter_weight), prior
 
-    def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, sample: bool) -> State:
-        hidden = embed_proj + F.linear(deter, self.obs_out[0].weight[:, : self.deter])
+    def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, sample: bool,
+                         deter_weight: torch.Tensor) -> State:
+        hidden = embed_proj + F.linear(deter, deter_weight)
         return {"deter": deter, **self._stoch_state(self.obs_out[1:](hidden), sample)}
 
     def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool | None = True) -> State:
