@@ -2,8 +2,11 @@
 
 Times (best of a few) large matmuls and the atari encoder/decoder convolutions (batch 500,
 channels-last, forward and forward + backward) in fp32 and bf16, and prints the lower
-bound on one update that the FLOP count implies: ``FLOPs / matmul peak``. Optionally
-appends the result as JSON: ``python benchmarks/peaks.py [--json FILE]``.
+bound on one update that the FLOP count implies: ``FLOPs / matmul peak``. Also times the
+matrix products alone of one batch-1 policy call at the atari preset (the encoder's convs
+as patch products, the RSSM's posterior step, the actor), one thread as acting runs:
+a lower bound on the policy call, set by streaming its ~29 MB of fp32 weights from
+memory. Optionally appends the result as JSON: ``python benchmarks/peaks.py [--json FILE]``.
 
 The same matmuls in TensorFlow (the official code's engine) are timed by
 ``benchmarks/tf_peaks.py`` in a separate environment with ``tensorflow-cpu``.
@@ -53,6 +56,44 @@ def layer_gflops(dtype: torch.dtype, kind: str, c_in: int, c_out: int, k: int, s
             "forward_backward_gflops": passes * flops / both / 1e9}
 
 
+def policy_matmul_shapes() -> list[tuple[int, int, int]]:
+    """``(rows, in, out)`` of every matrix product in one batch-1 policy call at the atari
+    preset, in call order, read from the built networks (decoder and heads are not used)."""
+    from reverie.agent import Agent
+    from reverie.config import load_config
+    from reverie.nn.layers import conv_out_sizes
+    from reverie.params import default_spaces
+
+    config = load_config("atari")
+    agent = Agent(config, *default_spaces(config))
+    wm, shapes = agent.world_model, []
+    convs = [m for m in wm.encoder.cnn.net if isinstance(m, torch.nn.Conv2d)]
+    sides = conv_out_sizes(wm.shapes["image"][0], [c.kernel_size[0] for c in convs])[1:]
+    for conv, side in zip(convs, sides, strict=True):
+        shapes.append((side * side, conv.in_channels * conv.kernel_size[0] ** 2, conv.out_channels))
+    rssm = wm.rssm
+    for layer in (rssm.img_in[0], rssm.gru.linear, rssm.obs_out[0], rssm.obs_out[2],
+                  *[m for m in agent.behavior.actor.mlp.modules() if isinstance(m, torch.nn.Linear)]):
+        shapes.append((1, layer.in_features, layer.out_features))
+    return shapes
+
+
+def policy_matmul_floor(repeats: int = 200) -> dict:
+    """Median ms of the policy's matrix products alone, with random operands of the same
+    shapes, one thread; consecutive calls cycle through all the weights as acting does."""
+    shapes = policy_matmul_shapes()
+    weights = [torch.randn(n_out, n_in) for _, n_in, n_out in shapes]
+    inputs = [torch.randn(rows, n_in) for rows, n_in, _ in shapes]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ms = sorted(time_ms(lambda: [F.linear(x, w) for x, w in zip(inputs, weights)], repeats, CPU, warmup=10))
+    finally:
+        torch.set_num_threads(threads)
+    return {"shapes": shapes, "weight_mb": sum(w.numel() for w in weights) * 4 / 2**20,
+            "median_ms": ms[len(ms) // 2], "min_ms": ms[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="append the result to this JSON file's 'runs'")
@@ -70,6 +111,10 @@ def main() -> None:
         for row in layers:
             print(f"  {row['layer']:<24} forward {row['forward_gflops']:5.0f}  "
                   f"forward+backward {row['forward_backward_gflops']:5.0f} GFLOP/s")
+    result["policy_fp32"] = policy_matmul_floor()
+    floor = result["policy_fp32"]
+    print(f"policy (atari, batch 1, fp32, 1 thread): its matrix products alone take {floor['median_ms']:.2f} ms "
+          f"(min {floor['min_ms']:.2f}) for {floor['weight_mb']:.1f} MB of weights")
     if args.json:
         append_run(args.json, result)
 

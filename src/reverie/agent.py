@@ -8,6 +8,7 @@ batch-major ``[B, L, ...]``; policy inputs have a leading batch dim ``[N, ...]``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,6 +48,10 @@ class Agent:
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
         self.updates = 0
+        # Under bf16, acting keeps bf16 copies of the acting networks' matmul weights (before
+        # ``compile`` wraps anything), refreshed when the weights change: autocast would
+        # otherwise recast every weight on every call (docs/SPEED.md).
+        self._acting = _ActingCopy(self) if config.precision == "bf16" else None
         if self.device.type == "cuda":
             # TF32 tensor cores for fp32 matmuls and convolutions (fp32 accumulation), as the
             # official TF2 code gets by default on Ampere and later. Process-wide flags.
@@ -74,13 +79,14 @@ class Agent:
         if state is None:
             state = (wm.rssm.initial(n), torch.zeros(n, wm.action_dim, device=self.device))
         latent, prev_action = state
+        encoder, rssm, actor = self._acting.modules() if self._acting else (wm.encoder, wm.rssm, self.behavior.actor)
         with self._autocast(), _one_cpu_thread(self.device):
             # post_step resets the latent and previous action where is_first.
-            latent = wm.rssm.post_step(latent, prev_action, wm.encoder(data), data["is_first"])
+            latent = rssm.post_step(latent, prev_action, encoder(data), data["is_first"])
             if mode == "random":
                 action = self._random_action(n)
             else:
-                dist = self.behavior.actor(wm.rssm.get_feat(latent))
+                dist = actor(rssm.get_feat(latent))
                 action = dist.sample() if mode == "train" else dist.mode()
         action = action.float()
         return action.cpu().numpy(), (latent, action)
@@ -161,6 +167,41 @@ class Agent:
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+
+class _ActingCopy:
+    """The encoder, RSSM and actor with the weights and biases of their linear and conv
+    layers in bf16, for acting under bf16 autocast.
+
+    Autocast casts those tensors to bf16 for every matmul anyway (and keeps everything else,
+    such as LayerNorm, in fp32), so acting with this copy computes the same values while
+    reading half the bytes and casting nothing per call (atari, batch 1, CPU: the recast of
+    29 MB of fp32 weights was most of the call). The copy is refreshed in place whenever a
+    source parameter changed (an optimizer step, a checkpoint load, any in-place write),
+    detected through the parameters' version counters.
+    """
+
+    CAST = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+
+    def __init__(self, agent: Agent):
+        self.sources = (agent.world_model.encoder, agent.world_model.rssm, agent.behavior.actor)
+        self.copies = tuple(copy.deepcopy(m).requires_grad_(False) for m in self.sources)
+        for net in self.copies:
+            for layer in net.modules():
+                if isinstance(layer, self.CAST):
+                    layer.to(torch.bfloat16)  # keeps the channels-last layout of conv weights
+        self.key: list[tuple[int, int]] = []
+
+    def modules(self) -> tuple[torch.nn.Module, ...]:
+        pairs = [(src, dst) for s, d in zip(self.sources, self.copies, strict=True)
+                 for src, dst in zip(s.parameters(), d.parameters(), strict=True)]
+        key = [(src.data_ptr(), src._version) for src, _ in pairs]
+        if key != self.key:
+            with torch.no_grad():
+                for src, dst in pairs:
+                    dst.copy_(src)  # casts to bf16 where the copy holds bf16
+            self.key = key
+        return self.copies
 
 
 @contextmanager

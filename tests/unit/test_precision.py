@@ -184,3 +184,37 @@ def test_compiled_losses_within_tolerance_of_eager():
     with inductor.patch(fallback_random=True):
         compiled = _losses(["compile=true"])
     _assert_losses_close(compiled, _losses([]), rel=1e-3)
+
+
+def test_bf16_acting_copy_acts_as_autocast_and_follows_updates():
+    # Under bf16 the policy uses cached bf16 copies of the acting networks' matmul weights;
+    # it must give the same latent and action as autocast over the fp32 weights, also after
+    # an update changed those weights.
+    config = load_config("debug", ["device=cpu", "precision=bf16"])
+    torch.manual_seed(0)
+    agent = Agent(config, IMAGE, gym.spaces.Discrete(18))
+    batch = synthetic_batch(config, IMAGE, gym.spaces.Discrete(18), seed=0)
+    obs = {k: v[:2, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
+    assert agent._acting is not None
+
+    def act_both():
+        torch.manual_seed(3)  # the posterior latent is sampled
+        cached = agent.policy(obs, None, "eval")
+        copy, agent._acting = agent._acting, None
+        try:
+            torch.manual_seed(3)
+            plain = agent.policy(obs, None, "eval")
+        finally:
+            agent._acting = copy
+        np.testing.assert_array_equal(cached[0], plain[0])
+        for key in cached[1][0]:
+            torch.testing.assert_close(cached[1][0][key], plain[1][0][key], rtol=0, atol=0)
+        return cached[1][0]["deter"]
+
+    before = act_both()
+    agent.train(batch)
+    after = act_both()
+    assert not torch.equal(before, after)  # the update changed what the copy computes
+    linear = agent._acting.copies[1].gru.linear
+    assert linear.weight.dtype == torch.bfloat16 and not linear.weight.requires_grad
+    assert agent._acting.copies[1].gru.norm.weight.dtype == torch.float32  # LayerNorm stays fp32
