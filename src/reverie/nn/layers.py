@@ -235,12 +235,15 @@ class ConvDecoder(nn.Module):
         out, k = first.out_channels, first.kernel_size[0]
         x = F.linear(self.linear(x), first.weight.flatten(1).T, first.bias.repeat_interleave(k * k))
         x = x.unflatten(-1, (out, k, k)).contiguous(memory_format=self.memory_format)
+        # The sub-pixel path pays in fp32 only: under bf16 autocast oneDNN's transposed kernel
+        # is the faster one for the image layer (N = 1,000: 202 vs 339 ms forward + backward).
+        phases = not torch.is_autocast_enabled(x.device.type)
         for layer in self.net[1:]:
             narrow = isinstance(layer, nn.ConvTranspose2d) and layer.out_channels <= self.PHASES_MAX_CHANNELS
-            x = conv_transpose2d_phases(x, layer) if narrow else layer(x)
+            x = conv_transpose2d_phases(x, layer) if narrow and phases else layer(x)
         return x
 
     # Transposed convs with this few output channels (the image layer) run as sub-pixel
-    # convolutions: oneDNN's transposed kernels are slow for them (atari image layer at
-    # N = 250: 75 → 49 ms forward + backward; debug 4-channel layer 2.2 → 1.9 ms).
+    # convolutions in fp32: oneDNN's fp32 transposed kernels are slow for them (atari image
+    # layer at N = 250: 75 → 49 ms forward + backward; debug 4-channel layer 2.2 → 1.9 ms).
     PHASES_MAX_CHANNELS = 4
