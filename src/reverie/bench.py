@@ -145,7 +145,7 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
     wm_flops, (post, _, _) = count_flops(lambda: agent.train_world_model(batch))
     ac_flops, _ = count_flops(lambda: agent.train_behavior(post, batch["is_terminal"]))
     flops = {"total": wm_flops + ac_flops, "world_model": wm_flops, "actor_critic": ac_flops}
-    # One more warm-up: the first update after the FLOP counter runs 10–15 % slower.
+    # One more warm-up: the first update after the FLOP counter ran 7–15 % slower (vm, atari).
     train_ms = time_ms(lambda: agent.train(batch), updates, device, warmup=1)
     wm_ms, ac_ms = [], []
     for _ in range(updates):
