@@ -184,21 +184,21 @@ class _ActingCopy:
     CAST = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
 
     def __init__(self, agent: Agent):
-        self.sources = (agent.world_model.encoder, agent.world_model.rssm, agent.behavior.actor)
-        self.copies = tuple(copy.deepcopy(m).requires_grad_(False) for m in self.sources)
+        sources = (agent.world_model.encoder, agent.world_model.rssm, agent.behavior.actor)
+        self.copies = tuple(copy.deepcopy(m).requires_grad_(False) for m in sources)
         for net in self.copies:
             for layer in net.modules():
                 if isinstance(layer, self.CAST):
                     layer.to(torch.bfloat16)  # keeps the channels-last layout of conv weights
+        self.pairs = [(src, dst) for s, d in zip(sources, self.copies, strict=True)
+                      for src, dst in zip(s.parameters(), d.parameters(), strict=True)]
         self.key: list[tuple[int, int]] = []
 
     def modules(self) -> tuple[torch.nn.Module, ...]:
-        pairs = [(src, dst) for s, d in zip(self.sources, self.copies, strict=True)
-                 for src, dst in zip(s.parameters(), d.parameters(), strict=True)]
-        key = [(src.data_ptr(), src._version) for src, _ in pairs]
+        key = [(src.data_ptr(), src._version) for src, _ in self.pairs]
         if key != self.key:
             with torch.no_grad():
-                for src, dst in pairs:
+                for src, dst in self.pairs:
                     dst.copy_(src)  # casts to bf16 where the copy holds bf16
             self.key = key
         return self.copies
