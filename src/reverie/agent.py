@@ -101,28 +101,28 @@ class Agent:
 
     # -- learning -------------------------------------------------------------------------
 
-    def train(self, batch: dict[str, Any], state: State | None = None) -> tuple[State, dict[str, float]]:
+    def train(self, batch: dict[str, Any]) -> dict[str, float]:
         """One world-model update, then one actor-critic update from its posterior states.
 
-        ``batch``: replay arrays ``[B, L, ...]``; ``state``: the last posterior state of the
-        previous batch (or None) so that consecutive batches continue the same sequences, as
-        in the official code. Returns ``(last posterior state [B, ...] (detached), metrics)``.
+        ``batch``: replay arrays ``[B, L, ...]``. Every sequence starts from the RSSM's zero
+        state, as in the official code, whose replay marks the first step of every sampled
+        sequence ``is_first`` (``Replay.sample`` does the same). Returns the metrics.
         """
-        post, last_state, metrics = self.train_world_model(batch, state)
+        post, metrics = self.train_world_model(batch)
         metrics.update(self.train_behavior(post, batch["is_terminal"]))
         self.updates += 1
         # One device sync for all metrics instead of one .item() each.
         values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist()
-        return last_state, dict(zip(metrics, values))
+        return dict(zip(metrics, values))
 
-    def train_world_model(self, batch: dict[str, Any], state: State | None = None) -> tuple[State, State, dict]:
+    def train_world_model(self, batch: dict[str, Any]) -> tuple[State, dict]:
         """The first half of ``train``: one world-model step. Returns ``(post [B, L, ...]
-        (detached), last_state, metrics as 0-dim tensors)``; ``updates`` is not advanced."""
-        wm_loss, post, last_state, metrics = self.world_model.loss(batch, state)
+        (detached), metrics as 0-dim tensors)``; ``updates`` is not advanced."""
+        wm_loss, post, metrics = self.world_model.loss(batch)
         metrics.update(self.model_opt.step(wm_loss, self.updates))
         # Imagination starts from the detached posteriors: the actor-critic losses cannot
         # reach the representation through the start states.
-        return {k: v.detach() for k, v in post.items()}, last_state, metrics
+        return {k: v.detach() for k, v in post.items()}, metrics
 
     def train_behavior(self, post: State, is_terminal: Any) -> dict[str, torch.Tensor]:
         """The second half of ``train``: one actor-critic step imagined from ``post``

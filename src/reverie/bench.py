@@ -142,7 +142,7 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
         torch.cuda.reset_peak_memory_stats(device)
 
     # Counting runs the real kernels: it is also the warm-up.
-    wm_flops, (post, _, _) = count_flops(lambda: agent.train_world_model(batch))
+    wm_flops, (post, _) = count_flops(lambda: agent.train_world_model(batch))
     ac_flops, _ = count_flops(lambda: agent.train_behavior(post, batch["is_terminal"]))
     flops = {"total": wm_flops + ac_flops, "world_model": wm_flops, "actor_critic": ac_flops}
     # One more warm-up: the first update after the FLOP counter ran 7–15 % slower (vm, atari).

@@ -48,7 +48,7 @@ def reached(agent):
 
 def behavior_losses(agent, step=0):
     batch = random_batch()
-    _, post, _, _ = agent.world_model.loss(batch)
+    _, post, _ = agent.world_model.loss(batch)
     start = {k: v.detach() for k, v in post.items()}
     is_terminal = torch.as_tensor(batch["is_terminal"])
     return agent.behavior.losses(agent.world_model, start, is_terminal, step)
@@ -103,7 +103,7 @@ def test_rho_zero_backpropagates_through_imagination_into_the_actions():
 def test_actor_critic_update_does_not_change_the_world_model(rho):
     agent = make_agent(f"behavior.reinforce_mix={rho}")
     batch = random_batch()
-    _, post, _, _ = agent.world_model.loss(batch)
+    _, post, _ = agent.world_model.loss(batch)
     before = {k: v.clone() for k, v in agent.world_model.state_dict().items()}
     slow_before = [p.clone() for p in agent.behavior.slow_critic.parameters()]
     start = {k: v.detach() for k, v in post.items()}

@@ -91,3 +91,18 @@ def test_free_avg_applies_to_the_batch_mean_or_per_element():
     max_first.backward()
     assert post.grad[0].abs().sum() > 0 and post.grad[1].abs().sum() == 0
     assert not math.isnan(post.grad.sum().item())
+
+
+@pytest.mark.parametrize("free_avg", [True, False])
+def test_no_balancing_clamps_per_element_whatever_free_avg_says(free_avg):
+    # Official code (common/nets.py, kl_loss, balance == 0.5): tf.maximum(value, free).mean(),
+    # with no free_avg branch. Batch KLs 0.4408 and 0 with free 0.3 → mean(0.4408, 0.3).
+    post = torch.tensor([POST, PRIOR]).log().requires_grad_(True)
+    prior = torch.tensor([PRIOR, PRIOR]).log().requires_grad_(True)
+    loss, value = kl_loss(post, prior, balance=0.5, free=0.3, free_avg=free_avg)
+    assert loss.item() == pytest.approx((KL + 0.3) / 2, abs=1e-5)
+    assert value.item() == pytest.approx(KL / 2, abs=1e-5)
+    loss.backward()
+    # Only the element above the free nats sends a gradient, half of the single-element one.
+    torch.testing.assert_close(post.grad[0], torch.tensor(D_POST) / 2, atol=1e-5, rtol=0)
+    assert post.grad[1].abs().sum() == 0 and prior.grad[1].abs().sum() == 0

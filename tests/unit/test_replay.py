@@ -56,6 +56,19 @@ def test_start_index_is_clipped_to_episode_length_minus_L(tmp_path):
     np.testing.assert_allclose(frequency, [0.1] * 6 + [0.4], atol=0.03)
 
 
+def test_every_sequence_starts_with_is_first_even_mid_episode(tmp_path):
+    # Official replay.py, _sample_sequence: is_first[0] = True on every sampled sequence, so
+    # training starts each one from the zero state. Inside a sequence only real episode
+    # starts are marked.
+    replay = Replay(tmp_path, capacity=100, seed=3)
+    add_episodes(replay, [30, 40])
+    batch = replay.sample(500, 8)
+    starts = batch["reward"][:, 0].astype(int)
+    assert np.any((starts != 0) & (starts != 30))  # most sequences start mid-episode
+    assert batch["is_first"][:, 0].all()
+    assert not batch["is_first"][:, 1:].any()  # no sequence crosses an episode start here
+
+
 def test_short_episodes_continue_into_next_with_is_first(tmp_path):
     # Episodes [0 1 2] [3 4] [5 6 7 8]; L = 5 is longer than each, so a sequence starts at an
     # episode start and continues in storage order, wrapping from the last to the first.

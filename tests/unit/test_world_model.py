@@ -88,7 +88,7 @@ def test_every_preset_trains_one_adam_step_at_debug_size(preset):
     model = WorldModel(config, obs_space, act_space)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
-    loss, post, last, metrics = model.loss(random_batch(obs_space, act_space))
+    loss, post, metrics = model.loss(random_batch(obs_space, act_space))
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -97,7 +97,7 @@ def test_every_preset_trains_one_adam_step_at_debug_size(preset):
     assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in metrics.values())
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
-    assert post["deter"].shape[:2] == (B, L) and last["deter"].shape == (B, config.world_model.rssm.deter)
+    assert post["deter"].shape == (B, L, config.world_model.rssm.deter)
 
 
 @pytest.mark.parametrize("obs", ["image", "vector", "mixed"])
@@ -109,7 +109,7 @@ def test_observation_kinds_shapes(obs, presets):
     batch = random_batch(obs_space, gym.spaces.Discrete(3))
     embed = model.encoder(model.preprocess(batch))
     assert embed.shape == (B, L, model.encoder.out_dim)
-    loss, post, last, metrics = model.loss(batch)
+    loss, post, metrics = model.loss(batch)
     dists = model.heads["decoder"](model.rssm.get_feat(post))
     assert set(dists) == set(obs_space)
     if "image" in dists:
@@ -117,15 +117,12 @@ def test_observation_kinds_shapes(obs, presets):
     if "vector" in dists:
         assert dists["vector"].mean.shape == (B, L, 5)
     assert torch.isfinite(loss) and metrics["image_loss"] > 0
-    # The last state continues the next batch.
-    loss2, *_ = model.loss(batch, last)
-    assert torch.isfinite(loss2)
 
 
 def test_loss_is_the_weighted_sum_of_its_terms():
     model = debug_model(overrides=["world_model.kl.scale=0.3", "world_model.loss_scales.discount=5"])
     torch.manual_seed(1)
-    loss, _, _, m = model.loss(random_batch({"image": image_space()}, gym.spaces.Discrete(3)))
+    loss, _, m = model.loss(random_batch({"image": image_space()}, gym.spaces.Discrete(3)))
     expected = 0.3 * m["kl_loss"] + m["image_loss"] + m["reward_loss"] + 5 * m["discount_loss"]
     torch.testing.assert_close(loss.detach(), expected)
     assert m["model_kl"] == pytest.approx(m["kl_loss"].item(), rel=1e-5)  # free = 0
@@ -151,7 +148,7 @@ def test_openl_video():
 
 def test_bf16_losses_stay_float32():
     model = debug_model(overrides=["precision=bf16"])
-    loss, _, _, metrics = model.loss(random_batch({"image": image_space()}, gym.spaces.Discrete(3)))
+    loss, _, metrics = model.loss(random_batch({"image": image_space()}, gym.spaces.Discrete(3)))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 

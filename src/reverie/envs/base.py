@@ -2,7 +2,8 @@
 
 An observation is a dict of numpy values: ``image`` uint8 ``[H, W, C]`` and/or ``vector``
 float32 ``[D]``, plus ``reward`` (float, raw), ``is_first``, ``is_last``, ``is_terminal``
-(bool). ``is_terminal`` marks only real terminal states (game over, a fall); a time limit
+(bool). Every array is C-contiguous (MuJoCo's frames are flipped views with
+negative strides, which ``torch.as_tensor`` refuses); ``make_obs`` guarantees it for every env. ``is_terminal`` marks only real terminal states (game over, a fall); a time limit
 ends the episode with ``is_last`` alone, so the discount target stays γ there.
 Actions are one-hot float vectors ``[n]`` (an int index is accepted too) for
 ``Discrete`` spaces and float vectors ``[d]`` in ``[-1, 1]`` for ``Box`` spaces.
@@ -54,6 +55,8 @@ class Env:
 
 
 def make_obs(reward: float, first: bool, last: bool, terminal: bool, **values: np.ndarray) -> Obs:
+    """The observation dict; array values are made C-contiguous (a no-op when they are)."""
+    values = {key: np.ascontiguousarray(value) for key, value in values.items()}
     return {**values, "reward": float(reward), "is_first": bool(first), "is_last": bool(last),
             "is_terminal": bool(terminal)}
 

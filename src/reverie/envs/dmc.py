@@ -97,7 +97,9 @@ class DMCEnv(Env):
 
     def render(self) -> np.ndarray:
         try:
-            return self.env.physics.render(*self.size, camera_id=self.camera)
+            # MuJoCo hands out a vertically flipped view (negative strides): copy it into a
+            # C-contiguous frame, as the env contract requires (torch cannot take the view).
+            return np.ascontiguousarray(self.env.physics.render(*self.size, camera_id=self.camera))
         except Exception as error:  # mujoco raises several types when no GL context can be made
             backend = os.environ.get("MUJOCO_GL", "egl")
             fix = GL_PACKAGES.get(backend, f"{GL_PACKAGES['egl']} (EGL) or {GL_PACKAGES['osmesa']} (OSMesa)")

@@ -200,6 +200,10 @@ class Replay:
         uniformly in ``[0, len)``, clipped to ``len − L`` (paper sec. 2.1, so that episode
         ends are seen often enough). An episode shorter than ``L`` is continued with the next
         stored episodes (wrapping to the oldest), whose first step has ``is_first=True``.
+
+        The first step of every sequence is marked ``is_first`` (official ``replay.py``,
+        ``_sample_sequence``): training starts each sequence from the RSSM's zero state, the
+        state acting starts every episode from, never from an unrelated sequence's state.
         """
         if self._num_steps < length:
             raise ValueError(f"replay holds {self._num_steps} steps, fewer than the sequence length "
@@ -218,6 +222,7 @@ class Replay:
                 filled += n
                 index = (index + 1) % len(episodes)
                 episode, start = episodes[index], 0
+        out["is_first"][:, 0] = True
         return out
 
     # ----------------------------------------------------------- bookkeeping

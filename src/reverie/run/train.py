@@ -114,9 +114,8 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     ckpt = load_checkpoint(logdir, map_location=agent.device)
     replay_args = dict(capacity=config.replay.capacity, chunk=config.replay.chunk, seed=config.seed)
     loop = LoopState()
-    train_state = None
     if ckpt is not None:
-        loop, train_state = _restore(ckpt, agent, driver)
+        loop = _restore(ckpt, agent, driver)
         replay = Replay.load(logdir / "replay", upto_step=ckpt.meta["replay"]["step"], **replay_args)
         replay.load_state_dict(ckpt.meta["replay"])
     else:
@@ -132,11 +131,10 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     write_status(logdir, **_status(loop, agent, run, "running"))
 
     def learn(times: int) -> None:
-        nonlocal train_state, last_batch
+        nonlocal last_batch
         for _ in range(times):
             last_batch = replay.sample(config.replay.batch, config.replay.length)
-            train_state, metrics = agent.train(last_batch, train_state)
-            loop.add(metrics)
+            loop.add(agent.train(last_batch))
 
     try:
         while loop.step < run.steps:
@@ -172,7 +170,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
             if run.eval_every and step % run.eval_every == 0:
                 _evaluate_during_training(agent, config, loop, logger, start_time)
             if step % run.checkpoint_every == 0 or step == run.steps:
-                checkpoint_path = _save(logdir, loop, agent, driver, replay, train_state, start_time)
+                checkpoint_path = _save(logdir, loop, agent, driver, replay, start_time)
             if not quiet:
                 elapsed = max(time.time() - start_time, 1e-9)
                 progress.update(step, (step - start_step) / elapsed, (agent.updates - updates_at_start) / elapsed,
@@ -182,7 +180,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
         logger.close()
         env.close()
     if checkpoint_path is None:  # run.steps reached before this invocation did anything
-        checkpoint_path = _save(logdir, loop, agent, driver, replay, train_state, start_time)
+        checkpoint_path = _save(logdir, loop, agent, driver, replay, start_time)
     write_status(logdir, **_status(loop, agent, run, "finished", start_time))
     return {"step": loop.step, "frames": loop.step * config.env.action_repeat,
             "checkpoint": str(checkpoint_path), "last_eval": loop.last_eval}
@@ -217,7 +215,7 @@ def _save_openl(agent, batch: dict[str, np.ndarray], path: Path, seed: int) -> N
         save_video(path, video)
 
 
-def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, train_state, start_time: float) -> Path:
+def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, start_time: float) -> Path:
     from reverie.checkpoint import capture_rng, save_checkpoint
 
     replay.flush()
@@ -226,7 +224,7 @@ def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, train_st
     obs_tensors, obs_meta = _split_arrays(driver.obs)
     tensors = {
         "agent": agent.state_dict(), "rng": rng_tensors, "env": env_tensors, "obs": obs_tensors,
-        "policy_state": _to_device(driver.policy_state, "cpu"), "train_state": _to_device(train_state, "cpu"),
+        "policy_state": _to_device(driver.policy_state, "cpu"),
     }
     meta = {
         "loop": {**dataclasses.asdict(loop), "wall_seconds": _elapsed(loop, start_time)},
@@ -236,7 +234,7 @@ def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, train_st
     return save_checkpoint(logdir, loop.step, tensors, meta, keep=agent.config.run.keep_checkpoints)
 
 
-def _restore(ckpt, agent, driver: Driver) -> tuple[LoopState, Any]:
+def _restore(ckpt, agent, driver: Driver) -> LoopState:
     from reverie.checkpoint import restore_rng
 
     tensors, meta = ckpt.tensors, ckpt.meta
@@ -252,7 +250,7 @@ def _restore(ckpt, agent, driver: Driver) -> tuple[LoopState, Any]:
         else:  # the env cannot restore its state: a new episode starts (documented)
             driver.obs = None
     restore_rng(tensors["rng"], meta["rng"])
-    return loop, _to_device(tensors.get("train_state"), agent.device)
+    return loop
 
 
 def _split_arrays(state: Any) -> tuple[Any, Any]:

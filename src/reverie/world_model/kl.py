@@ -23,15 +23,16 @@ def kl_loss(
         loss = α · max(mean KL(sg(post) ‖ prior), free) + (1 − α) · max(mean KL(post ‖ sg(prior)), free)
 
     ``free_avg=False`` takes the max per element, before the mean. ``balance == 0.5`` is
-    the "No KL Balancing" ablation and, as in the official code, the plain KL:
-    ``loss = max(mean KL(post ‖ prior), free)`` with the full gradient to both sides
+    the "No KL Balancing" ablation and, as in the official code (``common/nets.py``,
+    ``kl_loss``), the plain KL clamped per element whatever ``free_avg`` says:
+    ``loss = mean(max(KL(post ‖ prior), free))`` with the full gradient to both sides
     (twice the α = 0.5 gradient of the formula above; Adam makes the scale immaterial).
     Below ``free`` nats the loss is the constant ``free`` and sends no gradient.
     """
     post, prior = latent_dist(_params(post)), latent_dist(_params(prior))
     if balance == 0.5:
         value = post.kl(prior)
-        return _free_nats(value, free, free_avg), value.mean()
+        return value.clamp_min(free).mean(), value.mean()
     # Each side's log-softmax is computed once; the stop-gradient side is its detached copy.
     value = post.kl(prior.detach())  # trains the posterior (representation)
     value_prior = post.detach().kl(prior)  # trains the prior (transition)

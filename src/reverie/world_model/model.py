@@ -132,17 +132,17 @@ class WorldModel(nn.Module):
             data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
         return data
 
-    def loss(self, batch: dict[str, Any], state: State | None = None) -> tuple[torch.Tensor, State, State, dict[str, torch.Tensor]]:
-        """Eq. 2 on a batch ``[B, T, ...]``; ``state``: the last state of the previous batch or None.
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+        """Eq. 2 on a batch ``[B, T, ...]``; every sequence starts from the zero state.
 
-        Returns ``(model_loss, post [B, T, ...], last_state [B, ...] (detached), metrics)``;
+        Returns ``(model_loss, post [B, T, ...], metrics)``;
         metrics are detached 0-dim tensors. ``model_loss = β·kl_loss + Σ_k scale_k·(−mean log p_k)``.
         """
         cfg = self.config.world_model
         data = self.preprocess(batch)
         with self._autocast():
             embed = self.encoder(data)
-            post, prior = self.rssm.observe(embed, data["action"], data["is_first"], state)
+            post, prior = self.rssm.observe(embed, data["action"], data["is_first"])
             feat = self.rssm.get_feat(post)
             losses = {f"{name}_loss": -like.mean() for name, like in self._log_likelihoods(feat, data).items()}
         kl, kl_value = kl_loss(post, prior, balance=cfg.kl.balance, free=cfg.kl.free, free_avg=cfg.kl.free_avg)
@@ -152,8 +152,7 @@ class WorldModel(nn.Module):
         with torch.no_grad():  # metrics only: no graph
             metrics["prior_ent"] = self.rssm.get_dist(prior).entropy().mean()
             metrics["post_ent"] = self.rssm.get_dist(post).entropy().mean()
-        last_state = {k: v[:, -1].detach() for k, v in post.items()}
-        return model_loss, post, last_state, {k: v.detach() for k, v in metrics.items()}
+        return model_loss, post, {k: v.detach() for k, v in metrics.items()}
 
     def _log_likelihoods(self, feat: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-step log-likelihood ``[B, T]`` of each head; heads not in ``grad_heads`` see
