@@ -54,7 +54,8 @@ class EnvConfig:
     size: list[int] = field(default_factory=lambda: [64, 64])  # image [H, W]
     grayscale: bool = True  # Atari frames as 1 channel
     sticky_actions: float = 0.25  # ALE repeat_action_probability (Machado et al. 2018)
-    full_action_space: bool = True  # all 18 Atari actions for every game
+    full_action_space: bool = True  # all 18 Atari actions for every game (official code: the game's minimal set)
+    noops: int = 0  # Atari: 1..noops random no-op frames after each reset (paper: none; official code: 30)
     time_limit: int = 108_000  # frames (not agent steps) before truncation; 0 = none
     life_loss: bool = False  # treat a lost life as episode end (the paper does not)
     reward_transform: Literal["tanh", "identity", "sign"] = "tanh"  # world-model reward target only
@@ -67,6 +68,10 @@ class ReplayConfig:
     batch: int = 50  # B, sequences per batch (Table D1)
     length: int = 50  # L, sequence length (Table D1)
     chunk: int = 1024  # agent steps per on-disk chunk of a running episode
+    # Sequence start: uniform in [0, len) clipped to len − L (paper sec. 2.1), or, with
+    # prioritize_ends, uniform in [0, len] clipped (official replay with minlen = maxlen = L:
+    # the last start is 1/len likelier).
+    prioritize_ends: bool = False
 
 
 @dataclass

@@ -145,3 +145,36 @@ def test_every_paper_game_constructs_resets_and_steps(game):
         obs = env.step(one_hot(action))
     assert obs["image"].shape == (64, 64, 1)
     env.close()
+
+
+def test_atari_official_preset_uses_the_official_action_set_and_noop_starts():
+    # PyPI dreamerv2 2.2.0, train.py: common.Atari(task, action_repeat, size, grayscale), whose
+    # defaults are noops=30 and all_actions=False (gym's AtariPreprocessing does the no-ops).
+    env = make_env(load_config("atari,atari_official", ["task=atari_pong"]), "train")
+    assert env.noops == 30
+    assert env.act_space.n == 6 and env.actions == list(env.ale.getMinimalActionSet())
+    assert make().noops == 0  # the paper's protocol: no no-op starts
+
+
+def test_noop_starts_play_1_to_noops_noop_frames_from_the_seeded_generator():
+    # Count the frames a reset plays by comparing the ALE's frame counter with a plain reset.
+    counts = []
+    env = make(noops=30)
+    for _ in range(200):
+        env.reset()
+        counts.append(env.ale.getEpisodeFrameNumber())
+    assert min(counts) >= 1 and max(counts) <= 30 and len(set(counts)) > 20
+    plain = make()
+    plain.reset()
+    assert plain.ale.getEpisodeFrameNumber() == 0
+    # Same seed, same no-op counts; the counter of a restored env continues the same stream.
+    again = make(noops=30)
+    again.reset()
+    assert again.ale.getEpisodeFrameNumber() == counts[0]
+    state = again.get_state()
+    restored = make(noops=30)
+    restored.reset()  # advances its own generator: set_state must replace it
+    restored.set_state(state)
+    restored.reset()
+    again.reset()
+    assert restored.ale.getEpisodeFrameNumber() == again.ale.getEpisodeFrameNumber()

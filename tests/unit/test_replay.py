@@ -234,3 +234,14 @@ def test_bytes_per_step_atari(tmp_path):
     replay.add({"image": np.zeros((64, 64, 1), np.uint8), "action": np.zeros(18, np.float32), "reward": 0.0,
                 "is_first": True, "is_last": False, "is_terminal": False})
     assert replay.bytes_per_step() == 64 * 64 + 18 * 4 + 4 + 3  # 4175 bytes
+
+
+def test_prioritize_ends_draws_the_start_in_0_to_len_inclusive_like_the_official_replay(tmp_path):
+    # Official replay.py with minlen = maxlen = L: upper = len − L + 1 + L, so the start is
+    # min(U{0..len}, len − L). One episode of 10 steps, L = 4: starts 0..5 have probability
+    # 1/11 each, start 6 has 5/11 (paper: 1/10 and 4/10, see the test above).
+    replay = Replay(tmp_path, capacity=100, seed=4)
+    add_episodes(replay, [10])
+    starts = replay.sample(6000, 4, prioritize_ends=True)["reward"][:, 0].astype(int)
+    frequency = np.bincount(starts, minlength=7) / len(starts)
+    np.testing.assert_allclose(frequency, [1 / 11] * 6 + [5 / 11], atol=0.025)

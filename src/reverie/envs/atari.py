@@ -10,8 +10,13 @@ uses (section 3, "Experimental setup"):
   only: a time limit is not a terminal state);
 - rewards are raw; the tanh transform lives in the world model's reward target.
 
+The official code's ``common.Atari`` differs in two defaults, offered here for preset
+``atari_official``: ``full_action_space=False`` (the game's minimal action set) and
+``noops=30`` (gym's ``AtariPreprocessing``: after each reset, 1..30 no-op frames drawn
+uniformly, not counted by the time limit).
+
 The ALE is seeded with the env seed, so the same seed gives the same episodes, sticky
-randomness included. ``render()`` returns the full-resolution RGB screen ``[210, 160, 3]``.
+randomness included; the no-op counts come from a generator seeded with it too. ``render()`` returns the full-resolution RGB screen ``[210, 160, 3]``.
 """
 
 from __future__ import annotations
@@ -47,11 +52,12 @@ class AtariEnv(Env):
     """One ALE game. Observation ``image`` uint8 ``[H, W, 1]`` (grayscale) or ``[H, W, 3]``;
     action ``Discrete(18)`` (one-hot ``[18]`` or an int). ``time_limit`` counts raw frames
     (0 = none); ``life_loss=True`` makes a lost life terminal and ends the episode (the
-    DQN convention; the paper does not use it)."""
+    DQN convention; the paper does not use it); ``noops`` > 0 plays 1..noops no-op frames
+    after each reset (the official code's 30; the paper: none)."""
 
     def __init__(self, game: str, seed: int = 0, *, action_repeat: int = 4, size: tuple[int, int] = (64, 64),
                  grayscale: bool = True, sticky_actions: float = 0.25, full_action_space: bool = True,
-                 time_limit: int = 108_000, life_loss: bool = False):
+                 time_limit: int = 108_000, life_loss: bool = False, noops: int = 0):
         ale_py = ale_module()
         if game not in rom_ids():
             raise TaskError(f"unknown Atari ROM {game!r} (`reverie tasks --suite atari` lists them)")
@@ -69,9 +75,18 @@ class AtariEnv(Env):
         self.obs_space = {"image": image_box(*self.size, 1 if grayscale else 3)}
         self.act_space = spaces.Discrete(len(self.actions))
         self._frames, self._lives, self._done = 0, 0, True
+        if noops < 0:
+            raise TaskError(f"env.noops must be >= 0, got {noops}")
+        self.noops = int(noops)
+        self._noop_rng = np.random.Generator(np.random.PCG64(seed))
 
     def reset(self) -> Obs:
         self.ale.reset_game()
+        if self.noops:
+            for _ in range(int(self._noop_rng.integers(1, self.noops + 1))):
+                self.ale.act(self.actions[0])  # NOOP is action 0 of the full and the minimal set
+                if self.ale.game_over(with_truncation=False):
+                    self.ale.reset_game()
         self._frames, self._lives, self._done = 0, self.ale.lives(), False
         return make_obs(0.0, True, False, False, image=self._image([self._screen()]))
 
@@ -109,12 +124,14 @@ class AtariEnv(Env):
         # include_rng: the sticky-action RNG, so a restored env repeats the same future.
         blob = self.ale.cloneState(include_rng=True).serialize()
         return {"ale": np.frombuffer(blob, np.uint8).copy(), "frames": self._frames,
-                "lives": self._lives, "done": self._done}
+                "lives": self._lives, "done": self._done, "noop_rng": self._noop_rng.bit_generator.state}
 
     def set_state(self, state: dict[str, Any]) -> None:
         ale_py = ale_module()
         self.ale.restoreState(ale_py.ALEState(np.asarray(state["ale"], np.uint8).tobytes()))
         self._frames, self._lives, self._done = int(state["frames"]), int(state["lives"]), bool(state["done"])
+        if "noop_rng" in state:  # checkpoints written before env.noops existed have none
+            self._noop_rng.bit_generator.state = state["noop_rng"]
 
 
 def make_atari(game: str, config: Any, seed: int) -> AtariEnv:
@@ -122,4 +139,4 @@ def make_atari(game: str, config: Any, seed: int) -> AtariEnv:
     env = config.env
     return AtariEnv(game, seed, action_repeat=env.action_repeat, size=tuple(env.size), grayscale=env.grayscale,
                     sticky_actions=env.sticky_actions, full_action_space=env.full_action_space,
-                    time_limit=env.time_limit, life_loss=env.life_loss)
+                    time_limit=env.time_limit, life_loss=env.life_loss, noops=env.noops)

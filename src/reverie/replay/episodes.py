@@ -193,12 +193,13 @@ class Replay:
             self._evicted_files.extend(reversed(episode.files))
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+    def sample(self, batch: int, length: int, prioritize_ends: bool = False) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` steps: ``{key: [B, L, ...]}``, dtypes as stored.
 
         Each sequence picks an episode uniformly (the running one included) and a start
         uniformly in ``[0, len)``, clipped to ``len − L`` (paper sec. 2.1, so that episode
-        ends are seen often enough). An episode shorter than ``L`` is continued with the next
+        ends are seen often enough). ``prioritize_ends`` draws it in ``[0, len]`` instead, as
+        the official replay does with ``minlen = maxlen = L`` (``upper = len − L + 1 + L``). An episode shorter than ``L`` is continued with the next
         stored episodes (wrapping to the oldest), whose first step has ``is_first=True``.
 
         The first step of every sequence is marked ``is_first`` (official ``replay.py``,
@@ -213,7 +214,8 @@ class Replay:
         for b in range(batch):
             index = int(self._rng.integers(len(episodes)))
             episode = episodes[index]
-            start = max(0, min(int(self._rng.integers(episode.length)), episode.length - length))
+            start = int(self._rng.integers(episode.length + int(prioritize_ends)))
+            start = max(0, min(start, episode.length - length))
             filled = 0
             while filled < length:
                 n = min(length - filled, episode.length - start)

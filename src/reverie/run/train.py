@@ -133,7 +133,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     def learn(times: int) -> None:
         nonlocal last_batch
         for _ in range(times):
-            last_batch = replay.sample(config.replay.batch, config.replay.length)
+            last_batch = replay.sample(config.replay.batch, config.replay.length, config.replay.prioritize_ends)
             loop.add(agent.train(last_batch))
 
     try:
