@@ -139,11 +139,22 @@ def action_space(space: spaces.Space) -> spaces.Discrete | spaces.Box:
     raise TaskError(f"unsupported action space {space}; supported {SUPPORTED}")
 
 
+def _register_ale() -> None:
+    """ale-py registers its Gymnasium ids (``ALE/Pong-v5``, ...) when imported; gymnasium 1.x
+    no longer imports it by itself. Absent ale-py, those ids are simply not listed."""
+    try:
+        import ale_py  # noqa: F401
+    except ImportError:
+        pass
+
+
 def gym_ids() -> list[str]:
+    _register_ale()
     return sorted(gymnasium.registry)
 
 
 def make_gym(env_id: str, config: Any, seed: int) -> GymEnv:
+    _register_ale()
     if env_id not in gymnasium.registry:
         raise TaskError(f"unknown Gymnasium id {env_id!r}")
     try:
