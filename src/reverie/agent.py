@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reverie.behavior.actor_critic import ActorCritic
-from reverie.config import Config, ConfigError
+from reverie.config import Config
 from reverie.nn.optim import Optimizer
 from reverie.utils import keep_freed_memory, resolve_device
 from reverie.world_model.model import WorldModel
@@ -40,8 +40,6 @@ class Agent:
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every large activation (docs/SPEED.md)
-        if config.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0 = one per core), got {config.threads}")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.world_model = WorldModel(config, obs_space, act_space)

@@ -11,10 +11,15 @@ import argparse
 import sys
 
 from reverie.config import load_config
-from reverie.errors import ReverieError
+from reverie.errors import ReverieError, describe_os_error
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.explain:
+        from reverie.config import explain
+
+        print(explain(args.explain))
+        return 0
     config = load_config(args.preset, args.set)
     if args.params:
         from reverie.params import format_counts, parameter_counts
@@ -74,8 +79,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cli_demo(args)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
+def count(minimum: int):
+    """An argparse type: a whole number >= ``minimum``, written as 50000 or 5e4."""
+
+    def parse(text: str) -> int:
+        try:
+            number = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not number.is_integer() or number < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= {minimum}")
+        return int(number)
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="reverie",
         description="DreamerV2 (Hafner et al., ICLR 2021) in PyTorch. "
         "Run `reverie COMMAND --help` for a command's options.",
@@ -86,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--format", choices=["yaml", "json"], default="yaml")
     p.add_argument("--params", action="store_true", help="print parameter counts per module instead")
+    p.add_argument("--explain", metavar="KEY", help="print what a key means (the paper's symbol), its rule "
+                   "and its value in each preset, e.g. --explain behavior.discount")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("tasks", help="list the available tasks (the paper's 55 Atari games marked)")
@@ -96,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="task name, e.g. atari_pong, dmc_walker_walk, gym_CartPole-v1")
     _add_config_args(p, preset=None)
     p.add_argument("--logdir", help="run directory (default runs/<task>/<seed>)")
-    p.add_argument("--steps", type=float, help="agent steps to train in total (run.steps)")
-    p.add_argument("--seed", type=int, help="random seed (seed)")
+    p.add_argument("--steps", type=count(1), help="agent steps to train in total (run.steps), e.g. 5e4")
+    p.add_argument("--seed", type=count(0), help="random seed (seed)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate the newest complete checkpoint of a run")
     p.add_argument("--logdir", required=True)
-    p.add_argument("--episodes", type=int, default=None, help="episodes (default run.eval_episodes)")
+    p.add_argument("--episodes", type=count(1), default=None, help="episodes (default run.eval_episodes)")
     p.add_argument("--video", action="store_true", help="save a video of each episode")
     p.set_defaults(func=cmd_eval)
 
@@ -111,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="a game,score CSV instead of run directories")
     p.add_argument("--baseline", choices=["dreamerv2", "rainbow", "iqn"], help="aggregate a Table K1 column")
     p.add_argument("--format", choices=["table", "json", "markdown", "csv"], default="table")
-    p.add_argument("--last", type=int, default=10, help="final score = mean of the last N eval episodes")
+    p.add_argument("--last", type=count(1), default=10, help="final score = mean of the last N eval episodes")
     p.set_defaults(func=cmd_scores)
 
     p = sub.add_parser("plot", help="learning curves, world-model losses, per-game bars")
@@ -122,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=["rainbow", "iqn", "dreamerv2"], default="rainbow",
                    help="for --kind bars: the column to compare against")
     p.add_argument("--csv", help="for --kind bars: a game,score CSV instead of run directories")
-    p.add_argument("--last", type=int, default=10, help="for --kind bars: final score = mean of the last N evals")
+    p.add_argument("--last", type=count(1), default=10, help="for --kind bars: final score = mean of the last N evals")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("bench", help="time updates and acting; FLOPs against the measured peak")
@@ -130,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--updates", type=int, default=5, help="timed repeats after warm-up")
+    p.add_argument("--updates", type=count(1), default=5, help="timed repeats after warm-up")
     p.add_argument("--env", dest="env_task", help="task whose env step the projection uses (default: the config's)")
-    p.add_argument("--env-steps", type=int, default=2000, help="random-policy agent steps timed for the env step")
+    p.add_argument("--env-steps", type=count(1), default=2000, help="random-policy agent steps timed for the env step")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 
@@ -142,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="atari", help="preset(s) of every run; ';' separates variants")
     p.add_argument("--logdir", help="study root: ROOT/<preset>/<task>/<seed>/")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=float, help="agent steps per run")
+    p.add_argument("--steps", type=count(1), help="agent steps per run")
     p.add_argument("--address", help="Ray address (auto or ray://host:port); default: a local instance")
     p.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
     p.add_argument("--gpus-per-run", type=float, default=None)
@@ -174,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         print(f"reverie: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file the command reads or writes: name it, no traceback
+        print(f"reverie: error: {describe_os_error(error)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stderr.close()
         return 0

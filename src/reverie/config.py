@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import io
 import json
+import math
+import re
+import tokenize
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,52 +28,97 @@ from typing import Any, Literal, Union
 import yaml
 
 from reverie.errors import ConfigError
-from reverie.schedules import parse_schedule
+from reverie.schedules import parse_schedule, schedule_endpoints
 
 # A hyper parameter that may be a constant or a schedule string such as
 # ``linear(3e-4,1e-4,2500000)``, evaluated at the update step (see ``reverie.schedules``).
 Schedule = float | str
 
-__all__ = ["Config", "ConfigError", "load_config", "load_config_file", "set_value", "get_value", "all_keys"]
+__all__ = ["Config", "ConfigError", "load_config", "load_config_file", "set_value", "get_value", "all_keys",
+           "validate", "explain"]
 
 
+# Value rules. Each field declares what it accepts beside its comment, as
+# ``name: type = value(default, rule)``; ``set_value`` checks the rule on every assignment
+# (presets, overrides, a saved config.yaml) and ``validate`` checks every field plus the rules
+# between fields (``CROSS_RULES``). ``paper=True`` marks a default that is the paper's value
+# (Table D1), which a violation then quotes.
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts: ``text`` reads as "must be <text>"; ``test`` takes the value
+    after type coercion (schedule strings are tested at their endpoints)."""
+
+    text: str
+    test: Callable[[Any], bool]
+
+
+def at_least(low: int | float) -> Rule:
+    return Rule(f">= {low}", lambda v: v >= low)
+
+
+def above(low: float) -> Rule:
+    return Rule(f"> {low}", lambda v: v > low)
+
+
+def between(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    text = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    return Rule(text, lambda v: (v > low if low_open else v >= low) and (v < high if high_open else v <= high))
+
+
+def each(rule: Rule, length: int | None = None) -> Rule:
+    """A list whose items all pass ``rule`` (and of exactly ``length`` items, if given)."""
+    count = f"{length} values" if length else "one or more values"
+    return Rule(f"{count}, each {rule.text}",
+                lambda v: (len(v) == length if length else len(v) >= 1) and all(rule.test(x) for x in v))
+
+
+DISTINCT = Rule("a list without repeats", lambda v: len(set(v)) == len(v))
+CLASSES = Rule("0 (diagonal Gaussian latents, the ablation) or >= 2", lambda v: v == 0 or v >= 2)
+
+
+def value(default: Any, rule: Rule, paper: bool = False) -> Any:
+    """A dataclass field with its default and rule; lists get a fresh copy per instance."""
+    meta = {"rule": rule, "paper": paper}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class RunConfig:
-    steps: int = 50_000_000  # agent steps; frames = steps × env.action_repeat (200M frames)
-    train_every: int = 4  # agent steps per update (Table D1 "environment steps per update")
-    train_steps: int = 1  # gradient updates each time training is due
-    prefill: int = 50_000  # agent steps of uniform random policy before learning (official code)
-    pretrain: int = 1  # updates run once right after prefill (official code)
-    log_every: int = 10_000  # agent steps between metric/video writes
-    eval_every: int = 250_000  # agent steps between evaluations (official: 2.5e5)
-    eval_episodes: int = 1  # episodes per evaluation, mode="eval"
-    checkpoint_every: int = 100_000  # agent steps between checkpoints
-    keep_checkpoints: int = 3  # newest complete checkpoints kept on disk
-    video_every: int = 0  # agent steps between open-loop videos (0 = with every log)
+    steps: int = value(50_000_000, at_least(1))  # agent steps; frames = steps × env.action_repeat (200M frames)
+    train_every: int = value(4, at_least(1), paper=True)  # agent steps per update (Table D1 "environment steps per update")
+    train_steps: int = value(1, at_least(1))  # gradient updates each time training is due
+    prefill: int = value(50_000, at_least(0))  # agent steps of uniform random policy before learning (official code)
+    pretrain: int = value(1, at_least(0))  # updates run once right after prefill (official code)
+    log_every: int = value(10_000, at_least(1))  # agent steps between metric/video writes
+    eval_every: int = value(250_000, at_least(0))  # agent steps between evaluations (official: 2.5e5; 0 = none)
+    eval_episodes: int = value(1, at_least(1))  # episodes per evaluation, mode="eval"
+    checkpoint_every: int = value(100_000, at_least(1))  # agent steps between checkpoints
+    keep_checkpoints: int = value(3, at_least(1))  # newest complete checkpoints kept on disk
+    video_every: int = value(0, at_least(0))  # agent steps between open-loop videos (0 = with every log)
 
 
 @dataclass
 class EnvConfig:
-    action_repeat: int = 4  # frames per agent step, rewards summed (Machado et al. 2018)
-    size: list[int] = field(default_factory=lambda: [64, 64])  # image [H, W]
+    action_repeat: int = value(4, at_least(1), paper=True)  # frames per agent step, rewards summed (Machado et al. 2018)
+    size: list[int] = value([64, 64], each(at_least(1), 2), paper=True)  # image [H, W]
     grayscale: bool = True  # Atari frames as 1 channel
-    sticky_actions: float = 0.25  # ALE repeat_action_probability (Machado et al. 2018)
+    sticky_actions: float = value(0.25, between(0, 1), paper=True)  # ALE repeat_action_probability (Machado et al. 2018)
     full_action_space: bool = True  # all 18 Atari actions for every game (official code: the game's minimal set)
-    noops: int = 0  # Atari: 1..noops random no-op frames after each reset (paper: none; official code: 30)
-    time_limit: int = 108_000  # frames (not agent steps) before truncation; 0 = none
+    noops: int = value(0, at_least(0))  # Atari: 1..noops random no-op frames after each reset (paper: none; official code: 30)
+    time_limit: int = value(108_000, at_least(0), paper=True)  # frames (not agent steps) before truncation; 0 = none
     life_loss: bool = False  # treat a lost life as episode end (the paper does not)
     reward_transform: Literal["tanh", "identity", "sign"] = "tanh"  # world-model reward target only
-    camera: int = -1  # DMC camera id; -1 = standard (2 for quadruped, else 0)
+    camera: int = value(-1, at_least(-1))  # DMC camera id; -1 = standard (2 for quadruped, else 0)
 
 
 @dataclass
 class ReplayConfig:
-    capacity: int = 2_000_000  # FIFO dataset size in agent steps (Table D1)
-    batch: int = 50  # B, sequences per batch (Table D1)
-    length: int = 50  # L, sequence length (Table D1)
-    chunk: int = 1024  # agent steps per on-disk chunk of a running episode
+    capacity: int = value(2_000_000, at_least(1), paper=True)  # FIFO dataset size in agent steps (Table D1)
+    batch: int = value(50, at_least(1), paper=True)  # B, sequences per batch (Table D1)
+    length: int = value(50, at_least(1), paper=True)  # L, sequence length (Table D1)
+    chunk: int = value(1024, at_least(1))  # agent steps per on-disk chunk of a running episode
     # Sequence start: uniform in [0, len) clipped to len − L (paper sec. 2.1), or, with
     # prioritize_ends, uniform in [0, len] clipped (official replay with minlen = maxlen = L:
     # the last start is 1/len likelier).
@@ -76,58 +127,58 @@ class ReplayConfig:
 
 @dataclass
 class RSSMConfig:
-    deter: int = 600  # size of the deterministic GRU state h_t ("RSSM number of units")
-    hidden: int = 600  # hidden units of the prior/posterior MLPs
-    stoch: int = 32  # number of categorical latents ("discrete latent dimensions")
-    classes: int = 32  # classes per latent; 0 = diagonal Gaussian of `stoch` dims (ablation)
+    deter: int = value(600, at_least(1), paper=True)  # size of the deterministic GRU state h_t ("RSSM number of units")
+    hidden: int = value(600, at_least(1), paper=True)  # hidden units of the prior/posterior MLPs
+    stoch: int = value(32, at_least(1), paper=True)  # number of categorical latents ("discrete latent dimensions")
+    classes: int = value(32, CLASSES, paper=True)  # classes per latent; 0 = diagonal Gaussian of `stoch` dims (ablation)
     layer_norm: bool = True  # LayerNorm inside the GRU (official code; false = ablation)
-    min_std: float = 0.1  # Gaussian variant: std = 2·sigmoid(x/2) + min_std (official code)
+    min_std: float = value(0.1, at_least(0))  # Gaussian variant: std = 2·sigmoid(x/2) + min_std (official code)
 
 
 @dataclass
 class EncoderConfig:
-    depth: int = 48  # CNN channels depth×(1,2,4,8)
-    kernels: list[int] = field(default_factory=lambda: [4, 4, 4, 4])  # stride 2 each
-    mlp_layers: int = 4  # MLP encoder for vector observations
-    mlp_units: int = 400
+    depth: int = value(48, at_least(1))  # CNN channels depth×(1,2,4,8)
+    kernels: list[int] = value([4, 4, 4, 4], each(at_least(1)))  # stride 2 each
+    mlp_layers: int = value(4, at_least(0))  # MLP encoder for vector observations
+    mlp_units: int = value(400, at_least(1))  # MLP hidden units
 
 
 @dataclass
 class DecoderConfig:
-    depth: int = 48  # transposed-CNN channels
-    kernels: list[int] = field(default_factory=lambda: [5, 5, 6, 6])  # stride 2 each
-    mlp_layers: int = 4  # MLP decoder for vector observations
-    mlp_units: int = 400
+    depth: int = value(48, at_least(1))  # transposed-CNN channels
+    kernels: list[int] = value([5, 5, 6, 6], each(at_least(1)))  # stride 2 each
+    mlp_layers: int = value(4, at_least(0))  # MLP decoder for vector observations
+    mlp_units: int = value(400, at_least(1))  # MLP hidden units
 
 
 @dataclass
 class HeadsConfig:
-    layers: int = 4  # reward and discount MLP layers ("MLP number of layers")
-    units: int = 400  # reward and discount MLP units ("MLP number of units")
+    layers: int = value(4, at_least(0), paper=True)  # reward and discount MLP layers ("MLP number of layers")
+    units: int = value(400, at_least(1), paper=True)  # reward and discount MLP units ("MLP number of units")
     discount: bool = True  # predict the discount (Bernoulli on γ·(1 − terminal)); false for DMC
 
 
 @dataclass
 class KLConfig:
-    scale: float = 0.1  # β, KL loss scale (Table D1)
-    balance: float = 0.8  # α, KL balancing; 0.5 = no balancing (ablation)
-    free: float = 0.0  # free nats, applied to the batch-mean KL (official code)
+    scale: float = value(0.1, at_least(0), paper=True)  # β, KL loss scale (Table D1)
+    balance: float = value(0.8, between(0, 1), paper=True)  # α, KL balancing; 0.5 = no balancing (ablation)
+    free: float = value(0.0, at_least(0))  # free nats, applied to the batch-mean KL (official code)
     free_avg: bool = True  # free nats on the batch mean (true) or per step (false)
 
 
 @dataclass
 class LossScales:
-    image: float = 1.0  # image log-likelihood (also vector observations)
-    reward: float = 1.0  # reward log-likelihood
-    discount: float = 1.0  # discount log-likelihood (official code: 5)
+    image: float = value(1.0, at_least(0))  # image log-likelihood (also vector observations)
+    reward: float = value(1.0, at_least(0))  # reward log-likelihood
+    discount: float = value(1.0, at_least(0))  # discount log-likelihood (official code: 5)
 
 
 @dataclass
 class OptConfig:
-    lr: Schedule = 2e-4  # learning rate, constant or schedule
-    eps: float = 1e-5  # Adam epsilon (Table D1)
-    clip: float = 100.0  # global-norm gradient clipping (Table D1)
-    weight_decay: float = 1e-6  # decoupled: params *= (1 − wd) before each step (official code)
+    lr: Schedule = value(2e-4, above(0))  # learning rate, constant or schedule
+    eps: float = value(1e-5, above(0), paper=True)  # Adam epsilon (Table D1)
+    clip: float = value(100.0, above(0), paper=True)  # global-norm gradient clipping (Table D1)
+    weight_decay: float = value(1e-6, between(0, 1, high_open=True), paper=True)  # decoupled: params *= (1 − wd) before each step (official code)
 
 
 @dataclass
@@ -139,37 +190,35 @@ class WorldModelConfig:
     kl: KLConfig = field(default_factory=KLConfig)
     loss_scales: LossScales = field(default_factory=LossScales)
     # Heads whose loss trains the representation; the others see stop_grad(features).
-    grad_heads: list[Literal["image", "reward", "discount"]] = field(
-        default_factory=lambda: ["image", "reward", "discount"]
-    )
+    grad_heads: list[Literal["image", "reward", "discount"]] = value(["image", "reward", "discount"], DISTINCT)
     opt: OptConfig = field(default_factory=lambda: OptConfig(lr=2e-4))
 
 
 @dataclass
 class ActorConfig:
-    layers: int = 4  # MLP layers
-    units: int = 400  # MLP units
+    layers: int = value(4, at_least(0), paper=True)  # MLP layers
+    units: int = value(400, at_least(1), paper=True)  # MLP units
     dist: Literal["auto", "onehot", "trunc_normal"] = "onehot"  # auto: by action space
-    min_std: float = 0.1  # truncated-normal actor: lower bound of std (official code)
+    min_std: float = value(0.1, at_least(0))  # truncated-normal actor: lower bound of std (official code)
 
 
 @dataclass
 class CriticConfig:
-    layers: int = 4  # MLP layers
-    units: int = 400  # MLP units
+    layers: int = value(4, at_least(0), paper=True)  # MLP layers
+    units: int = value(400, at_least(1), paper=True)  # MLP units
 
 
 @dataclass
 class BehaviorConfig:
-    horizon: int = 15  # H, imagination horizon (Table D1)
+    horizon: int = value(15, at_least(1), paper=True)  # H, imagination horizon (Table D1)
     # γ (Table D1: 0.995). Also the discount-head target γ·(1 − terminal). The paper's
     # section 2.1 text says 0.999, which is the official code's value (atari_official).
-    discount: float = 0.995
-    return_lambda: float = 0.95  # λ, λ-target parameter (Table D1)
-    reinforce_mix: Schedule = 1.0  # ρ, actor gradient mixing: 1 = Reinforce, 0 = dynamics
-    entropy: Schedule = 1e-3  # η, actor entropy loss scale (Table D1)
-    slow_critic_every: int = 100  # updates between slow-critic refreshes (Table D1)
-    slow_critic_fraction: float = 1.0  # mix of the critic copied into the slow critic
+    discount: float = value(0.995, between(0, 1, low_open=True), paper=True)
+    return_lambda: float = value(0.95, between(0, 1), paper=True)  # λ, λ-target parameter (Table D1)
+    reinforce_mix: Schedule = value(1.0, between(0, 1), paper=True)  # ρ, actor gradient mixing: 1 = Reinforce, 0 = dynamics
+    entropy: Schedule = value(1e-3, at_least(0), paper=True)  # η, actor entropy loss scale (Table D1)
+    slow_critic_every: int = value(100, at_least(1), paper=True)  # updates between slow-critic refreshes (Table D1)
+    slow_critic_fraction: float = value(1.0, between(0, 1, low_open=True))  # mix of the critic copied into the slow critic
     actor: ActorConfig = field(default_factory=ActorConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     actor_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=4e-5))
@@ -178,7 +227,7 @@ class BehaviorConfig:
 
 @dataclass
 class Config:
-    seed: int = 0  # seeds torch, numpy, Python and the environments
+    seed: int = value(0, between(0, 2**32 - 1))  # seeds torch, numpy, Python and the environments
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     task: str = "atari_pong"  # atari_<rom>, dmc_<domain>_<task>, gym_<id> (`reverie tasks`)
     logdir: str = ""  # run directory; empty = runs/<task>/<seed>
@@ -188,7 +237,7 @@ class Config:
     # CPU threads for torch's ops; 0 = torch's default (one per core). Tiny models run
     # faster on one: their ops are too small to split, and each split waits for the other
     # threads (docs/SPEED.md: debug update 63 → 36 ms on 2 cores).
-    threads: int = 0
+    threads: int = value(0, at_least(0))
     run: RunConfig = field(default_factory=RunConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
@@ -209,6 +258,16 @@ class Config:
         from reverie.utils import atomic_write_text
 
         atomic_write_text(Path(path), self.to_yaml())
+
+
+# Rules between fields, checked once presets and overrides are applied:
+# (keys, test, rule as the error states it).
+CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
+    (("replay.length", "replay.capacity"), lambda c: c.replay.length <= c.replay.capacity,
+     "replay.length <= replay.capacity (a training sequence must fit in the dataset)"),
+    (("run.prefill", "replay.length"), lambda c: c.run.prefill >= c.replay.length,
+     "run.prefill >= replay.length (the random-policy prefill must hold one training sequence)"),
+]
 
 
 # Keys that shape the networks or the data: a resumed run refuses to change them.
@@ -248,7 +307,71 @@ def load_config(
     for item in overrides or []:
         key, value = parse_override(item)
         set_value(config, key, value)
+    validate(config)
     return config
+
+
+def validate(config: Config) -> Config:
+    """Check every field's rule and the rules between fields (``CROSS_RULES``); raise a
+    ``ConfigError`` naming the key, the value, the rule and the paper's value where there is one.
+    ``load_config`` calls it; call it after changing a ``Config`` in Python."""
+    for key in all_keys(config):
+        _check_rule(key, get_value(config, key), _field_of(key))
+    for keys, test, text in CROSS_RULES:
+        if not test(config):
+            values = " and ".join(f"{key} = {get_value(config, key)!r}" for key in keys)
+            raise ConfigError(f"config keys {values} break the rule {text}")
+    return config
+
+
+def explain(key: str) -> str:
+    """``reverie config --explain KEY``: the field's comment (the paper's symbol and meaning),
+    its type, rule, default, the value each preset gives it and the rules between fields."""
+    if key not in all_keys():
+        raise ConfigError(f"unknown config key {key!r}{_suggest(key, all_keys())} (`reverie config` lists every key)")
+    *sections, name = key.split(".")
+    owner: Any = Config
+    for part in sections:
+        owner = typing.get_type_hints(owner)[part]
+    spec, hint = _field_of(key), typing.get_type_hints(owner)[name]
+    rule: Rule | None = spec.metadata.get("rule")
+    default = get_value(Config(), key)
+    lines = [f"{key}: {_field_comments(owner).get(name, '(no comment)')}",
+             f"  type:     {hint.__name__ if isinstance(hint, type) else str(hint).replace('typing.', '')}",
+             f"  rule:     {'must be ' + rule.text if rule else 'any value of the type'}",
+             f"  default:  {default!r}" + ("  (the paper's value, Table D1 / section 3)" if spec.metadata.get("paper") else "")]
+    width = max(map(len, preset_names())) + 2
+    for preset in preset_names():
+        data: Any = read_preset(preset)
+        for part in key.split("."):
+            data = data.get(part, _MISSING) if isinstance(data, dict) else _MISSING
+        if data is not _MISSING:
+            lines.append(f"  preset {preset + ':':<{width}}{data}")
+    lines += [f"  also:     {text}" for keys, _, text in CROSS_RULES if key in keys]
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from the source of a schema dataclass: the comment lines right
+    above a field and the comment at the end of its line, joined."""
+    source, _ = inspect.getsourcelines(cls)
+    comments = {token.start[0]: token.string.lstrip("# ").rstrip()
+                for token in tokenize.generate_tokens(io.StringIO("".join(source)).readline)
+                if token.type == tokenize.COMMENT}
+    out = {}
+    for row, line in enumerate(source, 1):
+        match = re.match(r"    (\w+)\s*:", line)
+        if not match:
+            continue
+        above = []
+        while row - len(above) - 1 in comments and source[row - len(above) - 2].lstrip().startswith("#"):
+            above.insert(0, comments[row - len(above) - 1])
+        own = [comments[row]] if row in comments and not line.lstrip().startswith("#") else []
+        out[match.group(1)] = " ".join(above + own)
+    return out
 
 
 def load_config_file(path: str | Path) -> Config:
@@ -303,7 +426,9 @@ def set_value(config: Config, key: str, value: Any) -> None:
             if dataclasses.is_dataclass(getattr(node, part)):
                 raise ConfigError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.{dataclasses.fields(getattr(node, part))[0].name}=...")
             hints = typing.get_type_hints(type(node))
-            setattr(node, part, _coerce(key, value, hints[part]))
+            coerced = _coerce(key, value, hints[part])
+            _check_rule(key, coerced, names[part])
+            setattr(node, part, coerced)
             return
         node = getattr(node, part)
         if not dataclasses.is_dataclass(node):
@@ -350,7 +475,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, bool):
             raise _type_error(key, value, "a number or a schedule string")
         if isinstance(value, (int, float)):
-            return float(value)
+            return _finite(key, float(value))
         if isinstance(value, str):
             try:
                 parse_schedule(value)
@@ -381,12 +506,40 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(key, value, "a number, e.g. 3e-4")
-        return float(value)
+        return _finite(key, float(value))
     if hint is str:
         if not isinstance(value, str):
             return str(value) if isinstance(value, (int, float)) else _raise(_type_error(key, value, "a string"))
         return value
     raise ConfigError(f"config key {key!r} has an unsupported type {hint}")
+
+
+def _field_of(key: str) -> dataclasses.Field:
+    """The dataclass field of a dotted key (the key must exist)."""
+    *sections, name = key.split(".")
+    cls: Any = Config
+    for part in sections:
+        cls = typing.get_type_hints(cls)[part]
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
+def _check_rule(key: str, value: Any, spec: dataclasses.Field) -> None:
+    rule: Rule | None = spec.metadata.get("rule")
+    if rule is None:
+        return
+    tested = schedule_endpoints(value) if isinstance(value, str) else [value]
+    if all(rule.test(v) for v in tested):
+        return
+    paper = ""
+    if spec.metadata.get("paper"):
+        paper = f" (the paper uses {spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()!r})"
+    raise ConfigError(f"config key {key!r} = {value!r} is not accepted: it must be {rule.text}{paper}")
+
+
+def _finite(key: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ConfigError(f"config key {key!r} = {value!r} is not accepted: it must be a finite number")
+    return value
 
 
 def _raise(error: Exception) -> Any:

@@ -15,3 +15,15 @@ class TaskError(ReverieError, ValueError):
 
 class CheckpointError(ReverieError):
     """No complete checkpoint, corrupt checkpoint, or a resume that would change the model."""
+
+
+class RunError(ReverieError):
+    """A run stopped by a file-system fault (disk full, I/O error); the message says what
+    failed, the last complete checkpoint and the command that resumes."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """``OSError`` as one line: the reason and the file, e.g. "No space left on device: runs/x/metrics.jsonl"."""
+    reason = error.strerror or str(error) or type(error).__name__
+    names = [name for name in (error.filename, error.filename2) if name]
+    return f"{reason}: {' -> '.join(map(str, names))}" if names else reason

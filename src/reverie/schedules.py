@@ -60,3 +60,18 @@ def schedule_value(spec: float | str, step: int) -> float:
 def _positive(spec: str, duration: float) -> None:
     if not duration > 0 or math.isinf(duration):
         raise ValueError(f"malformed schedule {spec!r}: the duration must be a positive number")
+
+
+def schedule_endpoints(spec: float | str) -> list[float]:
+    """The values a schedule starts and settles at, which a field's range rule must admit
+    (``warmup``'s ramp from 0 is left out: it is the schedule's point, not a setting)."""
+    parse_schedule(spec)  # malformed specs raise here, with the message above
+    if isinstance(spec, (int, float)):
+        return [float(spec)]
+    try:
+        return [float(spec)]
+    except ValueError:
+        pass
+    name, body = _CALL.match(spec).groups()
+    args = [float(a) for a in body.split(",")]
+    return {"linear": args[:2], "warmup": args[1:], "exp": args[:2]}[name]

@@ -182,5 +182,5 @@ def test_threads_sets_torch_threads_and_rejects_negatives():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    with pytest.raises(ConfigError, match="threads must be >= 0"):
+    with pytest.raises(ConfigError, match="'threads' = -1 is not accepted: it must be >= 0"):
         make_agent(overrides=["threads=-1"])

@@ -61,8 +61,10 @@ class AtariEnv(Env):
         ale_py = ale_module()
         if game not in rom_ids():
             raise TaskError(f"unknown Atari ROM {game!r} (`reverie tasks --suite atari` lists them)")
+        # Errors only, set before the first interface exists: the ALE otherwise prints its
+        # banner on stderr, where the CLI's one-line errors go.
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         self.ale = ale_py.ALEInterface()
-        self.ale.setLoggerMode(ale_py.LoggerMode.Error)
         self.ale.setInt("random_seed", int(seed) % 2**31)  # seeds the sticky-action RNG too
         self.ale.setFloat("repeat_action_probability", float(sticky_actions))
         self.ale.setInt("frame_skip", 1)  # we repeat actions ourselves, to max-pool frames

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reverie.errors import ConfigError
+
 
 def official_init(module: nn.Module) -> None:
     """Keras defaults of the official TF2 code: Glorot-uniform weights, zero biases.
@@ -147,7 +149,8 @@ class ConvEncoder(nn.Module):
         height, width, channels = shape
         sizes = [conv_out_sizes(s, kernels)[-1] for s in (height, width)]
         if min(sizes) < 1:
-            raise ValueError(f"image {height}×{width} is too small for encoder kernels {kernels}")
+            raise ConfigError(f"image {height}×{width} (env.size) is too small for the encoder kernels {kernels} "
+                              "(world_model.encoder.kernels); use env.size=[64, 64]")
         layers: list[nn.Module] = []
         for i, k in enumerate(kernels):
             layers += [nn.Conv2d(channels, depth * 2**i, k, stride=2), nn.ELU()]
@@ -213,7 +216,7 @@ class ConvDecoder(nn.Module):
         height, width, channels = shape
         side = deconv_out_size(kernels)
         if (height, width) != (side, side):
-            raise ValueError(
+            raise ConfigError(
                 f"the image decoder with kernels {kernels} produces {side}×{side} images, "
                 f"got {height}×{width}; set env.size=[{side}, {side}]"
             )
