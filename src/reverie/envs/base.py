@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from reverie.errors import TaskError
+from reverie.spaces import action_dim  # noqa: F401  (re-exported: reverie.envs.action_dim)
 from reverie.utils import require
 
 Obs = dict[str, Any]
@@ -59,15 +60,6 @@ def make_obs(reward: float, first: bool, last: bool, terminal: bool, **values: n
     values = {key: np.ascontiguousarray(value) for key, value in values.items()}
     return {**values, "reward": float(reward), "is_first": bool(first), "is_last": bool(last),
             "is_terminal": bool(terminal)}
-
-
-def action_dim(act_space: spaces.Discrete | spaces.Box) -> int:
-    """Width of the action vector: n for ``Discrete(n)`` (one-hot), d for ``Box([d])``."""
-    if isinstance(act_space, spaces.Discrete):
-        return int(act_space.n)
-    if isinstance(act_space, spaces.Box):
-        return int(np.prod(act_space.shape))
-    raise TaskError(f"unsupported action space {act_space}; expected Discrete or Box")
 
 
 def discrete_action(action: np.ndarray | int, n: int) -> int:

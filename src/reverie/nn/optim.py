@@ -17,18 +17,27 @@ A non-finite gradient norm skips the whole step (no decay, no Adam update) and r
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from reverie.config import OptConfig
 from reverie.schedules import parse_schedule
+
+
+class OptSettings(Protocol):
+    """What an optimizer reads from its config section (``reverie.config.OptConfig``)."""
+
+    lr: float | str  # a constant or a schedule string (``reverie.schedules``)
+    eps: float
+    clip: float
+    weight_decay: float
 
 
 class Optimizer:
     """Adam + clipping + decoupled decay over ``parameters``; ``name`` prefixes the metrics."""
 
-    def __init__(self, name: str, parameters: Iterable[nn.Parameter], config: OptConfig):
+    def __init__(self, name: str, parameters: Iterable[nn.Parameter], config: OptSettings):
         self.name = name
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:

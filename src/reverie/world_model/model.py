@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from reverie.config import Config, DecoderConfig, EncoderConfig
-from reverie.envs.base import action_dim
 from reverie.errors import TaskError
 from reverie.nn.distributions import Bernoulli, Normal
 from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, preprocess_image
+from reverie.spaces import action_dim
 from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
 from reverie.world_model.rssm import RSSM, State
