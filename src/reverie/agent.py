@@ -9,8 +9,6 @@ batch-major ``[B, L, ...]``; policy inputs have a leading batch dim ``[N, ...]``
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import gymnasium
@@ -20,7 +18,7 @@ import torch
 from reverie.behavior.actor_critic import ActorCritic
 from reverie.config import Config
 from reverie.nn.optim import Optimizer
-from reverie.utils import keep_freed_memory, resolve_device
+from reverie.utils import resolve_device
 from reverie.world_model.model import WorldModel
 from reverie.world_model.rssm import State
 
@@ -38,10 +36,8 @@ class Agent:
     def __init__(self, config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space):
         self.config = config
         self.device = resolve_device(config.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # no page faults on every large activation (docs/SPEED.md)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        # Nothing global is set here: threads, memory reuse and TF32 are the entry points'
+        # choice (``reverie.runtime.configure``).
         self.world_model = WorldModel(config, obs_space, act_space)
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
@@ -50,11 +46,6 @@ class Agent:
         # ``compile`` wraps anything), refreshed when the weights change: autocast would
         # otherwise recast every weight on every call (docs/SPEED.md).
         self._acting = _ActingCopy(self) if config.precision == "bf16" else None
-        if self.device.type == "cuda":
-            # TF32 tensor cores for fp32 matmuls and convolutions (fp32 accumulation), as the
-            # official TF2 code gets by default on Ampere and later. Process-wide flags.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         if config.compile:
             self.world_model.compile_steps()
             # The actor's MLP, not the actor: imagination calls ``actor.mlp`` and ``actor.dist``.
@@ -78,7 +69,7 @@ class Agent:
             state = (wm.rssm.initial(n), torch.zeros(n, wm.action_dim, device=self.device))
         latent, prev_action = state
         encoder, rssm, actor = self._acting.modules() if self._acting else (wm.encoder, wm.rssm, self.behavior.actor)
-        with self._autocast(), _one_cpu_thread(self.device):
+        with self._autocast():
             # post_step resets the latent and previous action where is_first.
             latent = rssm.post_step(latent, prev_action, encoder(data), data["is_first"])
             if mode == "random":
@@ -200,18 +191,3 @@ class _ActingCopy:
                     dst.copy_(src)  # casts to bf16 where the copy holds bf16
             self.key = key
         return self.copies
-
-
-@contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Acting on the CPU runs single-threaded: at batch 1 every op is tiny, and splitting it
-    across threads only adds a synchronisation per op, which stalls for a scheduler slice
-    whenever another process holds a core (measured 7× slower at load 5 on 2 cores)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and threads > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)

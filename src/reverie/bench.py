@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from reverie import runtime
 from reverie.agent import Agent
 from reverie.config import Config, load_config
 from reverie.params import default_spaces, parameter_counts
@@ -133,6 +134,7 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
               policy_calls: int = 100) -> dict[str, Any]:
     """Every measurement of the module docstring, as one JSON-able dict."""
     device = resolve_device(config.device)
+    runtime.configure(config)  # the process-wide settings of a training run
     load_at_start = round(os.getloadavg()[0], 2)  # other processes on a shared machine skew timings
     obs_space, act_space = default_spaces(config)
     torch.manual_seed(config.seed)
@@ -156,7 +158,8 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
     state = [None]
 
     def act() -> None:
-        state[0] = agent.policy(obs, state[0], "train")[1]
+        with runtime.acting_threads(device):  # as the training loop's Driver acts
+            state[0] = agent.policy(obs, state[0], "train")[1]
 
     policy_ms = time_ms(act, policy_calls, device, warmup=5)
     env = _bench_env(env_task or config.task, env_steps)

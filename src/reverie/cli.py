@@ -12,6 +12,7 @@ import sys
 
 from reverie.config import load_config
 from reverie.errors import ReverieError, describe_os_error
+from reverie.runtime import prepare_process
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -195,6 +196,7 @@ def _add_config_args(p: argparse.ArgumentParser, preset: str | None = "atari") -
 
 
 def main(argv: list[str] | None = None) -> int:
+    prepare_process()  # before any command imports torch
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -175,11 +175,22 @@ def test_state_dict_round_trip_with_weights_only_load():
 
 
 
-def test_threads_sets_torch_threads_and_rejects_negatives():
+def test_threads_is_set_by_the_runtime_not_by_the_agent_and_negatives_are_rejected():
+    from reverie import runtime
+
     before = torch.get_num_threads()
     try:
-        make_agent(overrides=["threads=1"])
+        torch.set_num_threads(2)
+        agent = make_agent(overrides=["threads=1"])
+        assert torch.get_num_threads() == 2  # building an Agent changes nothing global
+        agent.policy(random_obs(IMAGE, 1, np.random.default_rng(0)))
+        assert torch.get_num_threads() == 2  # nor does acting
+        runtime.configure(agent.config)
         assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        with runtime.acting_threads(agent.device):
+            assert torch.get_num_threads() == 1  # the loop acts on one CPU thread
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="'threads' = -1 is not accepted: it must be >= 0"):

@@ -42,3 +42,38 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("from reverie.envs.base import action_dim\nimport reverie.config\n")
     assert imported_modules(module) == {"reverie.envs.base", "reverie.config"}
+
+
+def test_import_and_agent_change_nothing_process_wide():
+    # In a fresh interpreter (the suite's conftest sets OMP_WAIT_POLICY for its own process):
+    # importing reverie and building an Agent leave the environment, the umask, torch's
+    # threads and the TF32 flags as they were; the entry points' runtime.configure sets them.
+    import subprocess
+    import sys
+
+    code = """
+import os, torch, gymnasium, numpy as np
+# Third-party settings first: gymnasium sets PYGAME_HIDE_SUPPORT_PROMPT at import, torch's
+# fused Adam sets TORCHINDUCTOR_CACHE_DIR on first use. Only Reverie's own effects are tested.
+torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], fused=True)
+env, threads = dict(os.environ), torch.get_num_threads()
+mask = os.umask(0o027); os.umask(mask)
+import reverie
+from reverie.agent import Agent
+config = reverie.load_config(["debug"], ["device=cpu", "threads=1"])
+agent = Agent(config, {"vector": gymnasium.spaces.Box(-1, 1, (3,), np.float32)}, gymnasium.spaces.Discrete(2))
+agent.policy({"vector": np.zeros((1, 3), np.float32), "is_first": np.ones(1, bool)})
+from reverie.utils import atomic_write_text
+import tempfile; atomic_write_text(tempfile.mkdtemp() + "/x", "x")
+assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
+assert torch.get_num_threads() == threads
+new = os.umask(0); os.umask(new); assert new == mask, (new, mask)
+assert not torch.backends.cuda.matmul.allow_tf32
+from reverie import runtime
+runtime.prepare_process(); runtime.configure(config)
+assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and torch.get_num_threads() == 1
+print("ok")
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from reverie.runtime import acting_threads
+
 
 @dataclass
 class Episode:
@@ -41,7 +43,8 @@ class Driver:
     def step(self, mode: str) -> tuple[dict[str, Any], Episode | None]:
         """One agent step. Returns the new step (observation + the action that led to it)
         and, when the episode ended, its totals."""
-        action, self.policy_state = self.agent.policy(batch_obs(self.obs), self.policy_state, mode)
+        with acting_threads(self.agent.device):
+            action, self.policy_state = self.agent.policy(batch_obs(self.obs), self.policy_state, mode)
         action = action[0]
         self.obs = self.env.step(action)
         self.episode.ret += float(self.obs["reward"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reverie import runtime
 from reverie.config import Config, load_config_file
 from reverie.errors import CheckpointError
 from reverie.run.driver import Driver, Episode
@@ -57,6 +58,7 @@ def cli_eval(args: argparse.Namespace) -> int:
     if not (logdir / "config.yaml").exists():
         raise CheckpointError(f"{logdir} is not a run directory (no config.yaml); pass the --logdir of a `reverie train` run")
     config = load_config_file(logdir / "config.yaml")
+    runtime.configure(config)
     probe = make_env(config, "eval")
     agent = Agent(config, probe.obs_space, probe.act_space)
     probe.close()

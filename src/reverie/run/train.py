@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reverie import runtime
 from reverie.config import Config, load_config, load_config_file, model_changes
 from reverie.errors import CheckpointError
 from reverie.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
@@ -104,6 +105,7 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     from reverie.replay import Replay
 
     logdir = Path(logdir)
+    runtime.configure(config)  # a run owns its process: threads, memory reuse, TF32
     logdir.mkdir(parents=True, exist_ok=True)
     config.save(logdir / "config.yaml")
     seed_everything(config.seed, config.deterministic)

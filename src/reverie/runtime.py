@@ -1,0 +1,66 @@
+"""Process-wide settings, in one place, applied only by the entry points.
+
+Importing ``reverie`` or building an ``Agent`` changes nothing global. The entry points
+(the ``reverie`` CLI, and through it the sweep's workers; ``reverie.run.train.train``;
+``reverie bench``; ``reverie eval``) call:
+
+- ``prepare_process()`` before torch is imported: ``OMP_WAIT_POLICY=PASSIVE`` unless the user
+  set it. OpenMP threads that spin while waiting made torch 10–100× slower on CPU as soon as
+  another process competed for the cores (a small update 13 s instead of 0.2 s on 2 busy
+  cores); passive waiting costs little on an idle machine. OpenMP reads it once, when torch
+  loads it, so a library user who wants it sets it in the environment or calls this first.
+- ``configure(config)`` once the run's config is known: glibc keeps freed memory on the CPU
+  (``utils.keep_freed_memory``: no page faults on every large activation), ``config.threads``
+  sets torch's CPU threads, and on CUDA fp32 matmuls and convolutions use TF32 tensor cores
+  (as the official TF2 code gets by default on Ampere and later).
+- ``acting_threads(device)`` around each policy call of a loop: on the CPU acting runs on
+  one thread (batch 1: every op is tiny, and splitting it across threads only adds a
+  synchronisation per op, which stalls for a scheduler slice whenever another process holds
+  a core; measured 7× slower at load 5 on 2 cores).
+
+docs/SPEED.md has the measurements behind each setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def prepare_process() -> None:
+    """Settings that must precede ``import torch``; an explicit user setting wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def configure(config: Any) -> None:
+    """The run's process-wide settings: memory reuse and threads on the CPU, TF32 on CUDA."""
+    import torch
+
+    from reverie.utils import keep_freed_memory, resolve_device
+
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@contextmanager
+def acting_threads(device: Any) -> Iterator[None]:
+    """One CPU thread inside the block (for batch-1 policy calls); the count is restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    single = getattr(device, "type", device) == "cpu" and threads > 1
+    if single:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if single:
+            torch.set_num_threads(threads)
