@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_train import read_metrics, reverie
 
 from reverie.checkpoint import load_checkpoint
-from test_train import read_metrics, reverie
 
 FAMILIES = {
     "atari": ("atari_pong", "atari,debug", "ale_py"),
