@@ -17,6 +17,7 @@ import numpy as np
 
 from reverie.errors import ReverieError
 from reverie.games import TABLE_NAMES, canonical_game, table_k1
+from reverie.rundirs import variant_label
 
 DPI = 100
 PANEL_INCHES = (4.0, 3.0)  # width, height of one panel
@@ -26,6 +27,8 @@ FORMATS = (".png", ".svg")
 # Paper reference lines (Table K1 final scores at 200M frames): column, label, colour.
 REFERENCES = (("dreamerv2", "DreamerV2 (paper, 200M frames)", "#d62728"), ("rainbow", "Rainbow (paper, 200M frames)", "#2ca02c"),
               ("iqn", "IQN (paper, 200M frames)", "#9467bd"))
+# One colour per preset variant of a study (none of the reference lines' colours).
+VARIANT_COLORS = ("#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 WORLD_MODEL_KEYS = {"train/image_loss": "image loss", "train/reward_loss": "reward loss",
                     "train/kl_loss": "KL loss", "train/model_kl": "KL(posterior ‖ prior)"}
 
@@ -116,21 +119,31 @@ def _frames_axis(ax) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_curves(groups: dict[str, dict], out: str | Path, metric: str = "eval/return") -> Path:
-    """Learning curves, one panel per task: mean over seeds, shaded ±1 std, and the paper's final
-    DreamerV2, Rainbow and IQN scores (Table K1, 200M frames) dashed for the 55 Atari games."""
-    figure, axes = _grid(len(groups))
+def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/return") -> Path:
+    """Learning curves, one panel per task and one line per variant (``{variant: {task: {seed:
+    run}}}``, as ``rundirs.group_variants`` gives): mean over seeds, shaded ±1 std, and the
+    paper's final DreamerV2, Rainbow and IQN scores (Table K1, 200M frames) dashed for the 55
+    Atari games."""
+    tasks = sorted({task for groups in variants.values() for task in groups})
+    figure, axes = _grid(len(tasks))
     table, ylabel = table_k1(), metric.replace("/", " ").replace("_", " ")
-    for ax, (task, seeds) in zip(axes, groups.items()):
+    for ax, task in zip(axes, tasks):
         title, rom = _task_title(task)
-        curve = seed_curves(list(seeds.values()), metric)
-        ax.set_title(f"{title} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})", fontsize="medium")
-        if curve is None:
-            ax.text(0.5, 0.5, f"no {metric} logged", ha="center", va="center", transform=ax.transAxes)
-        else:
+        counts = sorted({len(groups[task]) for groups in variants.values() if task in groups})
+        seeds = "–".join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))
+        ax.set_title(f"{title} ({seeds} seed{'s' if counts != [1] else ''})", fontsize="medium")
+        drawn = False
+        for (variant, groups), color in zip(variants.items(), VARIANT_COLORS * len(variants)):
+            curve = seed_curves(list(groups[task].values()), metric) if task in groups else None
+            if curve is None:
+                continue
             x, mean, std = curve
-            ax.plot(x, mean, color="#1f77b4", label="Reverie (mean over seeds)")
-            ax.fill_between(x, mean - std, mean + std, color="#1f77b4", alpha=0.25, label="±1 std over seeds")
+            name = "Reverie" if len(variants) == 1 else variant_label(variant)
+            ax.plot(x, mean, color=color, label=f"{name} (mean over seeds)")
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, label="±1 std over seeds")
+            drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, f"no {metric} logged", ha="center", va="center", transform=ax.transAxes)
         if rom:
             for column, label, color in REFERENCES:
                 ax.axhline(table[rom][column], color=color, linestyle="--", linewidth=1, label=label)
@@ -139,19 +152,21 @@ def plot_curves(groups: dict[str, dict], out: str | Path, metric: str = "eval/re
     return _save(figure, out)
 
 
-def plot_world_model(groups: dict[str, dict], out: str | Path) -> Path:
+def plot_world_model(variants: dict[str, dict], out: str | Path) -> Path:
     """World-model losses over training, one panel per loss present in the metrics
-    (``WORLD_MODEL_KEYS``), one line per task (mean over its seeds)."""
-    keys = [k for k in WORLD_MODEL_KEYS
-            if any(len(run.series(k)[0]) for seeds in groups.values() for run in seeds.values())]
+    (``WORLD_MODEL_KEYS``), one line per task and variant (mean over its seeds)."""
+    runs = [run for groups in variants.values() for seeds in groups.values() for run in seeds.values()]
+    keys = [k for k in WORLD_MODEL_KEYS if any(len(run.series(k)[0]) for run in runs)]
     if not keys:
         raise ReverieError(f"no world-model losses ({', '.join(WORLD_MODEL_KEYS)}) in the runs' metrics.jsonl")
     figure, axes = _grid(len(keys))
     for ax, key in zip(axes, keys):
-        for task, seeds in groups.items():
-            curve = seed_curves(list(seeds.values()), key)
-            if curve is not None:
-                ax.plot(curve[0], curve[1], label=_task_title(task)[0])
+        for variant, groups in variants.items():
+            for task, seeds in groups.items():
+                curve = seed_curves(list(seeds.values()), key)
+                suffix = f" ({variant_label(variant)})" if len(variants) > 1 else ""
+                if curve is not None:
+                    ax.plot(curve[0], curve[1], label=_task_title(task)[0] + suffix)
         ax.set_title(WORLD_MODEL_KEYS[key], fontsize="medium")
         ax.set_ylabel(f"{key} (nats)" if "kl" in key else key)
         _frames_axis(ax)
@@ -190,7 +205,7 @@ def plot_bars(scores: dict[str, float], baseline: str, out: str | Path, label: s
 
 def cli_plot(args: argparse.Namespace) -> int:
     """``reverie plot``: curves or world-model losses from LOGDIRs; bars from LOGDIRs or --csv."""
-    from reverie.rundirs import group_runs, load_runs
+    from reverie.rundirs import group_variants, load_runs
 
     if Path(args.out).suffix.lower() not in FORMATS:
         raise ReverieError(f"--out {args.out}: the file name must end in {' or '.join(FORMATS)}")
@@ -199,9 +214,9 @@ def cli_plot(args: argparse.Namespace) -> int:
     else:
         if args.csv:
             raise ReverieError("--csv is only for --kind bars; curves need run directories")
-        groups = group_runs(load_runs(args.logdirs))
-        out = plot_world_model(groups, args.out) if args.kind == "world_model" else \
-            plot_curves(groups, args.out, args.metric)
+        variants = group_variants(load_runs(args.logdirs))
+        out = plot_world_model(variants, args.out) if args.kind == "world_model" else \
+            plot_curves(variants, args.out, args.metric)
     print(f"wrote {out}")
     return 0
 

@@ -1,8 +1,13 @@
 """Reading run directories written by ``reverie train`` (see docs/ARCHITECTURE.md, "Run directory").
 
 A run is a folder holding ``config.yaml`` and/or ``metrics.jsonl``; ``find_runs`` finds them
-recursively, ``load_run`` parses one, ``group_runs`` groups them by task and seed, and
-``final_score`` turns one run into the number that ``reverie scores`` aggregates.
+recursively, ``load_run`` parses one, ``group_variants`` groups them by variant, task and
+seed, and ``final_score`` turns one run into the number that ``reverie scores`` aggregates.
+
+A *variant* is the folder a run sits in below the searched root, without the run's own
+folder and its task folder: ``reverie sweep`` writes ``ROOT/<preset>/<task>/<seed>``, so
+``reverie scores ROOT`` sees one variant per preset (``atari``, ``atari+no_layer_norm``);
+``reverie train``'s default ``runs/<task>/<seed>`` searched from ``runs`` is one variant, ``""``.
 Reading never raises on a run that is still being written: a truncated last line of a
 JSONL file is skipped, because the trainer may be in the middle of appending it.
 """
@@ -10,6 +15,7 @@ JSONL file is skipped, because the trainer may be in the middle of appending it.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +41,7 @@ class Run:
     metrics: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    variant: str = ""  # folder below the searched root (module docstring); "" for a plain layout
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """``(frames, values)`` of the metrics rows that hold ``key``, in file order.
@@ -130,13 +137,35 @@ def _as_int(value) -> int | None:
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
-    """``load_run`` for every run found under ``paths``."""
-    return [load_run(path) for path in find_runs(paths)]
+    """``load_run`` for every run found under ``paths``, each with its ``variant``: the folders
+    between the common root of ``paths`` and the run, less the run's folder and a task folder."""
+    runs = [load_run(path) for path in find_runs(paths)]
+    base = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+    for run in runs:
+        parts = list(run.path.resolve().relative_to(base).parts)[:-1]  # less the run's own folder
+        if parts and parts[-1] == run.task:
+            parts.pop()
+        run.variant = "/".join(parts)
+    return runs
+
+
+def group_variants(runs: list[Run]) -> dict[str, dict[str, dict[int | None, Run]]]:
+    """``{variant: {task: {seed: run}}}`` (``group_runs`` within each variant), variants sorted."""
+    variants: dict[str, list[Run]] = {}
+    for run in runs:
+        variants.setdefault(run.variant, []).append(run)
+    return {name: group_runs(variants[name]) for name in sorted(variants)}
+
+
+def variant_label(variant: str) -> str:
+    """How a variant is printed: its folder, or ``(root)`` for runs directly below the root."""
+    return variant or "(root)"
 
 
 def group_runs(runs: list[Run]) -> dict[str, dict[int | None, Run]]:
-    """``{task: {seed: run}}``, tasks and seeds sorted. A second run with the same task and
-    seed (a copied folder) is left out with a note on the first, so no seed counts twice."""
+    """``{task: {seed: run}}`` of the runs of one variant, tasks and seeds sorted. A second run
+    with the same task and seed (a copied folder) is left out with a note on the first, so no
+    seed counts twice; runs of several variants go through ``group_variants`` instead."""
     groups: dict[str, dict[int | None, Run]] = {}
     for run in runs:
         seeds = groups.setdefault(run.task, {})

@@ -30,6 +30,7 @@ import numpy as np
 
 from reverie.errors import ReverieError
 from reverie.games import ATARI55, TABLE_NAMES, canonical_game, table_k1
+from reverie.rundirs import variant_label
 
 METRICS = ("gamer_median", "gamer_mean", "record_mean", "clipped_record_mean")
 BASELINES = ("dreamerv2", "rainbow", "iqn")  # Table K1 algorithm columns
@@ -116,7 +117,12 @@ def read_scores_csv(path: str | Path) -> tuple[dict[str, float], list[str]]:
     if not reader.fieldnames or not {"game", "score"} <= set(reader.fieldnames):
         raise ReverieError(f"{path}: needs a header with columns 'game' and 'score', got {reader.fieldnames}")
     scores, notes = {}, []
-    for number, row in enumerate(reader, 2):
+    rows = list(reader)
+    variants = sorted({row["variant"] for row in rows}) if "variant" in reader.fieldnames else []
+    if len(variants) > 1:
+        raise ReverieError(f"{path}: holds {len(variants)} variants ({', '.join(variants)}); "
+                           "keep the rows of one variant")
+    for number, row in enumerate(rows, 2):
         name = (row["game"] or "").strip()
         if name.startswith(NON_ATARI_PREFIXES):
             notes.append(f"{name}: not an Atari game; excluded from the aggregates")
@@ -186,12 +192,41 @@ def report_from_scores(scores: dict[str, float], source: str = "", notes: list[s
 
 
 def report_from_runs(logdirs: list[str], last: int = 10) -> Report:
-    """A report of the runs under ``logdirs``: final score per seed (``rundirs.final_score``),
-    mean over the seeds of each task, aggregates over the Atari tasks among the 55."""
-    from reverie.rundirs import final_score, group_runs, load_runs
+    """The report of the runs under ``logdirs``, which must be of one variant (a study of
+    several preset variants goes through ``reports_from_runs``)."""
+    reports = reports_from_runs(logdirs, last)
+    if len(reports) > 1:
+        raise ReverieError(f"the runs under {', '.join(map(str, logdirs))} are {len(reports)} variants "
+                           f"({', '.join(map(variant_label, reports))}); pass one variant's folder (ROOT/<variant>)")
+    return next(iter(reports.values()))
+
+
+def reports_from_runs(logdirs: list[str], last: int = 10) -> dict[str, Report]:
+    """``{variant: report}`` of the runs under ``logdirs`` (``rundirs.load_runs`` names the
+    variants: a sweep's preset folders). Per variant: final score per seed
+    (``rundirs.final_score``), mean over the seeds of each task, aggregates over the Atari
+    tasks among the 55."""
+    from reverie.rundirs import group_variants, load_runs
+
+    reports, empty = {}, []
+    for variant, groups in group_variants(load_runs(logdirs)).items():
+        report = _report_of_groups(groups, last)
+        if report is None:
+            empty.append(variant_label(variant))
+        else:
+            reports[variant] = report
+    if not reports:
+        raise ReverieError(f"no run under {', '.join(map(str, logdirs))} has a finished episode yet")
+    for report in reports.values():
+        report.notes += [f"variant {name}: no run has a finished episode yet; left out" for name in empty]
+    return reports
+
+
+def _report_of_groups(groups: dict[str, dict], last: int) -> Report | None:
+    from reverie.rundirs import final_score
 
     rows, finals, notes = [], {}, []
-    for task, seeds in group_runs(load_runs(logdirs)).items():
+    for task, seeds in groups.items():
         per_seed, sources = {}, set()
         for seed, run in seeds.items():
             notes.extend(run.notes)
@@ -210,9 +245,7 @@ def report_from_runs(logdirs: list[str], last: int = 10) -> Report:
                             "; ".join(sorted(sources))))
         if game:
             finals[game] = per_seed
-    if not rows:
-        raise ReverieError(f"no run under {', '.join(logdirs)} has a finished episode yet")
-    return _finish(rows, finals, notes)
+    return _finish(rows, finals, notes) if rows else None
 
 
 def _atari_game(task: str, notes: list[str]) -> str | None:
@@ -337,6 +370,61 @@ def print_table(report: Report, file=None) -> None:
         console.print(agg)
 
 
+# Several variants (a sweep's preset folders): one report each, then their aggregates side by side.
+
+
+def _comparison_lines(reports: dict[str, Report]) -> list[list[str]]:
+    header = ["metric"] + [variant_label(v) for v in reports]
+    lines = [header, ["games"] + [_fmt(r.aggregates["games"] if r.aggregates else None) for r in reports.values()]]
+    for metric in METRICS:
+        lines.append([metric] + [_fmt(r.aggregates[metric] if r.aggregates else None) for r in reports.values()])
+    return lines
+
+
+def format_json_variants(reports: dict[str, Report]) -> str:
+    comparison = {m: {v: (r.aggregates or {}).get(m) for v, r in reports.items()} for m in ("games", *METRICS)}
+    return json.dumps({"variants": {v: json.loads(format_json(r)) for v, r in reports.items()},
+                       "comparison": comparison}, indent=2)
+
+
+def format_csv_variants(reports: dict[str, Report]) -> str:
+    """Per-game rows with a leading ``variant`` column (``--csv`` reads back one variant only)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=("variant", *_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for variant, report in reports.items():
+        for row in report.rows:
+            writer.writerow({"variant": variant_label(variant),
+                             **{k: ("" if v is None else v) for k, v in _row_values(row).items()}})
+    return out.getvalue().rstrip("\n")
+
+
+def format_markdown_variants(reports: dict[str, Report]) -> str:
+    parts = [f"## Variant {variant_label(v)}\n\n{format_markdown(r)}" for v, r in reports.items()]
+    lines = _comparison_lines(reports)
+    table = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
+    table += ["| " + " | ".join(line) + " |" for line in lines[1:]]
+    return "\n\n".join(parts + ["## Comparison of the variants\n\n" + "\n".join(table)])
+
+
+def print_table_variants(reports: dict[str, Report], file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    for variant, report in reports.items():
+        print(f"\nVariant {variant_label(variant)}", file=file or sys.stdout)
+        print_table(report, file=file)
+    lines = _comparison_lines(reports)
+    table = Table(title="Aggregates of the variants side by side")
+    for column in lines[0]:
+        table.add_column(column, justify="left" if column == "metric" else "right", no_wrap=True)
+    for line in lines[1:]:
+        table.add_row(*line)
+    console = Console(file=file or sys.stdout)
+    console.width = max(console.width, 104)
+    console.print(table)
+
+
 def cli_scores(args: argparse.Namespace) -> int:
     """``reverie scores``: exactly one of LOGDIR..., ``--csv FILE`` or ``--baseline NAME``."""
     given = [bool(args.logdirs), bool(args.csv), bool(args.baseline)]
@@ -348,11 +436,26 @@ def cli_scores(args: argparse.Namespace) -> int:
         scores, notes = read_scores_csv(args.csv)
         report = report_from_scores(scores, str(args.csv), notes)
     else:
-        report = report_from_runs(args.logdirs, args.last)
+        reports = reports_from_runs(args.logdirs, args.last)
+        if len(reports) > 1:
+            return _print_variants(reports, args.format)
+        report = next(iter(reports.values()))
     if args.format == "table":
         print_table(report)
     else:
         print({"json": format_json, "markdown": format_markdown, "csv": format_csv}[args.format](report))
     for note in report.notes:
         print(f"reverie: note: {note}", file=sys.stderr)
+    return 0
+
+
+def _print_variants(reports: dict[str, Report], fmt: str) -> int:
+    if fmt == "table":
+        print_table_variants(reports)
+    else:
+        print({"json": format_json_variants, "markdown": format_markdown_variants,
+               "csv": format_csv_variants}[fmt](reports))
+    for variant, report in reports.items():
+        for note in report.notes:
+            print(f"reverie: note: {variant_label(variant)}: {note}", file=sys.stderr)
     return 0

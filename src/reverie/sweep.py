@@ -25,6 +25,7 @@ import argparse
 import fcntl
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -175,6 +176,9 @@ def make_plan(root: str | Path, tasks: str | None, seeds: str, presets: str,
               overrides: list[str] | None = None, steps: float | None = None) -> Plan:
     """Parse and validate everything a sweep needs; raises before anything is scheduled."""
     overrides = list(overrides or [])
+    if any(item.split("=", 1)[0].strip() == "threads" for item in overrides):
+        raise ConfigError("--set threads: a sweep's runs get --cpus-per-run threads (and OMP_NUM_THREADS); "
+                          "drop --set threads and use --cpus-per-run")
     if steps is not None and (steps <= 0 or steps != int(steps)):
         raise ConfigError(f"--steps {steps}: give a positive whole number of agent steps")
     plan = Plan(Path(root).resolve(), parse_tasks(tasks), parse_seeds(seeds), parse_presets(presets),
@@ -268,19 +272,29 @@ def sweep_is_live(root: Path) -> bool:
 # Running.
 
 
-def train_argv(plan: Plan, run: RunSpec) -> list[str]:
-    """The ``reverie train`` arguments of a run (after ``python -m reverie``)."""
+def run_threads(cpus: float) -> int:
+    """CPU threads of a run given ``--cpus-per-run``: Ray's own rule for ``OMP_NUM_THREADS``
+    (the floor, at least 1)."""
+    return max(1, math.floor(cpus))
+
+
+def train_argv(plan: Plan, run: RunSpec, threads: int | None = None) -> list[str]:
+    """The ``reverie train`` arguments of a run (after ``python -m reverie``); ``threads``
+    (from ``--cpus-per-run``) becomes the run's ``threads``, over any preset's value."""
     argv = ["train", "--task", run.task, "--preset", run.preset, "--seed", str(run.seed),
             "--logdir", str(plan.logdir(run))]
     if plan.steps is not None:
         argv += ["--steps", str(plan.steps)]
     for item in plan.overrides:
         argv += ["--set", item]
+    if threads is not None:
+        argv += ["--set", f"threads={threads}"]
     return argv
 
 
-def run_training(argv: list[str], logdir: str) -> dict[str, Any]:
+def run_training(argv: list[str], logdir: str, threads: int | None = None) -> dict[str, Any]:
     """Body of the Ray task: run ``reverie train`` to completion, output appended to train.log.
+    ``threads`` becomes the run's ``OMP_NUM_THREADS`` (Ray sets it only where it is unset).
 
     Returns ``{"returncode", "finished", "seconds", "tail"}``; never raises for a failed run,
     so that the sweep records it instead of Ray retrying it blindly."""
@@ -289,14 +303,16 @@ def run_training(argv: list[str], logdir: str) -> dict[str, Any]:
     logdir_path = Path(logdir)
     logdir_path.mkdir(parents=True, exist_ok=True)
     log = logdir_path / "train.log"
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads is not None else {})}
     start = time.time()
     with open(log, "ab") as out:
-        out.write(f"\n# reverie sweep: attempt started {time.ctime()} on {os.uname().nodename}\n".encode())
+        out.write(f"\n# reverie sweep: attempt started {time.ctime()} on {os.uname().nodename}, "
+                  f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS')}\n".encode())
         out.flush()
         # sys.executable is the worker's Python: on a cluster, the node's own install. The run
         # stays in the worker's process group: Ray kills it with the worker (a cancelled task,
         # a killed sweep), so it never outlives the sweep to race its own resume.
-        code = subprocess.call([sys.executable, "-m", "reverie", *argv],
+        code = subprocess.call([sys.executable, "-m", "reverie", *argv], env=env,
                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     lines = log.read_text(errors="replace").splitlines()
     return {"returncode": code, "finished": is_finished(logdir_path), "seconds": time.time() - start,
@@ -402,7 +418,8 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
                 tries[run.path] = tries.get(run.path, 0) + 1
                 record = runs[run.path]
                 record.update(state="queued", attempts=record["attempts"] + 1, submitted=time.time())
-                inflight[task.remote(train_argv(plan, run), str(plan.logdir(run)))] = run
+                threads = run_threads(cpus)
+                inflight[task.remote(train_argv(plan, run, threads), str(plan.logdir(run)), threads)] = run
             write_state(plan.root, state)
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
@@ -449,22 +466,24 @@ def _result(ray, ref) -> dict[str, Any]:
 def summarize(plan: Plan, out=None) -> list[Path]:
     """Per preset variant: print the per-game and the four aggregate scores (Table 1) and
     write ``ROOT/plots/``: ``scores_<preset>.md``, ``curves_<preset>.png`` (learning curves per
-    game) and, for Atari games, ``bars_<preset>.png`` (Figure E1, against Rainbow). Only
-    finished runs count. Returns the files written."""
+    game) and, for Atari games, ``bars_<preset>.png`` (Figure E1, against Rainbow). With
+    several variants also ``scores_variants.md`` and ``curves_variants.png``: the variants side
+    by side. Only finished runs count. Returns the files written."""
     from reverie.plot import plot_bars, plot_curves
-    from reverie.rundirs import group_runs, load_runs
-    from reverie.scores import format_markdown, print_table, report_from_runs
+    from reverie.rundirs import group_variants, load_runs
+    from reverie.scores import format_markdown, format_markdown_variants, print_table, reports_from_runs
 
-    out, written = out or sys.stdout, []
+    out, written, finished = out or sys.stdout, [], []
     for preset in plan.presets:
         logdirs = [str(plan.logdir(r)) for r in plan.runs if r.preset == preset and is_finished(plan.logdir(r))]
         if not logdirs:
             continue
+        finished += logdirs
         name = preset_dirname(preset)
         print(f"\nPreset {preset}: {len(logdirs)} finished runs", file=out)
         try:
-            written.append(plot_curves(group_runs(load_runs(logdirs)), plan.root / PLOTS_DIR / f"curves_{name}.png"))
-            report = report_from_runs(logdirs)
+            written.append(plot_curves(group_variants(load_runs(logdirs)), plan.root / PLOTS_DIR / f"curves_{name}.png"))
+            report = next(iter(reports_from_runs(logdirs).values()))
         except ReverieError as error:  # e.g. runs too short to have finished an episode
             print(f"no scores: {error}", file=out)
             continue
@@ -474,6 +493,15 @@ def summarize(plan: Plan, out=None) -> list[Path]:
         games = {row.game: row.score for row in report.rows if row.game}
         if games:
             written.append(plot_bars(games, "rainbow", plan.root / PLOTS_DIR / f"bars_{name}.png"))
+    variants = group_variants(load_runs(finished)) if finished else {}
+    if len(variants) > 1:  # the runs of each preset lie in ROOT/<preset dir>: one variant each
+        written.append(plot_curves(variants, plan.root / PLOTS_DIR / "curves_variants.png"))
+        try:
+            written.append(plan.root / PLOTS_DIR / "scores_variants.md")
+            atomic_write_text(written[-1], format_markdown_variants(reports_from_runs(finished)) + "\n")
+        except ReverieError as error:
+            written.pop()
+            print(f"no comparison of the variants: {error}", file=out)
     if written:
         print(f"\nwrote {', '.join(str(p) for p in written)}", file=out)
     return written

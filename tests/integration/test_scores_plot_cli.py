@@ -119,3 +119,92 @@ def test_bad_input_is_one_line_without_traceback(runs, tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.startswith("reverie: error:") and result.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------
+# The twins of the synthetic runs above: run directories written by the real `reverie train`,
+# laid out by the sweep's plan (ROOT/<preset dir>/<task>/<seed>), two preset variants.
+
+STUDY = ["device=cpu", "env.time_limit=200", "run.prefill=100", "run.eval_every=100", "run.eval_episodes=2",
+         "run.log_every=100", "run.checkpoint_every=200"]
+VARIANTS = ("debug", "debug+no_layer_norm")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """2 variants × atari_pong × seeds 0, 1: each run is the argv the sweep gives `reverie
+    train`, run in-process (no Ray), 200 agent steps with evaluations at 100 and 200."""
+    from reverie.sweep import make_plan, train_argv
+
+    root = tmp_path_factory.mktemp("study")
+    plan = make_plan(root, "atari_pong", "0,1", "debug;debug,no_layer_norm", STUDY, steps=200)
+    for run in plan.runs:
+        assert main(train_argv(plan, run)) == 0
+    return root
+
+
+def _final_score(logdir, last):
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    returns = [r["eval/return"] for r in rows if "eval/return" in r]
+    assert len(returns) == 4  # 2 episodes at step 100 and at 200
+    return sum(returns[-last:]) / len(returns[-last:])
+
+
+def test_scores_of_a_study_report_every_variant(study):
+    result = cli("scores", study, "--format", "json", "--last", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(report["variants"]) == list(VARIANTS)  # before the fix: one variant, the other dropped
+    for variant in VARIANTS:
+        (game,) = report["variants"][variant]["games"]
+        expected = [_final_score(study / variant / "atari_pong" / seed, 2) for seed in ("0", "1")]
+        assert game["task"] == "atari_pong" and game["seeds"] == 2
+        assert game["score"] == pytest.approx(sum(expected) / 2)
+        assert report["comparison"]["gamer_mean"][variant] == pytest.approx(game["gamer_norm"])
+    assert "ignored" not in result.stderr
+    markdown = cli("scores", study, "--format", "markdown")
+    assert markdown.stdout.count("## Variant") == 2 and "## Comparison of the variants" in markdown.stdout
+    table = cli("scores", study)
+    assert table.returncode == 0 and "Aggregates of the variants side by side" in table.stdout
+    # One variant's folder is an ordinary single report.
+    single = json.loads(cli("scores", study / "debug", "--format", "json").stdout)
+    assert [g["task"] for g in single["games"]] == ["atari_pong"] and "variants" not in single
+
+
+def test_scores_csv_of_a_study_has_a_variant_column_and_reads_back_one_variant(study, tmp_path):
+    exported = cli("scores", study, "--format", "csv").stdout
+    assert exported.splitlines()[0].startswith("variant,game,")
+    both = tmp_path / "both.csv"
+    both.write_text(exported)
+    refused = cli("scores", "--csv", both)
+    assert refused.returncode == 2 and "2 variants" in refused.stderr
+    one = tmp_path / "one.csv"
+    one.write_text("\n".join(line for i, line in enumerate(exported.splitlines()) if i == 0 or line.startswith("debug,")))
+    assert cli("scores", "--csv", one, "--format", "json").returncode == 0
+
+
+def test_plot_of_a_study_draws_every_variant(study, tmp_path):
+    out = tmp_path / "curves.svg"
+    result = cli("plot", study, "--out", out)
+    assert result.returncode == 0, result.stderr
+    svg = out.read_text()  # matplotlib keeps each text as a comment in SVG
+    for variant in VARIANTS:
+        assert f"{variant} (mean over seeds)" in svg
+    assert "Pong (2 seeds)" in svg and "DreamerV2 (paper, 200M frames)" in svg
+    wm = tmp_path / "wm.svg"
+    assert cli("plot", study, "--kind", "world_model", "--out", wm).returncode == 0
+    assert "Pong (debug+no_layer_norm)" in wm.read_text()
+    bars = cli("plot", study, "--kind", "bars", "--out", tmp_path / "bars.png")
+    assert bars.returncode == 2 and "2 variants" in bars.stderr and "Traceback" not in bars.stderr
+    assert cli("plot", study / "debug", "--kind", "bars", "--out", tmp_path / "bars.png").returncode == 0
+
+
+def test_scores_and_plot_of_one_real_train_run(study, tmp_path):
+    logdir = study / "debug" / "atari_pong" / "0"
+    report = json.loads(cli("scores", logdir, "--format", "json", "--last", "2").stdout)
+    assert report["games"][0]["score"] == pytest.approx(_final_score(logdir, 2))
+    assert report["games"][0]["source"] == "eval/return in metrics.jsonl"
+    assert cli("plot", logdir, "--out", tmp_path / "c.png").returncode == 0
+    height, width = imread(tmp_path / "c.png").shape[:2]
+    assert (width, height) == (400, 370)
+    assert cli("plot", logdir, "--kind", "world_model", "--out", tmp_path / "wm.png").returncode == 0

@@ -90,6 +90,37 @@ def test_slots_are_bounded_by_every_resource():
     assert slots(cluster, cpus=1, gpus=0, max_concurrent=None, runs=2) == 2
 
 
+def test_cpus_per_run_become_the_runs_threads_over_the_presets(tmp_path, monkeypatch):
+    """The Ray task's body on a real `reverie train`: --cpus-per-run 2 gives the run
+    OMP_NUM_THREADS=2 (even where the sweep's own environment says otherwise) and 2 torch
+    threads, although the debug preset sets `threads: 1`."""
+    import subprocess as sp
+
+    from reverie.sweep import run_threads, run_training
+
+    assert load_config("debug").threads == 1 and [run_threads(c) for c in (0.5, 1, 2, 2.9)] == [1, 1, 2, 2]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # e.g. exported on the head node
+    seen, call = [], sp.call
+
+    def spy(argv, **kwargs):  # what the run's process is started with; it still runs for real
+        seen.append((argv, kwargs["env"]))
+        return call(argv, **kwargs)
+
+    monkeypatch.setattr(sp, "call", spy)
+    plan = make_plan(tmp_path, "gym_CartPole-v1", "0", "gym,debug", ["device=cpu", "run.prefill=20",
+                                                                      "run.eval_every=0"], steps=40)
+    (run,) = plan.runs
+    threads = run_threads(2)
+    result = run_training(train_argv(plan, run, threads), str(plan.logdir(run)), threads)
+    assert result["finished"], result["tail"]
+    (argv, env), = seen
+    assert env["OMP_NUM_THREADS"] == "2" and argv[-2:] == ["--set", "threads=2"]
+    status = json.loads((plan.logdir(run) / "status.json").read_text())
+    assert status["torch_threads"] == 2
+    with pytest.raises(ConfigError, match="--cpus-per-run"):
+        make_plan(tmp_path, "atari_pong", "0", "debug", ["threads=4"])
+
+
 def _synthetic_study(root: Path) -> Plan:
     """A planned 2 × 2 study: one run finished, one half-way, one failed, one never started."""
     plan = make_plan(root, "atari_pong,atari_breakout", "0,1", "debug", steps=1000)  # 4000 frames per run

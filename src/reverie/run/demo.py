@@ -39,9 +39,9 @@ def cli_demo(args: argparse.Namespace) -> int:
     curve = logdir / "curves.png"
     losses = logdir / "world_model.png"
     from reverie.plot import plot_curves, plot_world_model
-    from reverie.rundirs import group_runs, load_runs
+    from reverie.rundirs import group_variants, load_runs
 
-    groups = group_runs(load_runs([logdir]))
+    groups = group_variants(load_runs([logdir]))
     plot_curves(groups, curve, metric="episode/return")
     plot_world_model(groups, losses)
     videos = sorted((logdir / "videos").glob("openl_*.gif"))

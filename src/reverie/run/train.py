@@ -198,6 +198,7 @@ def _status(loop: LoopState, agent, run, state: str, start_time: float | None = 
         "updates": agent.updates, "total_steps": run.steps,
         "wall_seconds": round(loop.wall_seconds + (time.time() - start_time if start_time else 0.0), 1),
         "last_eval_return": loop.last_eval, "last_episode_return": loop.last_return,
+        "torch_threads": torch.get_num_threads(),  # what `threads` / OMP_NUM_THREADS gave the run
     }
 
 
