@@ -62,10 +62,10 @@ def policy_matmul_shapes() -> list[tuple[int, int, int]]:
     from reverie.agent import Agent
     from reverie.config import load_config
     from reverie.nn.layers import conv_out_sizes
-    from reverie.params import default_spaces
+    from reverie.params import task_spaces
 
     config = load_config("atari")
-    agent = Agent(config, *default_spaces(config))
+    agent = Agent(config, *task_spaces(config))
     wm, shapes = agent.world_model, []
     convs = [m for m in wm.encoder.cnn.net if isinstance(m, torch.nn.Conv2d)]
     sides = conv_out_sizes(wm.shapes["image"][0], [c.kernel_size[0] for c in convs])[1:]

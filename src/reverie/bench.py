@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from reverie import runtime
 from reverie.agent import Agent
 from reverie.config import Config, load_config
-from reverie.params import default_spaces, parameter_counts
+from reverie.params import parameter_counts, task_spaces
 from reverie.utils import resolve_device
 
 # The paper's budget (Table 3): 200M frames at action repeat 4 = 50M agent steps, one update
@@ -136,7 +136,7 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
     device = resolve_device(config.device)
     runtime.configure(config)  # the process-wide settings of a training run
     load_at_start = round(os.getloadavg()[0], 2)  # other processes on a shared machine skew timings
-    obs_space, act_space = default_spaces(config)
+    obs_space, act_space = task_spaces(config, env_task)  # the timed task's own spaces
     torch.manual_seed(config.seed)
     agent = Agent(config, obs_space, act_space)
     batch = synthetic_batch(config, obs_space, act_space, config.seed)

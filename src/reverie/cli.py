@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--updates", type=count(1), default=5, help="timed repeats after warm-up")
-    p.add_argument("--env", dest="env_task", help="task whose env step the projection uses (default: the config's)")
+    p.add_argument("--env", dest="env_task", help="task to time: its spaces shape the networks, its env step "
+                   "enters the projection (default: the config's task)")
     p.add_argument("--env-steps", type=count(1), default=2000, help="random-policy agent steps timed for the env step")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)

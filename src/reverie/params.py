@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import gymnasium
-import numpy as np
 from torch import nn
 
 from reverie.behavior.actor_critic import Actor, Critic
@@ -18,14 +17,18 @@ from reverie.world_model.model import WorldModel
 ORDER = ("encoder", "rssm", "decoder", "reward", "discount", "actor", "critic", "total")
 
 
-def default_spaces(config: Config) -> tuple[dict[str, gymnasium.spaces.Box], gymnasium.Space]:
-    """The image the config's ``env`` produces (Atari: 64×64×1) and 18 discrete actions
-    (the full Atari action space), or a 6-dim box (walker) for a truncated-normal actor."""
-    channels = 1 if config.env.grayscale else 3
-    image = gymnasium.spaces.Box(0, 255, (*config.env.size, channels), np.uint8)
-    continuous = config.behavior.actor.dist == "trunc_normal"
-    act_space = gymnasium.spaces.Box(-1.0, 1.0, (6,), np.float32) if continuous else gymnasium.spaces.Discrete(18)
-    return {"image": image}, act_space
+def task_spaces(config: Config, task: str | None = None) -> tuple[dict[str, gymnasium.spaces.Box], gymnasium.Space]:
+    """The observation and action spaces of ``task`` (default ``config.task``) under the
+    config's ``env`` settings, read from the environment itself: ``gym_CartPole-v1`` gives
+    ``vector [4]`` and ``Discrete(2)``, ``dmc_humanoid_walk`` a 21-dim box. A task of a suite
+    that is not installed raises ``TaskError`` naming the extra to install."""
+    from reverie.envs import make_env
+
+    env = make_env(config if task is None else dataclasses.replace(config, task=task), "train")
+    try:
+        return dict(env.obs_space), env.act_space
+    finally:
+        env.close()
 
 
 def parameter_counts(
@@ -35,10 +38,10 @@ def parameter_counts(
 ) -> dict[str, int]:
     """``{encoder, rssm, decoder, reward, discount, actor, critic, total}`` → number of
     trainable parameters (``discount`` is 0 without a discount head). The slow critic, a
-    copy of the critic, is not counted. Spaces default to ``default_spaces(config)``.
-    Builds the networks on the CPU."""
-    default_obs, default_act = default_spaces(config)
-    obs_space, act_space = obs_space or default_obs, act_space or default_act
+    copy of the critic, is not counted. Spaces default to those of the config's task
+    (``task_spaces``). Builds the networks on the CPU."""
+    if obs_space is None or act_space is None:
+        obs_space, act_space = task_spaces(config)
     wm = WorldModel(dataclasses.replace(config, device="cpu"), obs_space, act_space)
     feat = wm.rssm.feat_dim
     heads = wm.heads

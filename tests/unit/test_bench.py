@@ -2,7 +2,13 @@
 
 import json
 
+import numpy as np
+import pytest
+from gymnasium.spaces import Box, Discrete
+
 from reverie.cli import main
+from reverie.config import load_config
+from reverie.params import parameter_counts
 
 TIMES = {"world_model", "actor_critic", "train", "policy"}
 
@@ -32,3 +38,33 @@ def test_bench_debug_writes_every_field(tmp_path, capsys):
     cycle = run["median_ms"]["train"] + 4 * (run["median_ms"]["policy"] + run["env"]["env_step_ms"])
     assert abs(projection["ms_per_update_cycle"] - cycle) < 0.01  # medians are rounded to µs
     assert abs(projection["days"] - 12_500_000 * projection["ms_per_update_cycle"] / 1e3 / 86400) < 1e-9
+
+
+def _bench(tmp_path, *args):
+    path = tmp_path / "bench.json"
+    assert main(["bench", *args, "--updates", "1", "--env-steps", "20", "--json", str(path)]) == 0
+    return json.loads(path.read_text())["runs"][-1]
+
+
+def test_bench_times_the_network_of_the_presets_task(tmp_path):
+    # gym,cartpole: vector[4] and Discrete(2); before, a 64×64×3 image and 18 actions were timed.
+    run = _bench(tmp_path, "--preset", "gym,cartpole")
+    config = load_config("gym,cartpole")
+    assert run["parameters"] == parameter_counts(config, {"vector": Box(-np.inf, np.inf, (4,), np.float32)},
+                                                 Discrete(2))
+    assert run["env"]["task"] == "gym_CartPole-v1" and run["batch"] == 16 and run["length"] == 32
+
+
+def test_bench_bf16_with_another_env(tmp_path):
+    # --env names the task that is timed: its env step and its spaces (Acrobot: 6 observations, 3 actions).
+    run = _bench(tmp_path, "--preset", "debug", "--precision", "bf16", "--env", "gym_Acrobot-v1")
+    assert run["precision"] == "bf16" and run["env"]["task"] == "gym_Acrobot-v1"
+    acrobot = {"vector": Box(-np.inf, np.inf, (6,), np.float32)}
+    assert run["parameters"] == parameter_counts(load_config("debug"), acrobot, Discrete(3))
+    assert all(v > 0 for v in run["median_ms"].values()) and run["flops_per_update"]["total"] > 0
+
+
+@pytest.mark.slow
+def test_bench_compile(tmp_path):
+    run = _bench(tmp_path, "--preset", "debug", "--compile")
+    assert run["compile"] is True and all(v > 0 for v in run["median_ms"].values())
