@@ -108,3 +108,45 @@ def test_bench_env_reports_speeds():
     result = bench_env("gym_CartPole-v1", 50)
     assert result["agent_steps"] == 50 and result["action_repeat"] == 1
     assert result["agent_steps_per_s"] > 0 and result["frames_per_s"] == pytest.approx(result["agent_steps_per_s"], rel=1e-3)
+
+
+class FlippedFrames(gymnasium.Env):
+    """A pixel env that hands out flipped views (negative strides), as MuJoCo's renderer does;
+    the episode ends after 25 steps."""
+
+    observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.frame = 0, self.np_random.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        return self.frame[::-1], {}
+
+    def step(self, action):
+        self.t += 1
+        self.frame = np.roll(self.frame, int(action) + 1, axis=1)
+        return self.frame[::-1], float(action == 1), self.t == 25, False, {}
+
+
+def test_flipped_view_frames_become_contiguous_and_train(tmp_path):
+    """No cast and no resize is needed here, so GymEnv passes the env's array along: the env
+    contract (make_obs) must still hand out C-contiguous frames, which torch.as_tensor needs
+    when the agent acts and which the replay stores. A short real training run proves it."""
+    from reverie.envs import register
+    from reverie.run.train import train
+
+    env = GymEnv(FlippedFrames(), seed=0, size=(64, 64))
+    inner = env.env
+    obs = env.reset()
+    assert obs["image"].flags["C_CONTIGUOUS"] and np.array_equal(obs["image"], inner.frame[::-1])
+    step = env.step(np.eye(3, dtype=np.float32)[1])
+    assert step["image"].flags["C_CONTIGUOUS"] and np.array_equal(step["image"], inner.frame[::-1])
+
+    register("test_flipped_frames", lambda config, seed: GymEnv(FlippedFrames(), seed, size=tuple(config.env.size)),
+             overwrite=True)
+    config = load_config("gym,debug", ["task=test_flipped_frames", "device=cpu", "run.steps=60", "run.prefill=20",
+                                       "run.train_every=10", "run.eval_every=30", "run.log_every=30",
+                                       "run.checkpoint_every=60"])
+    summary = train(config, tmp_path / "run", quiet=True)
+    rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "train/model_loss" in line]
+    assert summary["step"] == 60 and summary["last_eval"] is not None and rows
