@@ -58,23 +58,29 @@ def test_time_limit_is_truncation_not_terminal():
         env.step(0)
 
 
-def lose_a_life(env, seed=0, max_steps=3000):
-    rng = np.random.default_rng(seed)
-    env.reset()
-    lives = env.ale.lives()
-    for _ in range(max_steps):
-        obs = env.step(one_hot(rng.integers(18)))
-        if env.ale.lives() < lives:
-            return obs
-    raise AssertionError("no life lost")
-
-
-def test_life_loss_does_not_end_the_episode():
-    env = make("atari_breakout")
-    obs = lose_a_life(env)
-    assert not obs["is_last"] and not obs["is_terminal"]
-    assert not make("atari_breakout", life_loss=True).reset()["is_terminal"]
-    assert lose_a_life(make("atari_breakout", life_loss=True))["is_terminal"]
+def test_life_loss_is_terminal_only_when_asked():
+    """Same seed, same actions, with and without ``life_loss``: the emulators stay identical,
+    the paper's setting plays on through the lost life, the DQN convention ends the episode
+    with a terminal exactly there."""
+    plain, dqn = make("atari_breakout"), make("atari_breakout", life_loss=True)
+    plain.reset(), dqn.reset()
+    lives = plain.ale.lives()
+    actions = np.random.default_rng(0).integers(18, size=3000)
+    for action in actions:
+        a, b = plain.step(one_hot(action)), dqn.step(one_hot(action))
+        np.testing.assert_array_equal(a["image"], b["image"])
+        lost = plain.ale.lives() < lives
+        assert b["is_terminal"] == b["is_last"] == lost  # terminal at the lost life, not before
+        assert not a["is_last"] and not a["is_terminal"]  # the paper's protocol plays on
+        if lost:
+            break
+    else:
+        raise AssertionError("no life lost in 3000 steps")
+    assert plain.ale.lives() == lives - 1 and not plain.ale.game_over()
+    plain.step(one_hot(0))  # the episode goes on
+    with pytest.raises(TaskError, match="call reset"):
+        dqn.step(one_hot(0))  # the episode ended
+    assert not dqn.reset()["is_terminal"] and dqn.ale.lives() == lives  # a new game
 
 
 def test_same_seed_same_frames_other_seed_differs():

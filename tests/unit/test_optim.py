@@ -1,5 +1,8 @@
 """The optimizer wrapper: decoupled weight decay, clipping, schedules, non-finite skip."""
 
+import io
+
+import pytest
 import torch
 from torch import nn
 
@@ -28,13 +31,31 @@ def test_zero_gradient_step_shrinks_every_parameter_by_exactly_one_minus_wd():
         assert torch.equal(p.detach(), b)
 
 
-def test_reports_the_unclipped_norm_and_clears_gradients():
-    net = _net()
-    opt = Optimizer("model", net.parameters(), OptConfig(lr=1.0, clip=1e-3, weight_decay=0.0))
-    loss = 1e6 * net(torch.ones(1, 3)).sum()
-    metrics = opt.step(loss, step=0)
-    assert float(metrics["model_grad_norm"]) > 1.0
-    assert all(p.grad is None for p in net.parameters())  # cleared after the step
+def _global_norm(tensors):
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])))
+
+
+def _gradients(net, scale):
+    loss = scale * net(torch.ones(1, 3)).sum()
+    return [g.detach() for g in torch.autograd.grad(loss, list(net.parameters()))]
+
+
+def test_clips_the_global_norm_and_reports_the_unclipped_one():
+    # Adam's first moment after one step is (1 − β1) · g: it shows the gradient Adam was given.
+    beta1 = 0.9
+    for clip, scale in ((1e-3, 1e6), (100.0, 1e6), (100.0, 1e-3), (0.0, 1e6)):
+        net = _net()
+        grads = _gradients(_net(), scale)  # the same weights: the same gradients
+        norm = _global_norm(grads)
+        opt = Optimizer("model", net.parameters(), OptConfig(lr=1e-3, clip=clip, weight_decay=0.0))
+        metrics = opt.step(scale * net(torch.ones(1, 3)).sum(), step=0)
+        assert float(metrics["model_grad_norm"]) == pytest.approx(norm, rel=1e-5)  # before clipping
+        given = [opt.adam.state[p]["exp_avg"] / (1 - beta1) for p in net.parameters()]
+        expected = min(norm, clip) if clip > 0 else norm  # clip 0: no clipping
+        assert _global_norm(given) == pytest.approx(expected, rel=1e-4), (clip, scale)
+        for g, want in zip(given, grads):  # the direction is kept
+            torch.testing.assert_close(g, want * (expected / norm), rtol=1e-4, atol=1e-12)
+        assert all(p.grad is None for p in net.parameters())  # cleared after the step
 
 
 def test_learning_rate_follows_the_schedule():
@@ -56,11 +77,28 @@ def test_non_finite_gradient_skips_the_step():
 
 def test_state_dict_round_trip():
     net = _net()
-    opt = Optimizer("actor", net.parameters(), OptConfig())
-    opt.step(net(torch.ones(1, 3)).sum(), step=0)
-    other = Optimizer("actor", net.parameters(), OptConfig())
-    other.load_state_dict(opt.state_dict())
-    assert other.adam.state_dict()["state"][0]["step"] == 1
+    opt = Optimizer("actor", net.parameters(), OptConfig(lr="linear(1e-3,1e-4,10)"))
+    for step in range(3):
+        opt.step(net(torch.full((1, 3), step + 1.0)).square().sum(), step=step)
+    copy = _net(1)
+    copy.load_state_dict(net.state_dict())
+    other = Optimizer("actor", copy.parameters(), OptConfig(lr="linear(1e-3,1e-4,10)"))
+    buffer = io.BytesIO()  # through bytes, as a checkpoint does (in memory, load would share tensors)
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    a, b = opt.adam.state_dict(), other.adam.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys() and len(a["state"]) == 4
+    for index, state in a["state"].items():
+        assert set(state) == {"step", "exp_avg", "exp_avg_sq"}
+        for key, value in state.items():
+            assert torch.equal(value, b["state"][index][key]), (index, key)
+    assert int(a["state"][0]["step"]) == 3
+    # Restored, the next step is the same step.
+    for optimizer, module in ((opt, net), (other, copy)):
+        optimizer.step(module(torch.ones(1, 3)).square().sum(), step=3)
+    for p, q in zip(net.parameters(), copy.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_skipped_step_leaves_moments_and_step_count_after_a_good_step():
