@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reverie.cli import main
 from reverie.config import load_config
@@ -299,3 +300,31 @@ def _train_processes(logdir: Path, wait: float = 10.0) -> list[str]:
         if not found or time.time() > deadline:
             return found
         time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_sweep_of_two_variants_threads_scores_and_plots(root, tmp_path):
+    """`;` variants on local Ray with --cpus-per-run 2: each run gets 2 threads although the
+    debug preset says 1; the study root is then scored and plotted per variant."""
+    command = [sys.executable, "-m", "reverie", "sweep", "--tasks", "atari_pong", "--seeds", "0,1",
+               "--logdir", str(root), "--cpus-per-run", "2", *SWEEP]
+    command[command.index("debug")] = "debug;debug,no_layer_norm"
+    out = run_sweep(command).stdout
+    assert "4/4 runs finished" in out and "(2 CPU, 0 GPU each)" in out
+    for variant in ("debug", "debug+no_layer_norm"):
+        for seed in ("0", "1"):
+            logdir = root / variant / "atari_pong" / seed
+            status = status_of(logdir)
+            assert status["state"] == "finished" and status["torch_threads"] == 2
+            assert "OMP_NUM_THREADS=2" in (logdir / "train.log").read_text()
+        assert load_config(None, base=yaml.safe_load((logdir / "config.yaml").read_text())).threads == 2
+    assert (root / "plots" / "scores_variants.md").read_text().count("## Variant") == 2
+    assert (root / "plots" / "curves_variants.png").stat().st_size > 0
+    scores = subprocess.run([sys.executable, "-m", "reverie", "scores", str(root), "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    report = json.loads(scores.stdout)
+    assert sorted(report["variants"]) == ["debug", "debug+no_layer_norm"]
+    assert all(v["games"][0]["seeds"] == 2 for v in report["variants"].values())
+    curves = tmp_path / "curves.svg"
+    subprocess.run([sys.executable, "-m", "reverie", "plot", str(root), "--out", str(curves)], check=True)
+    assert "debug+no_layer_norm (mean over seeds)" in curves.read_text()
