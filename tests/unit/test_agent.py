@@ -15,7 +15,24 @@ from reverie.config import ConfigError, load_config
 IMAGE = {"image": gym.spaces.Box(0, 255, (64, 64, 1), np.uint8)}
 METRICS = {"actor_loss", "critic_loss", "actor_ent", "actor_reinforce", "actor_dynamics", "critic_mean",
            "return_mean", "model_grad_norm", "actor_grad_norm", "critic_grad_norm", "model_loss",
-           "image_loss", "reward_loss", "discount_loss", "kl_loss", "model_kl", "prior_ent", "post_ent"}
+           "image_loss", "reward_loss", "discount_loss", "kl_loss", "model_kl", "prior_ent", "post_ent",
+           "model_skipped", "actor_skipped", "critic_skipped"}
+SKIPS = ("model_skipped", "actor_skipped", "critic_skipped")
+
+
+def parameters(agent):
+    """Copies of the parameters each optimizer steps: world model, actor, critic."""
+    parts = {"model": agent.world_model, "actor": agent.behavior.actor, "critic": agent.behavior.critic}
+    return {name: [p.detach().clone() for p in module.parameters()] for name, module in parts.items()}
+
+
+def assert_every_part_updated(agent, before, metrics):
+    """No optimizer skipped its step (a NaN or inf gradient would), and each one moved its
+    parameters: finite metrics alone pass when every update is skipped."""
+    assert {k: metrics[k] for k in SKIPS} == dict.fromkeys(SKIPS, 0.0), metrics
+    for name, now in parameters(agent).items():
+        assert metrics[f"{name}_grad_norm"] > 0, name
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], now)), f"{name} did not change"
 
 
 def make_agent(presets="debug", obs_space=None, act_space=None, overrides=(), seed=0):
@@ -98,9 +115,11 @@ def test_train_returns_every_metric_as_a_finite_float(presets):
     act_space = gym.spaces.Box(-1, 1, (2,), np.float32) if "dmc" in presets else None
     agent = make_agent(presets, obs_space, act_space)
     for step in range(2):
+        before = parameters(agent)
         start = time.perf_counter()
         metrics = agent.train(random_batch(agent, obs_space, seed=step))
         print(f"{presets} Agent.train {time.perf_counter() - start:.3f}s")
+        assert_every_part_updated(agent, before, metrics)
     expected = METRICS if agent.config.world_model.heads.discount else METRICS - {"discount_loss"}
     assert expected <= set(metrics)
     assert all(type(v) is float and math.isfinite(v) for v in metrics.values()), metrics
@@ -109,8 +128,11 @@ def test_train_returns_every_metric_as_a_finite_float(presets):
 
 def test_bf16_training_stays_finite():
     agent = make_agent(overrides=["precision=bf16"])
-    metrics = agent.train(random_batch(agent))
-    assert all(math.isfinite(v) for v in metrics.values())
+    for step in range(2):
+        before = parameters(agent)
+        metrics = agent.train(random_batch(agent, seed=step))
+        assert all(math.isfinite(v) for v in metrics.values())
+        assert_every_part_updated(agent, before, metrics)
 
 
 @pytest.mark.slow
