@@ -38,8 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from reverie import runtime
 from reverie.agent import Agent
 from reverie.config import Config, load_config
+from reverie.errors import ReverieError
 from reverie.params import parameter_counts, task_spaces
-from reverie.utils import resolve_device
+from reverie.utils import atomic_write_text, resolve_device
 
 # The paper's budget (Table 3): 200M frames at action repeat 4 = 50M agent steps, one update
 # every 4 agent steps = 12.5M updates.
@@ -227,17 +228,37 @@ def bench_config(args: argparse.Namespace) -> Config:
 
 
 def cli_bench(args: argparse.Namespace) -> int:
-    result = run_bench(bench_config(args), args.updates, args.env_task, args.env_steps)
+    config = bench_config(args)
+    if args.json:
+        read_runs(args.json)  # refuse an unusable --json file before minutes of measuring
+    result = run_bench(config, args.updates, args.env_task, args.env_steps)
     print(format_table(result))
     if args.json:
         append_run(args.json, result)
     return 0
 
 
-def append_run(path: str | Path, result: dict[str, Any]) -> None:
-    """Append ``result`` to the ``runs`` of a results file: one file per machine and date
-    holds every configuration run there."""
+def read_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The ``runs`` of a results file, ``[]`` when it does not exist yet. A file that exists but
+    is not a results file (empty, not JSON, no ``runs`` list) is an error and stays untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    path.write_text(json.dumps({"runs": [*runs, result]}, indent=2) + "\n")
+    if not path.exists():
+        return []
+    problem = None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+            problem = 'it has no "runs" list'
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        problem = "empty" if path.is_file() and path.stat().st_size == 0 else " ".join(str(error).split())
+    if problem:
+        raise ReverieError(f"--json {path} exists but is not a `reverie bench` results file ({problem}); "
+                           "it was left unchanged: give another file name, or move it away")
+    return data["runs"]
+
+
+def append_run(path: str | Path, result: dict[str, Any]) -> None:
+    """Append ``result`` to the ``runs`` of a results file (one file per machine and date
+    holds every configuration run there), atomically: a failed write keeps the old file."""
+    runs = read_runs(path)
+    atomic_write_text(Path(path), json.dumps({"runs": [*runs, result]}, indent=2) + "\n")

@@ -64,14 +64,18 @@ def save_checkpoint(logdir: str | Path, step: int, tensors: dict[str, Any], meta
     _remove_hidden(root)
     tmp = root / f".tmp-{step}-{os.getpid()}"
     tmp.mkdir()
-    buffer = io.BytesIO()
-    torch.save(_numpy_to_torch(tensors), buffer)
-    files = {AGENT: buffer.getvalue(), STATE: json.dumps(meta).encode("utf-8")}
-    for name, data in files.items():
-        atomic_write_bytes(tmp / name, data)
-    marker = {"step": step, "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
-    atomic_write_bytes(tmp / COMPLETE, json.dumps(marker).encode("utf-8"))
-    _fsync_dir(tmp)
+    try:
+        buffer = io.BytesIO()
+        torch.save(_numpy_to_torch(tensors), buffer)
+        files = {AGENT: buffer.getvalue(), STATE: json.dumps(meta).encode("utf-8")}
+        for name, data in files.items():
+            atomic_write_bytes(tmp / name, data)
+        marker = {"step": step, "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+        atomic_write_bytes(tmp / COMPLETE, json.dumps(marker).encode("utf-8"))
+        _fsync_dir(tmp)
+    except BaseException:  # a full disk: free what the partial bundle took; older ones stay intact
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = root / f"{step:012d}"
     if final.exists():  # saving the same step again: move the old one aside, then swap in
         os.replace(final, root / f".old-{step}-{os.getpid()}")
@@ -100,14 +104,19 @@ def load_checkpoint(logdir: str | Path, map_location: str | torch.device = "cpu"
     are some but none loads (starting over silently would discard the run).
     """
     paths = list_checkpoints(logdir)
+    problems = []
     for path in reversed(paths):
         try:
-            return _read(path, map_location)
-        except Exception as error:  # any failure means this bundle is unusable: report, try older
-            warnings.warn(f"skipping corrupt checkpoint {path}: {type(error).__name__}: {error}", stacklevel=2)
+            checkpoint = _read(path, map_location)
+        except Exception as error:  # any failure means this bundle is unusable: try older
+            problems.append(f"{path.name}: {type(error).__name__}: {error}")
+            continue
+        for problem in problems:  # reported once an older one loads; otherwise in the error
+            warnings.warn(f"skipping corrupt checkpoint {path.parent / problem}", stacklevel=2)
+        return checkpoint
     if paths:
-        raise CheckpointError(f"none of the {len(paths)} checkpoints in {Path(logdir) / 'checkpoints'} "
-                              "could be loaded (see the warnings); move them away to start over")
+        raise CheckpointError(f"none of the {len(paths)} checkpoints in {Path(logdir) / 'checkpoints'} could be "
+                              f"loaded ({'; '.join(problems)}); move them away to start the run over")
     return None
 
 

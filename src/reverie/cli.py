@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from reverie.config import load_config
 from reverie.errors import ReverieError, describe_os_error
@@ -199,10 +200,11 @@ def _add_config_args(p: argparse.ArgumentParser, preset: str | None = "atari") -
 def main(argv: list[str] | None = None) -> int:
     prepare_process()  # before any command imports torch
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
     except ReverieError as error:
-        print(f"reverie: error: {error}", file=sys.stderr)
+        print(f"reverie: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except ImportError as error:
         print(f"reverie: error: {error}", file=sys.stderr)
@@ -216,6 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reverie: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (a skipped corrupt checkpoint, ...) as ``reverie: warning: ...``, one line each."""
+    return f"reverie: warning: {_one_line(message)}\n"
 
 
 if __name__ == "__main__":

@@ -378,9 +378,17 @@ def load_config_file(path: str | Path) -> Config:
     """Load a resolved config written by ``Config.save`` (strict: unknown keys fail)."""
     try:
         data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read config {path}: {error}") from error
-    return load_config(presets=None, base=data)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())  # YAML's messages span lines; the CLI prints one
+        raise ConfigError(f"cannot read config {path}: {reason}; restore the file, or start a new run in "
+                          "another --logdir") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} is empty or not a mapping of keys; restore the file, or start a new "
+                          "run in another --logdir")
+    try:
+        return load_config(presets=None, base=data)
+    except ConfigError as error:
+        raise ConfigError(f"config {path}: {error}") from None
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reverie.utils import atomic_write_text
+from reverie.utils import atomic_write_bytes, atomic_write_text, naming
 
 
 class MetricsLogger:
@@ -20,6 +22,8 @@ class MetricsLogger:
 
     Each ``write`` is one line with ``step`` (agent steps), ``frames`` and ``time``, flushed
     at once so a killed run loses at most the line being written (readers skip a torn line).
+    A write that fails (a full disk) raises ``OSError`` in the calling thread, TensorBoard's
+    included: its writer thread keeps the error for the next call instead of printing it.
     """
 
     def __init__(self, logdir: Path, action_repeat: int, tensorboard: bool = True):
@@ -31,6 +35,7 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
+                _quiet_writer_thread_errors()
                 self._writer = SummaryWriter(str(self.logdir), flush_secs=30)
             except ImportError:  # tensorboard missing: the JSONL log is still complete
                 self._writer = None
@@ -38,16 +43,43 @@ class MetricsLogger:
     def write(self, step: int, scalars: dict[str, float], elapsed: float) -> None:
         clean = {k: float(v) for k, v in scalars.items() if v is not None and math.isfinite(float(v))}
         record = {"step": step, "frames": step * self.action_repeat, "time": round(elapsed, 3), **clean}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as error:
+            raise naming(error, self._file.name) from error
         if self._writer is not None:
-            for key, value in clean.items():
-                self._writer.add_scalar(key, value, step)
+            try:
+                for key, value in clean.items():
+                    self._writer.add_scalar(key, value, step)
+            except OSError as error:
+                raise naming(error, self.logdir / "events.out.tfevents.*") from error
 
-    def close(self) -> None:
-        self._file.close()
-        if self._writer is not None:
-            self._writer.close()
+    def close(self, quiet: bool = False) -> None:
+        """Close both outputs; ``quiet`` drops their errors (the run is already stopping for one)."""
+        for close in (self._file.close, self._writer.close if self._writer is not None else None):
+            try:
+                if close is not None:
+                    close()
+            except OSError:
+                if not quiet:
+                    raise
+
+
+def _quiet_writer_thread_errors() -> None:
+    """TensorBoard's event writer thread re-raises a failed write (``OSError``: disk full) in
+    the thread, which prints a traceback, and keeps it to raise again at the writer's next
+    call in the main thread, where the run reports it in one line. Silence the first."""
+    if getattr(threading.excepthook, "_reverie", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)):
+            previous(args)
+
+    hook._reverie = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def truncate_metrics(path: Path, upto_step: int) -> None:
@@ -75,8 +107,9 @@ def save_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
     frames = np.asarray(frames)
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+    buffer = io.BytesIO()  # written whole or not at all: a full disk leaves no broken GIF
+    imageio.mimsave(buffer, list(frames), format="GIF", duration=1000 / fps, loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -45,9 +45,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(file.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise naming(error, path) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def naming(error: OSError, path: str | Path) -> OSError:
+    """``error`` with the file it concerns (a failed ``write`` names none), so messages can say
+    which file a full disk stopped."""
+    if error.filename is not None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

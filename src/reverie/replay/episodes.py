@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from reverie.errors import CheckpointError
 from reverie.utils import atomic_write_bytes
 
 __all__ = ["Replay"]
@@ -282,30 +283,41 @@ class Replay:
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, directory: str | Path, capacity: int, chunk: int = 1024, seed: int = 0,
-             upto_step: int | None = None) -> Replay:
+             upto_step: int | None = None, strict: bool = False) -> Replay:
         """Rebuild the replay from ``directory``. Steps at global index ``>= upto_step`` (written
         after the checkpoint) are deleted; the episode running at ``upto_step`` is reopened so
         new steps append to it. ``*.tmp`` leftovers are deleted; corrupt files are reported
         with ``warnings.warn``, renamed ``*.corrupt`` and skipped (with the rest of their episode).
-        ``upto_step=0`` deletes every episode: a run killed before its first checkpoint starts over."""
+        ``upto_step=0`` deletes every episode: a run killed before its first checkpoint starts over.
+
+        ``strict``: a chunk that exists but cannot be read raises ``CheckpointError`` naming it,
+        before any file is deleted or cut (the resume of ``reverie train``); chunks missing
+        from an episode (a corrupt one the user renamed) are still skipped with a warning."""
         replay = cls.__new__(cls)
         replay._setup(directory, capacity, chunk, seed)
-        for path in replay.directory.glob("*.tmp"):  # pathlib's * also matches the hidden tmp names
-            path.unlink(missing_ok=True)
+        stale = list(replay.directory.glob("*.tmp"))  # pathlib's * also matches the hidden tmp names
         episodes: dict[int, list[_Chunk]] = {}
         for path in sorted(replay.directory.glob("ep*.npz")):
             chunk_file = _Chunk.parse(path)
             if chunk_file is None:
                 warnings.warn(f"replay: ignoring {path}: not a replay chunk name", stacklevel=2)
             elif upto_step is not None and chunk_file.first >= upto_step:
-                path.unlink()  # written after the checkpoint; the resumed run writes it again
+                stale.append(path)  # written after the checkpoint; the resumed run writes it again
             else:
                 episodes.setdefault(chunk_file.episode, []).append(chunk_file)
+        cuts: list[tuple[Path, dict[str, np.ndarray], Path]] = []
         for episode_id in sorted(episodes):
-            episode = replay._read_episode(sorted(episodes[episode_id], key=lambda c: c.index), upto_step)
+            chunks = sorted(episodes[episode_id], key=lambda c: c.index)
+            episode = replay._read_episode(chunks, upto_step, cuts, strict)
             if episode is not None:
                 replay._episodes.append(episode)
                 replay._num_steps += episode.length
+        # Every chunk read: only now change files, so a refused load leaves the folder as it was.
+        for path in stale:
+            path.unlink(missing_ok=True)
+        for path, part, straddling in cuts:
+            _write_npz(path, part)
+            straddling.unlink()  # only once the cut copy is safely on disk
         if replay._episodes:
             last = replay._episodes[-1]
             replay._step = last.first_step + last.length
@@ -318,9 +330,11 @@ class Replay:
         replay.flush()  # deletes the files of episodes evicted at load (they were evicted at upto_step too)
         return replay
 
-    def _read_episode(self, chunks: list[_Chunk], upto_step: int | None) -> _Episode | None:
+    def _read_episode(self, chunks: list[_Chunk], upto_step: int | None,
+                      cuts: list[tuple[Path, dict[str, np.ndarray], Path]], strict: bool) -> _Episode | None:
         """Concatenate an episode's chunks; a corrupt or missing chunk ends the episode there
-        (the chunks after it would leave a gap)."""
+        (the chunks after it would leave a gap). A chunk straddling ``upto_step`` is cut in
+        memory and its cut copy appended to ``cuts`` (new path, arrays, old path) for ``load``."""
         parts, files = [], []
         for chunk_file in chunks:
             rows = sum(len(p["is_first"]) for p in parts)
@@ -331,6 +345,12 @@ class Replay:
                     part, problem = _read_npz(chunk_file.path, chunk_file.length, self._spec), None
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
                     problem = f"corrupt ({type(error).__name__}: {error})"
+                    if strict:
+                        raise CheckpointError(
+                            f"replay chunk {chunk_file.path} is {problem}; the checkpoint at step {upto_step} needs "
+                            f"it. Restore it from a backup, or rename it to {chunk_file.path.name}.corrupt to resume "
+                            "without the rest of its episode (the run then differs from an uninterrupted one)"
+                        ) from None
             if problem:
                 warnings.warn(f"replay: skipping {chunk_file.path}: {problem}", stacklevel=3)
                 chunk_file.path.replace(chunk_file.path.with_name(chunk_file.path.name + ".corrupt"))
@@ -339,8 +359,7 @@ class Replay:
             if upto_step is not None and chunk_file.last >= upto_step:  # straddles the checkpoint
                 part = {key: value[: upto_step - chunk_file.first] for key, value in part.items()}
                 path = self.directory / _chunk_name(chunk_file.episode, chunk_file.index, chunk_file.first, upto_step)
-                _write_npz(path, part)
-                chunk_file.path.unlink()  # only once the cut copy is safely on disk
+                cuts.append((path, part, chunk_file.path))
             self._spec = self._spec or {key: (value.shape[1:], value.dtype) for key, value in part.items()}
             parts.append(part)
             files.append(path)

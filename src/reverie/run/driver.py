@@ -24,10 +24,10 @@ class Episode:
 class Driver:
     """Keeps the current observation, the policy state and the running episode's totals."""
 
-    def __init__(self, env, agent):
+    def __init__(self, env, agent, name: str = ""):
         from reverie.envs import action_dim
 
-        self.env = env
+        self.env, self.name = env, name or type(env).__name__
         self.action_width = action_dim(env.act_space)
         self.agent = agent
         self.obs: dict[str, Any] | None = None
@@ -36,7 +36,7 @@ class Driver:
 
     def reset(self) -> dict[str, Any]:
         """Start an episode; returns the first step (with a zero action) for the replay."""
-        self.obs = self.env.reset()
+        self.obs = self._checked(self.env.reset(), "at reset")
         self.episode = Episode()
         return {**self.obs, "action": np.zeros(self.action_width, np.float32)}
 
@@ -46,7 +46,7 @@ class Driver:
         with acting_threads(self.agent.device):
             action, self.policy_state = self.agent.policy(batch_obs(self.obs), self.policy_state, mode)
         action = action[0]
-        self.obs = self.env.step(action)
+        self.obs = self._checked(self.env.step(action), f"at step {self.episode.length + 1} of an episode")
         self.episode.ret += float(self.obs["reward"])
         self.episode.length += 1
         transition = {**self.obs, "action": np.asarray(action, np.float32)}
@@ -54,6 +54,24 @@ class Driver:
             finished, self.obs = self.episode, None
             return transition, finished
         return transition, None
+
+    def _checked(self, obs: dict[str, Any], when: str) -> dict[str, Any]:
+        """Refuse a NaN or infinite reward or observation: the world model would learn from it
+        and the replay would keep it, so it stops the run naming the env (no silent training)."""
+        for key, value in obs.items():
+            array = np.asarray(value)
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                from reverie.errors import TaskError
+
+                raise TaskError(f"env {self.name} returned a non-finite {key} ({_first_bad(array)}) {when}; fix the "
+                                "environment (or wrap it to clip or replace such values): Reverie does not train "
+                                "on NaN or inf")
+        return obs
+
+
+def _first_bad(array: np.ndarray) -> str:
+    flat = array.reshape(-1)
+    return repr(float(flat[~np.isfinite(flat)][0]))
 
 
 def batch_obs(obs: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 
 from reverie import runtime
-from reverie.config import Config, load_config, load_config_file, model_changes
-from reverie.errors import CheckpointError
+from reverie.config import Config, load_config, load_config_file, model_changes, validate
+from reverie.errors import CheckpointError, RunError, describe_os_error
 from reverie.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver, Episode
 from reverie.utils import isolated_rng, seed_everything
@@ -98,33 +99,85 @@ class LoopState:
 
 
 def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train (or resume) the run in ``logdir`` until ``config.run.steps`` agent steps."""
+    """Train (or resume) the run in ``logdir`` until ``config.run.steps`` agent steps.
+
+    Refused before any work (``ConfigError``, ``RunError``): a config breaking its rules, a
+    ``logdir`` that is a file or cannot be created or written. Nothing in an existing run
+    directory changes until the env, the agent, the checkpoint and the replay have loaded.
+    A file-system fault during the run (a full disk) stops it with a ``RunError`` naming the
+    fault, the last complete checkpoint and the command that resumes from it.
+    """
+    logdir = Path(logdir)
+    validate(config)
+    check_logdir(logdir)
+    try:
+        return _train(config, logdir, quiet)
+    except OSError as error:
+        raise stopped_by(error, logdir) from None
+
+
+def check_logdir(logdir: Path) -> None:
+    """Refuse a log directory that is a file, or that cannot be created or written."""
+    if logdir.exists() and not logdir.is_dir():
+        raise RunError(f"--logdir {logdir} is a file, not a directory; give a new directory to start a run "
+                       "or a run directory to resume it")
+    nearest = logdir
+    while not nearest.exists():  # the folder the run directory would be created in
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise RunError(f"--logdir {logdir} cannot be created: {nearest} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as error:
+        verb = "written" if nearest == logdir else f"created (in {nearest})"
+        raise RunError(f"--logdir {logdir} cannot be {verb}: {error.strerror or error}") from None
+
+
+def stopped_by(error: OSError, logdir: Path) -> RunError:
+    """One line for a run stopped by a file-system fault: what failed, the last complete
+    checkpoint (atomic, so never a half-written one) and the command that resumes from it."""
+    from reverie.checkpoint import list_checkpoints
+
+    complete = list_checkpoints(logdir) if logdir.is_dir() else []
+    last = (f"the last complete checkpoint is step {int(complete[-1].name):,} ({complete[-1]})" if complete
+            else "there is no complete checkpoint yet, so a resume starts from step 0")
+    failed = f"writing {error.filename} failed ({error.strerror})" if error.filename else describe_os_error(error)
+    return RunError(f"the run stopped: {failed}; {last}; free space or fix the fault, "
+                    f"then resume with: reverie train --logdir {logdir}")
+
+
+def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
     from reverie.agent import Agent
     from reverie.checkpoint import load_checkpoint
     from reverie.envs import make_env
     from reverie.replay import Replay
 
-    logdir = Path(logdir)
     runtime.configure(config)  # a run owns its process: threads, memory reuse, TF32
-    logdir.mkdir(parents=True, exist_ok=True)
-    config.save(logdir / "config.yaml")
     seed_everything(config.seed, config.deterministic)
     env = make_env(config, "train")
-    agent = Agent(config, env.obs_space, env.act_space)
-    driver = Driver(env, agent)
-    run = config.run
-    ckpt = load_checkpoint(logdir, map_location=agent.device)
-    replay_args = dict(capacity=config.replay.capacity, chunk=config.replay.chunk, seed=config.seed)
-    loop = LoopState()
-    if ckpt is not None:
-        loop = _restore(ckpt, agent, driver)
-        replay = Replay.load(logdir / "replay", upto_step=ckpt.meta["replay"]["step"], **replay_args)
-        replay.load_state_dict(ckpt.meta["replay"])
-    else:
-        replay = Replay.load(logdir / "replay", upto_step=0, **replay_args)  # clears a run killed before its first checkpoint
-    truncate_metrics(logdir / "metrics.jsonl", loop.step)
+    try:
+        agent = Agent(config, env.obs_space, env.act_space)
+        driver = Driver(env, agent, name=config.task)
+        run = config.run
+        ckpt = load_checkpoint(logdir, map_location=agent.device)
+        # strict: a corrupt chunk the checkpoint needs stops the resume (naming the file)
+        # before anything on disk changes, instead of training on a replay that differs.
+        replay_args = dict(capacity=config.replay.capacity, chunk=config.replay.chunk, seed=config.seed, strict=True)
+        loop = LoopState()
+        if ckpt is not None:
+            loop = _restore(ckpt, agent, driver)
+            replay = Replay.load(logdir / "replay", upto_step=ckpt.meta["replay"]["step"], **replay_args)
+            replay.load_state_dict(ckpt.meta["replay"])
+        else:
+            replay = Replay.load(logdir / "replay", upto_step=0, **replay_args)  # clears a run killed before its first checkpoint
+        config.save(logdir / "config.yaml")
+        truncate_metrics(logdir / "metrics.jsonl", loop.step)
+        logger = MetricsLogger(logdir, config.env.action_repeat)
+    except BaseException:
+        env.close()
+        raise
 
-    logger = MetricsLogger(logdir, config.env.action_repeat)
     progress = Progress(run.steps, config.env.action_repeat)
     start_time, start_step, updates_at_start = time.time(), loop.step, agent.updates
     last_log = (time.time(), loop.step, agent.updates)
@@ -177,10 +230,14 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
                 elapsed = max(time.time() - start_time, 1e-9)
                 progress.update(step, (step - start_step) / elapsed, (agent.updates - updates_at_start) / elapsed,
                                 loop.last_return, loop.last_eval, force=step == run.steps)
-    finally:
+    except BaseException:
         progress.close()
-        logger.close()
+        logger.close(quiet=True)  # the error in flight is the one to report
         env.close()
+        raise
+    progress.close()
+    logger.close()
+    env.close()
     if checkpoint_path is None:  # run.steps reached before this invocation did anything
         checkpoint_path = _save(logdir, loop, agent, driver, replay, start_time)
     write_status(logdir, **_status(loop, agent, run, "finished", start_time))
