@@ -114,3 +114,18 @@ def test_skipped_step_leaves_moments_and_step_count_after_a_good_step():
         assert torch.equal(value, state[key]), key
     opt.step(net(torch.ones(1, 3)).sum(), step=2)
     assert int(opt.adam.state[next(net.parameters())]["step"]) == 2
+
+
+def test_adam_epsilon_is_the_official_codes_epsilon_hat():
+    """Keras' Adam adds ε to √v before the bias correction: the first update of an element
+    is lr·g / (|g| + ε/√(1 − β2)), by hand 0.2403·lr for g = 1e-4, ε = 1e-5 (torch's own ε
+    would give 0.909·lr). Later steps and a resumed optimizer keep the bias-correction step."""
+    param = nn.Parameter(torch.zeros(1))
+    opt = Optimizer("actor", [param], OptConfig(lr=1e-3, eps=1e-5, clip=0.0, weight_decay=0.0))
+    param.grad = torch.tensor([1e-4])
+    opt.step(None, step=0)
+    expected = -1e-3 * 1e-4 / (1e-4 + 1e-5 / (1 - 0.999) ** 0.5)
+    assert abs(param.detach().item() - expected) < 1e-6 * abs(expected)  # float32
+    restored = Optimizer("actor", [param], OptConfig(lr=1e-3, eps=1e-5, clip=0.0, weight_decay=0.0))
+    restored.load_state_dict(opt.state_dict())
+    assert restored.adam_steps == opt.adam_steps == 1

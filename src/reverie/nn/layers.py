@@ -11,7 +11,6 @@ from torch import nn
 
 from reverie.errors import ConfigError
 
-
 # Keras ``LayerNormalization``'s default epsilon, which every LayerNorm of the official code
 # uses (the GRU's and the ``norm: layer`` option of its MLPs); torch's default is 1e-5. The
 # GRU normalises 3·deter pre-activations whose variance is O(1), so the choice shifts h' by
