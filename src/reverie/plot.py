@@ -70,12 +70,28 @@ def _save(figure, out: str | Path, legend: bool = True) -> Path:
             handles.setdefault(label, handle)
     bottom = LEGEND_INCHES / figure.get_figheight() if legend else 0.0
     if legend and handles:
-        figure.legend(list(handles.values()), list(handles), loc="lower center", frameon=False,
-                      ncol=min(len(handles), 4), fontsize="small")
+        bottom = max(bottom, _fit_legend(figure, handles))
     figure.tight_layout(rect=(0, bottom, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=DPI, format=out.suffix[1:])
     return out
+
+
+def _fit_legend(figure, handles: dict) -> float:
+    """Place the figure legend in as many columns (at most 4) as fit the figure's width, so
+    long labels ("DreamerV2 (paper, 200M frames)") are never cut at the sides; returns the
+    strip height it needs, as a fraction of the figure height."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    for columns in range(min(len(handles), MAX_COLUMNS), 0, -1):
+        box = figure.legend(list(handles.values()), list(handles), loc="lower center", frameon=False,
+                            ncol=columns, fontsize="small")
+        extent = box.get_window_extent(renderer)
+        if extent.width <= 0.98 * figure.bbox.width or columns == 1:
+            return (extent.height + 0.1 * figure.dpi) / figure.bbox.height
+        box.remove()
+    return 0.0
 
 
 def _task_title(task: str) -> tuple[str, str | None]:
