@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from reverie.checkpoint import load_checkpoint
+from reverie.cli import main
 
 CARTPOLE = ["--task", "gym_CartPole-v1", "--preset", "gym,debug"]
 SMALL = ["--set", "device=cpu", "--set", "run.prefill=100", "--set", "run.log_every=100",
@@ -42,6 +44,10 @@ def test_train_writes_every_output_and_eval_reads_it(tmp_path):
                 "updates_per_second", "train/model_loss", "train/actor_loss", "train/critic_loss"]:
         assert key in keys, key
     assert all(r["frames"] == r["step"] * 1 for r in records)  # gym preset: action repeat 1
+    # No update was skipped for a non-finite gradient (the logger drops NaN values, so finite
+    # losses alone would not show it).
+    skips = [r[f"train/{part}_skipped"] for r in records if "train/model_loss" in r for part in ("model", "actor", "critic")]
+    assert skips and set(skips) == {0.0}
     status = json.loads((logdir / "status.json").read_text())
     assert status["state"] == "finished" and status["step"] == 400
     assert [p.name for p in sorted((logdir / "checkpoints").iterdir())] == ["000000000200", "000000000400"]
@@ -54,12 +60,21 @@ def test_train_writes_every_output_and_eval_reads_it(tmp_path):
     assert [x["episode"] for x in lines] == [0, 1] and all(x["step"] == 400 for x in lines)
 
 
-def test_resume_refuses_model_changes_and_accepts_longer_runs(tmp_path):
+def test_resume_refuses_model_changes_and_accepts_longer_runs(tmp_path, capsys):
     logdir = tmp_path / "run"
     reverie("train", *CARTPOLE, *SMALL, "--logdir", str(logdir), "--steps", "200")
     refused = reverie("train", "--logdir", str(logdir), "--set", "world_model.rssm.deter=64", check=False)
     assert refused.returncode == 2
     assert "world_model.rssm.deter" in refused.stderr and "Traceback" not in refused.stderr
+    # A changed seed, task or env.* setting would change the data: refused too, the run untouched.
+    files = {name: (logdir / name).read_bytes() for name in ("config.yaml", "metrics.jsonl", "status.json")}
+    for change, key in ((["--seed", "1"], "seed"), (["--task", "gym_Acrobot-v1"], "task"),
+                        (["--set", "env.action_repeat=2"], "env.action_repeat"),
+                        (["--set", "env.time_limit=50"], "env.time_limit")):
+        assert main(["train", "--logdir", str(logdir), *change]) == 2, change
+        err = capsys.readouterr().err
+        assert err.startswith("reverie: error:") and key in err and "differ" in err, (change, err)
+    assert {name: (logdir / name).read_bytes() for name in files} == files
     reverie("train", "--logdir", str(logdir), "--steps", "300")
     assert json.loads((logdir / "status.json").read_text())["step"] == 300
 
@@ -102,6 +117,10 @@ def test_kill_minus_9_then_resume_continues_from_last_checkpoint(tmp_path):
     assert status["state"] == "finished" and status["step"] == killed_at + 200
     steps = [r["step"] for r in read_metrics(logdir)]
     assert steps == sorted(steps)  # lines after the checkpoint were dropped, then re-logged
+    # Pruned to the newest run.keep_checkpoints (3) complete ones, every 100 steps.
+    complete = sorted(int(p.parent.name) for p in (logdir / "checkpoints").glob("*/COMPLETE"))
+    assert complete == [killed_at, killed_at + 100, killed_at + 200]
+    assert load_checkpoint(logdir).step == killed_at + 200
 
 
 def test_bad_task_is_a_clear_error(tmp_path):
@@ -111,10 +130,58 @@ def test_bad_task_is_a_clear_error(tmp_path):
     assert "atari_pong" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("task, presets", [("atari_pong", "atari,debug")])
-def test_pixel_task_writes_open_loop_video(tmp_path, task, presets):
-    logdir = tmp_path / "run"
-    reverie("train", "--task", task, "--preset", presets, "--logdir", str(logdir), "--steps", "300",
-            "--set", "device=cpu", "--set", "run.prefill=150", "--set", "run.log_every=150",
-            "--set", "run.eval_every=0", "--set", "world_model.encoder.depth=4")
-    assert sorted(p.name for p in (logdir / "videos").glob("openl_*.gif")) == ["openl_000000000150.gif", "openl_000000000300.gif"]
+PONG = ["--task", "atari_pong", "--preset", "atari,debug", "--set", "device=cpu", "--set", "run.prefill=150",
+        "--set", "run.log_every=150", "--set", "run.eval_every=0", "--set", "world_model.encoder.depth=4",
+        "--set", "env.time_limit=240"]  # 60-step episodes (240 frames): short evaluation episodes
+
+
+@pytest.fixture(scope="module")
+def pong_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("pong") / "run"
+    reverie("train", *PONG, "--logdir", str(logdir), "--steps", "300")
+    return logdir
+
+
+def _replay_frames(logdir: Path) -> np.ndarray:
+    """Every stored frame of the run, the replay's chunk files in step order: uint8 [N, 64, 64, 1]."""
+    chunks = sorted((logdir / "replay").glob("*.npz"))
+    return np.concatenate([np.load(chunk)["image"] for chunk in chunks])
+
+
+def test_pixel_task_writes_open_loop_video(pong_run):
+    """Rows truth, model, error; columns 4 sequences; one frame per step of a replay sequence.
+    The truth row shows real replay frames, and the error row is (model − truth + 1) / 2."""
+    import imageio.v2 as imageio
+
+    videos = sorted(p.name for p in (pong_run / "videos").glob("openl_*.gif"))
+    assert videos == ["openl_000000000150.gif", "openl_000000000300.gif"]
+    frames = np.stack(imageio.mimread(pong_run / "videos" / videos[-1]))[..., :3]
+    assert frames.shape == (16, 3 * 64, 4 * 64, 3)  # debug: replay.length 16, batch 4
+    assert (frames == frames[..., :1]).all()  # grayscale, repeated into RGB
+    gray = frames[..., 0].astype(np.int16)
+    truth, model, error = gray[:, :64], gray[:, 64:128], gray[:, 128:]
+    np.testing.assert_allclose(error, (model - truth + 255) / 2, atol=1.5)  # rounding of each row
+    assert model.std() > 0 and not np.array_equal(model, truth)
+    stored = _replay_frames(pong_run)[..., 0]
+    for column in range(4):
+        sequence = truth[:, :, column * 64:(column + 1) * 64]
+        assert any(np.array_equal(stored[start:start + 16], sequence) for start in range(len(stored) - 15)), column
+
+
+def test_eval_video_of_a_pixel_run(pong_run):
+    import imageio.v2 as imageio
+    from PIL import Image, ImageSequence
+
+    out = reverie("eval", "--logdir", str(pong_run), "--episodes", "1", "--video").stdout
+    video = pong_run / "videos" / "eval_000000000300" / "eval_000.gif"
+    assert f"videos in {video.parent}" in out
+    (record,) = [json.loads(line) for line in (pong_run / "eval.jsonl").read_text().splitlines()]
+    assert record["step"] == 300 and record["length"] == 60  # the 240-frame limit
+    frames = imageio.mimread(video)
+    assert frames[0].shape[:2] == (210, 160) and np.std(frames[-1]) > 0  # the full Atari screen
+    # The first observation and one frame per step at 30 fps. The GIF writer merges identical
+    # consecutive frames (adding their durations, each rounded down to 10 ms), so the count
+    # shows in the total duration.
+    durations = [frame.info["duration"] for frame in ImageSequence.Iterator(Image.open(video))]
+    shown = record["length"] + 1
+    assert len(frames) <= shown and shown * 30 <= sum(durations) <= shown * 1000 / 30
