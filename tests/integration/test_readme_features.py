@@ -1,0 +1,133 @@
+"""What the README promises, run end to end through the real entry points: every preset in a
+short real run, `reverie tasks` and `config --params`, the Python API snippet, `reverie demo`
+(slow). Scores and plots of real runs and studies: test_scores_plot_cli.py and test_sweep.py;
+eval --video, resume refusals and checkpoint pruning: test_train.py; bench: unit/test_bench.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from reverie.cli import main
+from reverie.config import load_config_file, preset_names, read_preset
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = ["device=cpu", "run.steps=60", "run.prefill=40", "run.pretrain=1", "run.train_every=10",
+         "run.log_every=30", "run.eval_every=60", "run.eval_episodes=1", "run.checkpoint_every=60",
+         "env.time_limit=160"]
+
+
+def composition(preset: str) -> list[str]:
+    """The presets a preset is trained with, `debug` giving the small sizes. A suite's own
+    preset (`atari`, `dmc`, `gym`, ...) comes first, then `debug`; any other preset comes
+    last, after its task's suite preset (`atari` for ablations, which name no task) and
+    `debug`, so that nothing overrides what it changes (`gaussian,debug` would not be Gaussian)."""
+    task = read_preset(preset).get("task")
+    family = task.split("_", 1)[0] if task else "atari"
+    if preset in (family, "debug"):
+        return [family, "debug"]
+    return [family, "debug", preset] if family in preset_names() else ["debug", preset]
+
+
+def leaves(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def same(saved, given) -> bool:
+    if isinstance(saved, float) and isinstance(given, (str, int)):
+        return saved == pytest.approx(float(given))  # "3e-4" is a string to YAML 1.1
+    return saved == given or (isinstance(saved, list) and list(saved) == list(given))
+
+
+@pytest.mark.parametrize("preset", preset_names())  # every file in src/reverie/presets: none skipped
+def test_every_preset_trains_in_a_short_real_run(preset, tmp_path, capsys):
+    presets = composition(preset)
+    logdir = tmp_path / "run"
+    assert main(["train", "--preset", ",".join(presets), "--logdir", str(logdir),
+                 *[arg for item in SHORT for arg in ("--set", item)]]) == 0, capsys.readouterr().err
+    status = json.loads((logdir / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 60
+    assert (logdir / "checkpoints" / f"{60:012d}" / "COMPLETE").exists()
+    rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if "train/model_loss" in r]
+    assert trained and all(r[f"train/{p}_skipped"] == 0 for r in trained for p in ("model", "actor", "critic"))
+    assert any("eval/return" in r for r in rows)
+    # The preset reached the run: each of its values that neither a later preset nor SHORT sets.
+    saved = load_config_file(logdir / "config.yaml")
+    later = {key for name in presets[presets.index(preset) + 1:] for key in leaves(read_preset(name))}
+    later |= {item.split("=")[0] for item in SHORT}
+    own = {k: v for k, v in leaves(read_preset(preset)).items() if k not in later}
+    assert own or preset == "debug"
+    for key, value in own.items():
+        current = saved
+        for part in key.split("."):
+            current = getattr(current, part)
+        assert same(current, value), (key, current, value)
+
+
+def test_tasks_lists_every_suite_and_marks_the_55_games():
+    out = subprocess.run([sys.executable, "-m", "reverie", "tasks"], capture_output=True, text=True, check=True).stdout
+    starred = [line.split()[1] for line in out.splitlines() if line.strip().startswith("* atari_")]
+    assert len(starred) == 55 and "atari_pong" in starred and "atari_montezuma_revenge" in starred
+    assert "  dmc_walker_walk" in out and "gym_CartPole-v1" in out
+    atari = subprocess.run([sys.executable, "-m", "reverie", "tasks", "--suite", "atari"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "dmc_" not in atari and atari.count("* atari_") == 55
+
+
+def test_config_params_prints_the_papers_sizes():
+    """README: 19.98M world-model parameters at `atari`, 22.25M in all (paper: ~20M and ~1M each)."""
+    out = subprocess.run([sys.executable, "-m", "reverie", "config", "--preset", "atari", "--params"],
+                         capture_output=True, text=True, check=True).stdout
+    counts = {line.split()[0]: int(line.split("(")[1].rstrip(")").replace(",", "")) for line in out.splitlines()}
+    world_model = sum(counts[k] for k in ("encoder", "rssm", "decoder", "reward", "discount"))
+    assert round(world_model / 1e6, 2) == 19.98 and round(counts["total"] / 1e6, 2) == 22.25
+    assert counts["total"] == world_model + counts["actor"] + counts["critic"]
+
+
+def test_readme_python_api_snippet_runs():
+    text = (ROOT / "README.md").read_text()
+    snippet = re.search(r"Python API:\s*```python\n(.*?)```", text, re.S)
+    assert snippet, "README.md has no ```python block after 'Python API:'"
+    namespace: dict = {}
+    exec(snippet.group(1), namespace)  # noqa: S102 - the README's own code
+    config, env, agent = namespace["config"], namespace["env"], namespace["agent"]
+    assert config.replay.batch == 16 and config.world_model.rssm.layer_norm is False
+    assert env.obs_space["image"].shape == (64, 64, 1) and env.act_space.n == 18
+    from reverie.run.driver import batch_obs
+
+    action, _ = agent.policy(batch_obs(env.reset()), None, "train")
+    assert action.shape == (1, 18) and action.sum() == 1
+    env.close()
+
+
+@pytest.mark.slow
+def test_demo_trains_and_writes_what_it_prints(tmp_path):
+    """`reverie demo` (what `make demo` runs after installing): a real 5,000-step Pong run."""
+    logdir = tmp_path / "demo"
+    out = subprocess.run([sys.executable, "-m", "reverie", "demo", "--logdir", str(logdir)], capture_output=True,
+                         text=True, timeout=1800, check=True).stdout
+    for line in ("learning curve:", "world-model losses:", "open-loop prediction:", "checkpoint:", "metrics:"):
+        path = out.split(line, 1)[1].split()[0]
+        assert Path(path).exists() and Path(path).stat().st_size > 0, (line, path)
+    status = json.loads((logdir / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 5000
+    losses = [json.loads(line)["train/image_loss"] for line in (logdir / "metrics.jsonl").read_text().splitlines()
+              if "train/image_loss" in line]
+    assert len(losses) >= 8 and np.mean(losses[-2:]) < losses[0]  # the world model learns
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^demo: .*\n\t\$\(BIN\)/reverie demo$", makefile, re.M)
+    assert yaml.safe_load((logdir / "config.yaml").read_text())["task"] == "atari_pong"
