@@ -24,7 +24,7 @@ system-deps:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[atari,dmc,dist,video,dev]"
+	$(BIN)/pip install -q -e ".[atari,dmc,minatar,dist,video,dev]"
 	touch $(STAMP)
 
 install: system-deps $(STAMP)

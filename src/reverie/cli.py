@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("tasks", help="list the available tasks (the paper's 55 Atari games marked)")
-    p.add_argument("--suite", choices=["atari", "dmc", "gym", "all"], default="all")
+    p.add_argument("--suite", choices=["atari", "dmc", "gym", "minatar", "all"], default="all")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("train", help="train an agent; on an existing logdir, resume it")

@@ -27,6 +27,9 @@ FORMATS = (".png", ".svg")
 # Paper reference lines (Table K1 final scores at 200M frames): column, label, colour.
 REFERENCES = (("dreamerv2", "DreamerV2 (paper, 200M frames)", "#d62728"), ("rainbow", "Rainbow (paper, 200M frames)", "#2ca02c"),
               ("iqn", "IQN (paper, 200M frames)", "#9467bd"))
+# MinAtar reference lines (data/minatar_reference.csv): key, colour, line style.
+MINATAR_REFERENCES = (("random", "#7f7f7f", ":"), ("port_500k", "#d62728", "--"), ("port_1m", "#d62728", ":"),
+                      ("dqn_1m", "#2ca02c", "--"), ("dqn_5m", "#2ca02c", ":"))
 # One colour per preset variant of a study (none of the reference lines' colours).
 VARIANT_COLORS = ("#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 WORLD_MODEL_KEYS = {"train/image_loss": "image loss", "train/reward_loss": "reward loss",
@@ -102,7 +105,24 @@ def _task_title(task: str) -> tuple[str, str | None]:
             return TABLE_NAMES[rom], rom
         except ReverieError:
             pass
+    if task.startswith("minatar_"):
+        return f"MinAtar {task[len('minatar_'):].replace('_', ' ').title()}", None
     return task, None
+
+
+def _minatar_marks(ax, game: str) -> None:
+    """Dashed/dotted lines at the published MinAtar returns and the random policy's
+    (nothing for a name that is not one of the five games)."""
+    from reverie.envs.minatar import GAMES, minatar_reference
+
+    if game not in GAMES:
+        return
+    table = minatar_reference()
+    for key, color, style in MINATAR_REFERENCES:
+        ref = table[key]
+        steps = f", {ref['steps'] / 1e6:g}M steps" if ref["steps"] else ""
+        label = f"{ref['label'].split(' (')[0]}{steps}"
+        ax.axhline(ref["scores"][game], color=color, linestyle=style, linewidth=1, label=label)
 
 
 def _mean_by_x(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +159,8 @@ def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/
     """Learning curves, one panel per task and one line per variant (``{variant: {task: {seed:
     run}}}``, as ``rundirs.group_variants`` gives): mean over seeds, shaded ±1 std, and the
     paper's final DreamerV2, Rainbow and IQN scores (Table K1, 200M frames) dashed for the 55
-    Atari games."""
+    Atari games; for ``minatar_<game>`` the published returns of ``data/minatar_reference.csv``
+    and the random policy's."""
     tasks = sorted({task for groups in variants.values() for task in groups})
     figure, axes = _grid(len(tasks))
     table, ylabel = table_k1(), metric.replace("/", " ").replace("_", " ")
@@ -163,6 +184,8 @@ def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/
         if rom:
             for column, label, color in REFERENCES:
                 ax.axhline(table[rom][column], color=color, linestyle="--", linewidth=1, label=label)
+        elif task.startswith("minatar_"):
+            _minatar_marks(ax, task[len("minatar_"):])
         _frames_axis(ax)
         ax.set_ylabel(ylabel)
     return _save(figure, out)

@@ -1,7 +1,8 @@
 """Task names → environment factories.
 
 ``atari_<rom>`` (ale-py ROM ids: ``atari_pong``, ``atari_montezuma_revenge``), ``dmc_<domain>_<task>``
-(``dmc_walker_walk``), ``gym_<id>`` (any registered Gymnasium id: ``gym_CartPole-v1``), and
+(``dmc_walker_walk``), ``gym_<id>`` (any registered Gymnasium id: ``gym_CartPole-v1``),
+``minatar_<game>`` (``minatar_breakout``, ``minatar_space_invaders``), and
 names registered from Python with ``register``. The suites' packages are imported only when
 a task of theirs is made or listed, so ``import reverie.envs`` needs none of them.
 """
@@ -24,8 +25,9 @@ Factory = Callable[[Any, int], Env]
 _CUSTOM: dict[str, Factory] = {}
 # Prefix → (module, factory(name, config, seed)); the module is imported only when used.
 SUITES = {"atari": ("reverie.envs.atari", "make_atari"), "dmc": ("reverie.envs.dmc", "make_dmc"),
-          "gym": ("reverie.envs.gym", "make_gym")}
-EXTRAS = {"atari": "pip install 'reverie[atari]'", "dmc": "pip install 'reverie[dmc]'"}
+          "gym": ("reverie.envs.gym", "make_gym"), "minatar": ("reverie.envs.minatar", "make_minatar")}
+EXTRAS = {"atari": "pip install 'reverie[atari]'", "dmc": "pip install 'reverie[dmc]'",
+          "minatar": "pip install 'reverie[minatar]'"}
 
 
 def register(name: str, factory: Factory, overwrite: bool = False) -> None:
@@ -69,8 +71,11 @@ def resolve(task: str) -> Factory:
         if rest in names:
             module, factory = SUITES[suite]
             return functools.partial(getattr(importlib.import_module(module), factory), rest)
+        if suite == "minatar":  # five games: list them all
+            raise TaskError(f"unknown MinAtar game {rest!r}; the games are "
+                            f"{', '.join('minatar_' + name for name in names)}")
     raise TaskError(f"unknown task {task!r}{suggest(task)}. Tasks are atari_<rom>, dmc_<domain>_<task>, "
-                    "gym_<id> or registered names (`reverie tasks` lists them)")
+                    "gym_<id>, minatar_<game> or registered names (`reverie tasks` lists them)")
 
 
 def suggest(task: str) -> str:
@@ -94,6 +99,10 @@ def _suite_names(suite: str) -> list[str]:
         from reverie.envs.dmc import task_names
 
         return task_names()
+    if suite == "minatar":
+        from reverie.envs.minatar import game_names
+
+        return game_names()
     from reverie.envs.gym import gym_ids
 
     return gym_ids()
@@ -108,7 +117,7 @@ def _installed(suite: str) -> list[str] | None:
 
 
 def list_tasks(suite: str = "all") -> list[str]:
-    """Every task name of a suite (``atari``, ``dmc``, ``gym``, ``custom`` or ``all``) that is installed."""
+    """Every task name of a suite (``atari``, ``dmc``, ``gym``, ``minatar``, ``custom`` or ``all``) that is installed."""
     suites = (*SUITES, "custom") if suite == "all" else (suite,)
     tasks = []
     for name in suites:
@@ -120,7 +129,8 @@ def format_tasks(suite: str = "all") -> str:
     """A printable listing for ``reverie tasks``: the paper's 55 Atari games marked with ``*``."""
     lines = []
     headers = {"atari": "Atari (ale-py; * = the paper's 55 games, Machado et al. protocol):",
-               "dmc": "DeepMind Control (dm-control, from pixels):"}
+               "dmc": "DeepMind Control (dm-control, from pixels):",
+               "minatar": "MinAtar (Young & Tian 2019; --preset minatar):"}
     for name, header in headers.items():
         if suite in (name, "all"):
             names = _installed(name)

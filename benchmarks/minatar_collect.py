@@ -1,0 +1,198 @@
+"""Collect the MinAtar study (``benchmarks/minatar_study.py``) into the repository.
+
+    .venv/bin/python benchmarks/minatar_collect.py [--runs runs/minatar] [--out benchmarks/results/learning/minatar]
+
+For every run directory ``RUNS/<game>/<seed>`` it writes ``OUT/minatar_<game>/<seed>/`` (the
+task's name as the folder, so ``reverie plot OUT`` groups the runs by task and seed):
+
+- ``config.yaml``: the resolved config the run trained with;
+- ``metrics.jsonl``: every evaluation row, every training-metrics row (world-model losses,
+  KL, actor entropy, ...), and the training episodes' returns averaged per 5,000-step window
+  (one row per window with ``episode/return``, ``episode/return_std`` and ``episodes``),
+  so ``reverie plot OUT`` and ``reverie scores OUT`` read it as a run directory;
+- ``curve.csv``: step, mean/std/count of the eval returns at that step, and the mean
+  training-episode return of the window before it;
+- ``run.json``: steps reached against the target, finished or partial, wall seconds (the
+  trainer's own clock, summed over sittings), seconds per 100k steps, and the sittings with
+  their host, CPU and load (from the study's ``sittings.jsonl``).
+
+Then ``OUT/README.md``: the table beside the published numbers (``data/minatar_reference.csv``),
+labelled PARTIAL while any run is short of its target, and ``OUT/curves.png`` /
+``OUT/world_model.png`` drawn by ``reverie plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from reverie.envs.minatar import GAMES, minatar_reference
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW = 5000  # agent steps per training-episode window
+LAST = 3  # the table's "final" return: mean of the last LAST evaluations
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being appended right now
+                pass
+    return rows
+
+
+def eval_points(rows: list[dict]) -> list[tuple[int, float, float, int]]:
+    """``(step, mean, std, episodes)`` of the eval returns, one per evaluation step."""
+    by_step: dict[int, list[float]] = {}
+    for row in rows:
+        if "eval/return" in row:
+            by_step.setdefault(int(row["step"]), []).append(float(row["eval/return"]))
+    return [(s, float(np.mean(v)), float(np.std(v)), len(v)) for s, v in sorted(by_step.items())]
+
+
+def episode_windows(rows: list[dict]) -> list[dict]:
+    """Training-episode returns averaged per ``WINDOW`` steps, as metrics rows at the window's end."""
+    windows: dict[int, list[float]] = {}
+    for row in rows:
+        if "episode/return" in row:
+            end = (int(row["step"]) + WINDOW - 1) // WINDOW * WINDOW
+            windows.setdefault(end, []).append(float(row["episode/return"]))
+    return [{"step": end, "frames": end, "episode/return": float(np.mean(v)), "episode/return_std": float(np.std(v)),
+             "episodes": len(v)} for end, v in sorted(windows.items())]
+
+
+def collect_run(logdir: Path, out: Path, target: int) -> dict:
+    rows = read_jsonl(logdir / "metrics.jsonl")
+    status = json.loads((logdir / "status.json").read_text()) if (logdir / "status.json").exists() else {}
+    evals = eval_points(rows)
+    windows = episode_windows(rows)
+    kept = [r for r in rows if "eval/return" in r or any(k.startswith("train/") for k in r)]
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(logdir / "config.yaml", out / "config.yaml")
+    merged = sorted(kept + windows, key=lambda r: (r["step"], "episode/return" in r))
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
+    window_mean = {w["step"]: w["episode/return"] for w in windows}
+    lines = ["step,eval_return_mean,eval_return_std,eval_episodes,train_episode_return_mean"]
+    for step, mean, std, n in evals:
+        train = window_mean.get(step)
+        lines.append(f"{step},{mean:.3f},{std:.3f},{n},{'' if train is None else f'{train:.3f}'}")
+    (out / "curve.csv").write_text("\n".join(lines) + "\n")
+    sittings = read_jsonl(logdir / "sittings.jsonl")
+    step, wall = int(status.get("step", 0)), float(status.get("wall_seconds", 0.0))
+    config = yaml.safe_load((logdir / "config.yaml").read_text())
+    info = {
+        "task": config["task"], "seed": int(config["seed"]), "steps_reached": step, "steps_target": target,
+        "finished": status.get("state") == "finished" and step >= target, "wall_seconds": wall,
+        "seconds_per_100k_steps": round(wall / step * 1e5, 1) if step else None,
+        "last_evals_mean": float(np.mean([m for _, m, _, _ in evals[-LAST:]])) if evals else None,
+        "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
+        "machines": sorted({f"{s['host']}: {s['cpu']} ({s['cores']} cores)" for s in sittings}),
+        "sittings": sittings,
+    }
+    (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table(infos: list[dict], target: int) -> str:
+    reference = minatar_reference()
+    names = {g: g.replace("_", " ").title() for g in GAMES}
+    lines = ["| source | steps | " + " | ".join(names[g] for g in GAMES) + " |", "|---|---|" + "---|" * len(GAMES)]
+    for key in ("random", "port_500k", "port_1m", "dqn_1m", "dqn_5m"):
+        ref = reference[key]
+        steps = f"{ref['steps'] / 1e6:g}M" if ref["steps"] else "–"
+        lines.append(f"| {ref['label']} | {steps} | " + " | ".join(f"{ref['scores'][g]:g}" for g in GAMES) + " |")
+    by_game = {g: [i for i in infos if i["task"] == f"minatar_{g}"] for g in GAMES}
+    cells, steps_cells, walls = [], [], []
+    for game in GAMES:
+        runs = [i for i in by_game[game] if i["last_evals_mean"] is not None]
+        if not runs:
+            cells.append("not run yet")
+            steps_cells.append("–")
+            continue
+        values = [i["last_evals_mean"] for i in runs]
+        spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
+        reached = min(i["steps_reached"] for i in runs)
+        partial = "" if all(i["finished"] for i in runs) else " (partial)"
+        cells.append(f"**{np.mean(values):.1f}**{spread} ({len(runs)} seed{'s' if len(runs) > 1 else ''}, "
+                     f"at {reached / 1e3:.0f}k{partial})")
+        walls += [i["seconds_per_100k_steps"] for i in runs if i["seconds_per_100k_steps"]]
+    lines.append(f"| **Reverie** `--preset minatar` (6 actions, sticky 0.1, eval returns, mean of the last {LAST} "
+                 f"evaluations of 5 episodes) | ≤ {target / 1e3:.0f}k | " + " | ".join(cells) + " |")
+    wall = f"{np.median(walls) / 60:.0f} min (median over runs, range {min(walls) / 60:.0f}–{max(walls) / 60:.0f})" \
+        if walls else "–"
+    return "\n".join(lines), wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="runs/minatar")
+    parser.add_argument("--out", default="benchmarks/results/learning/minatar")
+    parser.add_argument("--steps", type=int, default=250_000, help="the study's target steps per run")
+    args = parser.parse_args()
+    runs, out = ROOT / args.runs, ROOT / args.out
+    logdirs = sorted(p for p in runs.glob("*/*") if (p / "config.yaml").exists())
+    if not logdirs:
+        print(f"no runs under {runs}", file=sys.stderr)
+        return 1
+    infos = [collect_run(d, out / f"minatar_{d.parent.name}" / d.name, args.steps) for d in logdirs]
+    rows, wall = table(infos, args.steps)
+    partial = [i for i in infos if not i["finished"]]
+    machines = sorted({m for i in infos for m in i["machines"]})
+    status = (f"**PARTIAL — not final results.** {len(partial)} of {len(infos)} runs are short of "
+              f"{args.steps:,} steps (steps reached per run below); the study continues in later sittings."
+              if partial else f"All {len(infos)} runs reached {args.steps:,} steps.")
+    per_run = "\n".join(
+        f"| {i['task']} | {i['seed']} | {i['steps_reached']:,} | {'yes' if i['finished'] else 'no'} | "
+        f"{fmt(i['last_evals_mean'], 2)} | {fmt(i['best_eval_mean'], 2)} | {fmt(i['wall_seconds'] / 3600, 2)} h | "
+        f"{fmt((i['seconds_per_100k_steps'] or 0) / 60 or None, 0)} min |" for i in infos)
+    text = f"""# MinAtar study (issue #17)
+
+Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/minatar_collect.py` from the runs of
+`benchmarks/minatar_study.py` (`reverie train --task minatar_<game> --preset minatar --seed S --steps {args.steps}`,
+one run at a time, 1 torch thread).
+
+{status}
+
+Reference rows are read off the sources' figures (approximate); the random row was measured with
+`minatar` 1.0.15 (6 actions). Young & Tian's DQN numbers are training returns with 6 actions; the
+other DreamerV2 port used the minimal action sets.
+
+{rows}
+
+Wall time per 100k agent steps on this machine: {wall}. Machines: {'; '.join(machines) or '–'}.
+The machine is shared: wall times include waiting for the CPU (each run's `run.json` has the load at
+the start and end of every sitting).
+
+| task | seed | steps reached | finished | last {LAST} evals (mean) | best eval | wall time | per 100k steps |
+|---|---|---|---|---|---|---|---|
+{per_run}
+
+Curves: `curves.png` (eval return; mean over seeds, ±1 std shaded; dashed and dotted lines are the
+reference rows), `world_model.png` (world-model losses). Per run: `curve.csv`, `metrics.jsonl`,
+`config.yaml`, `run.json`. Redraw with `reverie plot {args.out} --out curves.png`.
+"""
+    (out / "README.md").write_text(text)
+    reverie = str(Path(sys.executable).with_name("reverie"))
+    for kind, name in (("curves", "curves.png"), ("world_model", "world_model.png")):
+        subprocess.run([reverie, "plot", str(out), "--kind", kind, "--out", str(out / name)], check=True)
+    print(f"wrote {out / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The MinAtar study of issue #17, one run at a time, resumable across sittings.
+
+    nohup .venv/bin/python benchmarks/minatar_study.py > runs/minatar/study.log 2>&1 &
+
+Runs ``reverie train --task minatar_<game> --preset minatar --seed S --logdir
+runs/minatar/<game>/<S> --steps STEPS`` in ``ORDER`` (all five games at seed 0, then
+Breakout and Space Invaders at seeds 1 and 2), sequentially with one torch/OpenMP thread,
+because the machine it was sized for has 2 cores shared with other work. Idempotent: a run
+whose ``status.json`` says finished at ``STEPS`` or more is skipped, an unfinished one is
+resumed from its newest checkpoint (``reverie train`` resumes an existing logdir). A lock
+file keeps a second copy from starting. Each sitting of each run is appended to its
+``sittings.jsonl`` (start, end, steps before and after, host, CPU, load), which
+``benchmarks/minatar_collect.py`` turns into wall time and machine in the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDER = [("breakout", 0), ("space_invaders", 0), ("asterix", 0), ("freeway", 0), ("seaquest", 0),
+         ("breakout", 1), ("breakout", 2), ("space_invaders", 1), ("space_invaders", 2)]
+
+
+def status(logdir: Path) -> dict:
+    try:
+        return json.loads((logdir / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_one(game: str, seed: int, steps: int, runs: Path, reverie: str) -> int:
+    logdir = runs / game / str(seed)
+    before = status(logdir)
+    if before.get("state") == "finished" and before.get("step", 0) >= steps:
+        print(f"{now()} skip {game} seed {seed}: finished at {before['step']} steps", flush=True)
+        return 0
+    logdir.mkdir(parents=True, exist_ok=True)
+    command = [reverie, "train", "--task", f"minatar_{game}", "--preset", "minatar", "--seed", str(seed),
+               "--logdir", str(logdir), "--steps", str(steps)]
+    sitting = {"start": now(), "host": socket.gethostname(), "cpu": cpu_model(), "cores": os.cpu_count(),
+               "load_1m_start": round(os.getloadavg()[0], 2), "step_start": before.get("step", 0),
+               "command": " ".join(command)}
+    print(f"{sitting['start']} run {game} seed {seed} from step {sitting['step_start']}", flush=True)
+    start = time.monotonic()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = subprocess.call(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    after = status(logdir)
+    sitting.update(end=now(), seconds=round(time.monotonic() - start, 1), step_end=after.get("step", 0),
+                   load_1m_end=round(os.getloadavg()[0], 2), exit_code=code)
+    with open(logdir / "sittings.jsonl", "a") as file:
+        file.write(json.dumps(sitting) + "\n")
+    print(f"{sitting['end']} {game} seed {seed}: exit {code} at step {sitting['step_end']}", flush=True)
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=250_000, help="agent steps per run")
+    parser.add_argument("--runs", default="runs/minatar", help="root of the run directories")
+    args = parser.parse_args()
+    runs = (ROOT / args.runs).resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    lock = open(runs / ".study.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another minatar_study.py holds {runs / '.study.lock'}; not starting a second", file=sys.stderr)
+        return 1
+    reverie = str(Path(sys.executable).with_name("reverie"))
+    for game, seed in ORDER:
+        code = run_one(game, seed, args.steps, runs, reverie)
+        if code:  # a crash or a kill: stop, so the next sitting resumes this run first
+            print(f"stopping: reverie train exited {code}; rerun this script to resume", flush=True)
+            return code
+    print(f"{now()} study complete", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
