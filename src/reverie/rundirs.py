@@ -140,9 +140,10 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     """``load_run`` for every run found under ``paths``, each with its ``variant``: the folders
     between the common root of ``paths`` and the run, less the run's folder and a task folder."""
     runs = [load_run(path) for path in find_runs(paths)]
-    base = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+    # absolute(), not resolve(): a linked folder below a root stays below it.
+    base = Path(os.path.commonpath([str(Path(p).absolute()) for p in paths]))
     for run in runs:
-        parts = list(run.path.resolve().relative_to(base).parts)[:-1]  # less the run's own folder
+        parts = list(run.path.absolute().relative_to(base).parts)[:-1]  # less the run's own folder
         if parts and parts[-1] == run.task:
             parts.pop()
         run.variant = "/".join(parts)
