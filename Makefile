@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: demo test test-all bench lint install system-deps clean
+.PHONY: demo test test-all bench lint install system-deps clean parity
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,28 @@ bench: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
+# Parity with the official TF2 agent (issue #16): a second venv with dreamerv2==2.2.0 and its
+# TF 2.15 stack next to Reverie, then tests/parity in it (both agents in one process).
+# REVERIE_PARITY=1 makes a failed import of the official side an error, not a skip.
+PARITY_PYTHON ?= python3.11
+PVENV := .venv-parity
+PBIN := $(PVENV)/bin
+PSTAMP := $(PVENV)/.installed
+PCONSTRAINT := -c tests/parity/constraints.txt
+
+$(PBIN)/python:
+	$(PARITY_PYTHON) -m venv $(PVENV)
+	$(PBIN)/pip install -q --upgrade pip
+
+$(PSTAMP): pyproject.toml tests/parity/requirements.txt tests/parity/constraints.txt | $(PBIN)/python
+	$(PBIN)/pip install -q "$(TORCH)" $(PCONSTRAINT)
+	$(PBIN)/pip install -q -r tests/parity/requirements.txt $(PCONSTRAINT)
+	$(PBIN)/pip install -q --no-deps dreamerv2==2.2.0
+	$(PBIN)/pip install -q -e ".[dev]" $(PCONSTRAINT)
+	touch $(PSTAMP)
+
+parity: $(PSTAMP)
+	REVERIE_PARITY=1 REVERIE_PARITY_DOC=docs/PARITY.md $(PBIN)/python -m pytest -q tests/parity
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PVENV) build *.egg-info
