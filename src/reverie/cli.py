@@ -209,12 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         print(f"reverie: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error (before OSError, its base)
+        sys.stderr.close()
+        return 0
     except OSError as error:  # a file the command reads or writes: name it, no traceback
         print(f"reverie: error: {describe_os_error(error)}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # output piped into `head`: not an error
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("reverie: interrupted", file=sys.stderr)
         return 130

@@ -140,3 +140,16 @@ def test_cli_config_checks_values_and_explains_keys():
                                  "(the paper uses 50)"
     good = subprocess.run([*run, "--explain", "world_model.kl.balance"], capture_output=True, text=True)
     assert good.returncode == 0 and "α, KL balancing" in good.stdout and "preset no_kl_balance:" in good.stdout
+
+
+def test_explain_a_section_explains_each_of_its_keys():
+    text = explain("world_model.kl")
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("world_model.kl.")] == [
+        "world_model.kl.scale", "world_model.kl.balance", "world_model.kl.free", "world_model.kl.free_avg"]
+
+
+def test_cli_output_piped_into_a_closed_pipe_is_not_an_error():
+    shell = f"{sys.executable} -m reverie config --explain world_model | head -1"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("world_model.")

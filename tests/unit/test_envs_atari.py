@@ -27,7 +27,8 @@ def run(env, actions):
 
 def test_settings_read_back_from_ale():
     env = make()
-    assert env.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    assert env.sticky_actions == 0.25  # applied by the env, frame by frame, not inside the ALE:
+    assert env.ale.getFloat("repeat_action_probability") == 0.0  # its state omits the previous action
     assert env.ale.getInt("frame_skip") == 1
     assert len(env.ale.getMinimalActionSet()) == 6  # Pong's minimal set: we must not use it
     assert env.act_space.n == 18 and [a.value for a in env.actions] == list(range(18))
@@ -112,6 +113,21 @@ def test_frames_match_a_hand_rolled_reference():
         expected = cv2.resize(np.maximum(screens[-2], screens[-1]), (64, 64), interpolation=cv2.INTER_AREA)
         assert obs["reward"] == reward
         np.testing.assert_array_equal(obs["image"][:, :, 0], expected)
+
+
+def test_sticky_actions_repeat_the_previous_action_per_frame():
+    """Probability 1: the action after a reset (NOOP) sticks forever; 0: every action is taken."""
+    actions = np.random.default_rng(4).integers(1, 18, size=40)
+    always = [o["image"] for o in run(_reset(make(sticky_actions=1.0)), actions)]
+    noops = [o["image"] for o in run(_reset(make(sticky_actions=0.0)), np.zeros(40, int))]
+    assert all(np.array_equal(a, b) for a, b in zip(always, noops))
+    taken = [o["image"] for o in run(_reset(make(sticky_actions=0.0)), actions)]
+    assert not all(np.array_equal(a, b) for a, b in zip(taken, noops))
+
+
+def _reset(env):
+    env.reset()
+    return env
 
 
 def test_get_state_restores_emulator_and_sticky_rng():

@@ -1,7 +1,9 @@
 """Atari through ale-py directly, with the protocol of Machado et al. (2018) that the paper
 uses (section 3, "Experimental setup"):
 
-- sticky actions: ALE repeats the previous action with probability 0.25 each frame;
+- sticky actions: the previous action is repeated with probability 0.25 each frame (applied
+  here, frame by frame as the ALE would: the ALE's saved state leaves out the previous action,
+  so a restored ALE could repeat another one and a resumed run would differ);
 - the full action space: 18 actions for every game; no life information (a lost life is
   not terminal), no no-op starts, no frame stacking;
 - action repeat 4 summing rewards, max-pool over the last two frames (Atari sprites
@@ -15,8 +17,8 @@ The official code's ``common.Atari`` differs in two defaults, offered here for p
 ``noops=30`` (gym's ``AtariPreprocessing``: after each reset, 1..30 no-op frames drawn
 uniformly, not counted by the time limit).
 
-The ALE is seeded with the env seed, so the same seed gives the same episodes, sticky
-randomness included; the no-op counts come from a generator seeded with it too. ``render()`` returns the full-resolution RGB screen ``[210, 160, 3]``.
+The ALE is seeded with the env seed, so the same seed gives the same episodes; the sticky
+draws and the no-op counts come from generators seeded with it too. ``render()`` returns the full-resolution RGB screen ``[210, 160, 3]``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class AtariEnv(Env):
         ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         self.ale = ale_py.ALEInterface()
         self.ale.setInt("random_seed", int(seed) % 2**31)  # seeds the sticky-action RNG too
-        self.ale.setFloat("repeat_action_probability", float(sticky_actions))
+        self.ale.setFloat("repeat_action_probability", 0.0)  # sticky actions: in step(), see above
         self.ale.setInt("frame_skip", 1)  # we repeat actions ourselves, to max-pool frames
         self.ale.setInt("max_num_frames_per_episode", 0)  # our own counter: truncation ≠ terminal
         self.ale.loadROM(ale_py.roms.get_rom_path(game))
@@ -81,9 +83,13 @@ class AtariEnv(Env):
             raise TaskError(f"env.noops must be >= 0, got {noops}")
         self.noops = int(noops)
         self._noop_rng = np.random.Generator(np.random.PCG64(seed))
+        self.sticky_actions = float(sticky_actions)
+        self._sticky_rng = np.random.Generator(np.random.PCG64([seed, 1]))
+        self._previous = self.actions[0]  # the action in effect: NOOP after a reset, as in the ALE
 
     def reset(self) -> Obs:
         self.ale.reset_game()
+        self._previous = self.actions[0]
         if self.noops:
             for _ in range(int(self._noop_rng.integers(1, self.noops + 1))):
                 self.ale.act(self.actions[0])  # NOOP is action 0 of the full and the minimal set
@@ -98,7 +104,9 @@ class AtariEnv(Env):
         act = self.actions[discrete_action(action, len(self.actions))]
         reward, screens, over, limit = 0.0, [], False, False
         for repeat in range(self.action_repeat):
-            reward += self.ale.act(act)
+            if not (self.sticky_actions and self._sticky_rng.random() < self.sticky_actions):
+                self._previous = act  # else the previous action sticks for this frame
+            reward += self.ale.act(self._previous)
             self._frames += 1
             over = self.ale.game_over(with_truncation=False)
             limit = 0 < self.time_limit <= self._frames
@@ -126,7 +134,8 @@ class AtariEnv(Env):
         # include_rng: the sticky-action RNG, so a restored env repeats the same future.
         blob = self.ale.cloneState(include_rng=True).serialize()
         return {"ale": np.frombuffer(blob, np.uint8).copy(), "frames": self._frames,
-                "lives": self._lives, "done": self._done, "noop_rng": self._noop_rng.bit_generator.state}
+                "lives": self._lives, "done": self._done, "noop_rng": self._noop_rng.bit_generator.state,
+                "sticky_rng": self._sticky_rng.bit_generator.state, "previous": self._previous.value}
 
     def set_state(self, state: dict[str, Any]) -> None:
         ale_py = ale_module()
@@ -134,6 +143,9 @@ class AtariEnv(Env):
         self._frames, self._lives, self._done = int(state["frames"]), int(state["lives"]), bool(state["done"])
         if "noop_rng" in state:  # checkpoints written before env.noops existed have none
             self._noop_rng.bit_generator.state = state["noop_rng"]
+        if "sticky_rng" in state:  # before sticky actions moved out of the ALE: not exact
+            self._sticky_rng.bit_generator.state = state["sticky_rng"]
+            self._previous = ale_py.Action(state["previous"])
 
 
 def make_atari(game: str, config: Any, seed: int) -> AtariEnv:

@@ -54,6 +54,17 @@ class Env:
     def set_state(self, state: dict[str, Any]) -> None:
         raise TaskError(f"{type(self).__name__} cannot restore its state (get_state() returns None)")
 
+    def get_reset_state(self) -> dict[str, Any] | None:
+        """Between episodes (after ``is_last``): what the next ``reset`` draws from, i.e. the
+        env's random streams, so a resumed run's next episode is the one the uninterrupted run
+        would have had. Defaults to ``get_state()``, which holds those streams for envs that
+        can save a running episode; None if there is nothing to save or it cannot be saved."""
+        return self.get_state()
+
+    def set_reset_state(self, state: dict[str, Any]) -> None:
+        """Inverse of ``get_reset_state``; the next call is ``reset()``."""
+        self.set_state(state)
+
 
 def make_obs(reward: float, first: bool, last: bool, terminal: bool, **values: np.ndarray) -> Obs:
     """The observation dict; array values are made C-contiguous (a no-op when they are)."""

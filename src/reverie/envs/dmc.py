@@ -110,16 +110,31 @@ class DMCEnv(Env):
         self.env.close()
 
     def get_state(self) -> dict[str, Any]:
-        """Physics state (qpos, qvel, act), the task RNG and the step counters. Tasks that keep
-        state in the MuJoCo *model* (e.g. reacher's target position) are restored only at the
-        next reset, which the restored RNG makes the same."""
-        return {"physics": self.env.physics.get_state().copy(), "random": rng_state(self.env.task.random),
-                "step_count": int(self.env._step_count), "reset_next": bool(self.env._reset_next_step),
-                "frames": self._frames}
+        """Physics state (qpos, qvel, act), MuJoCo's whole integration state (time, controls,
+        the solver's warm start: without it the next steps differ in the 14th digit), the task
+        RNG and the step counters. Tasks that keep state in the MuJoCo *model* (e.g. reacher's
+        target position) are restored only at the next reset, which the restored RNG makes the same."""
+        return {"physics": self.env.physics.get_state().copy(), "integration": self._integration_state(),
+                "random": rng_state(self.env.task.random), "step_count": int(self.env._step_count),
+                "reset_next": bool(self.env._reset_next_step), "frames": self._frames}
+
+    def _integration_state(self) -> np.ndarray:
+        import mujoco
+
+        physics, spec = self.env.physics, mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(physics.model.ptr, spec), np.float64)
+        mujoco.mj_getState(physics.model.ptr, physics.data.ptr, state, spec)
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         with self.env.physics.reset_context():
             self.env.physics.set_state(np.asarray(state["physics"]))
+        if "integration" in state:  # checkpoints written before it was saved have none
+            import mujoco
+
+            physics = self.env.physics
+            mujoco.mj_setState(physics.model.ptr, physics.data.ptr, np.asarray(state["integration"], np.float64),
+                               mujoco.mjtState.mjSTATE_INTEGRATION)
         set_rng_state(self.env.task.random, state["random"])
         self.env._step_count, self.env._reset_next_step = state["step_count"], state["reset_next"]
         self._frames = int(state["frames"])

@@ -99,6 +99,18 @@ class GymEnv(Env):
             state["steps_beyond_terminated"] = inner.steps_beyond_terminated
         return state
 
+    def get_reset_state(self) -> dict[str, Any] | None:
+        """Any env: the ``np_random`` stream its next ``reset`` continues (None before the first
+        reset, where the seed alone decides it)."""
+        if not self._started:
+            return None
+        return {"np_random": self.env.unwrapped.np_random.bit_generator.state}
+
+    def set_reset_state(self, state: dict[str, Any]) -> None:
+        if not self._started:
+            self.reset()  # seeds the env once, as the first reset of the original did
+        self.env.unwrapped.np_random.bit_generator.state = state["np_random"]
+
     def set_state(self, state: dict[str, Any]) -> None:
         if not self._started:  # the order-enforcing wrapper wants one reset first
             self.reset()

@@ -280,7 +280,10 @@ def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, start_ti
 
     replay.flush()
     rng_tensors, rng_meta = capture_rng()
-    env_tensors, env_meta = _split_arrays(driver.env.get_state() if driver.obs is not None else None)
+    # Mid-episode the env's whole state; at an episode end what its next reset draws from,
+    # so the resumed run's next episode is the uninterrupted run's, not episode 1 again.
+    env_state = driver.env.get_state() if driver.obs is not None else driver.env.get_reset_state()
+    env_tensors, env_meta = _split_arrays(env_state)
     obs_tensors, obs_meta = _split_arrays(driver.obs)
     tensors = {
         "agent": agent.state_dict(), "rng": rng_tensors, "env": env_tensors, "obs": obs_tensors,
@@ -300,15 +303,16 @@ def _restore(ckpt, agent, driver: Driver) -> LoopState:
     tensors, meta = ckpt.tensors, ckpt.meta
     agent.load_state_dict(tensors["agent"])
     loop = LoopState(**meta["loop"])
-    if meta["mid_episode"]:
-        env_state = _merge_arrays(tensors.get("env"), meta["env"])
-        if env_state is not None:  # the env can continue its episode exactly
-            driver.env.set_state(env_state)
-            driver.obs = _merge_arrays(tensors["obs"], meta["obs"])
-            driver.policy_state = _to_device(tensors["policy_state"], agent.device)
-            driver.episode = Episode(**meta["episode"])
-        else:  # the env cannot restore its state: a new episode starts (documented)
-            driver.obs = None
+    env_state = _merge_arrays(tensors.get("env"), meta["env"])
+    if meta["mid_episode"] and env_state is not None:  # the env continues its episode exactly
+        driver.env.set_state(env_state)
+        driver.obs = _merge_arrays(tensors["obs"], meta["obs"])
+        driver.policy_state = _to_device(tensors["policy_state"], agent.device)
+        driver.episode = Episode(**meta["episode"])
+    elif meta["mid_episode"]:  # the env cannot restore its state: a new episode starts (documented)
+        driver.obs = None
+    elif env_state is not None:  # between episodes: the next reset continues the env's random streams
+        driver.env.set_reset_state(env_state)
     restore_rng(tensors["rng"], meta["rng"])
     return loop
 
