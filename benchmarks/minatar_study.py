@@ -8,7 +8,8 @@ Breakout and Space Invaders at seeds 1 and 2), sequentially with one torch/OpenM
 because the machine it was sized for has 2 cores shared with other work. Idempotent: a run
 whose ``status.json`` says finished at ``STEPS`` or more is skipped, an unfinished one is
 resumed from its newest checkpoint (``reverie train`` resumes an existing logdir). A lock
-file keeps a second copy from starting. Each sitting of each run is appended to its
+file keeps a second copy from starting; ``kill <pid>`` of this script stops its current run
+too (SIGTERM is passed on). Each sitting of each run is appended to its
 ``sittings.jsonl`` (start, end, steps before and after, host, CPU, load), which
 ``benchmarks/minatar_collect.py`` turns into wall time and machine in the results.
 """
@@ -20,6 +21,7 @@ import fcntl
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -66,7 +68,10 @@ def run_one(game: str, seed: int, steps: int, runs: Path, reverie: str) -> int:
     print(f"{sitting['start']} run {game} seed {seed} from step {sitting['step_start']}", flush=True)
     start = time.monotonic()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    code = subprocess.call(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    # `kill <pid of this script>` stops the run too (it resumes from its last checkpoint).
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    code = child.wait()
     after = status(logdir)
     sitting.update(end=now(), seconds=round(time.monotonic() - start, 1), step_end=after.get("step", 0),
                    load_1m_end=round(os.getloadavg()[0], 2), exit_code=code)

@@ -128,14 +128,17 @@ class Normal:
 
 
 class Bernoulli:
-    """Bernoulli of ``logits`` ``[...]`` with soft targets in [0, 1] (the discount head).
+    """Bernoulli of ``logits`` ``[...]`` with soft targets in [0, 1] (the discount head; the
+    ``vector`` decoder with ``world_model.decoder.vector_dist=bernoulli``, ``event_dims=1``).
 
-    ``log_prob(t) = t·log σ(x) + (1 − t)·log(1 − σ(x))``, via logsigmoid for stability.
+    ``log_prob(t) = t·log σ(x) + (1 − t)·log(1 − σ(x))``, via logsigmoid for stability, summed
+    over the ``event_dims`` trailing dims.
     """
 
-    def __init__(self, logits: torch.Tensor):
+    def __init__(self, logits: torch.Tensor, event_dims: int = 0):
         self.logits = logits
         self.mean = torch.sigmoid(logits)
+        self.event_dims = event_dims
 
     def sample(self) -> torch.Tensor:
         return torch.bernoulli(self.mean.detach())
@@ -144,7 +147,7 @@ class Bernoulli:
         return (self.logits > 0).to(self.logits.dtype)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return value * F.logsigmoid(self.logits) + (1 - value) * F.logsigmoid(-self.logits)
+        return _sum_last(value * F.logsigmoid(self.logits) + (1 - value) * F.logsigmoid(-self.logits), self.event_dims)
 
     def entropy(self) -> torch.Tensor:
         return -self.log_prob(self.mean)

@@ -34,6 +34,13 @@ def _obs_shapes(obs_space: dict[str, gymnasium.spaces.Box]) -> dict[str, tuple[i
     return shapes
 
 
+def _check_unit_interval(space: gymnasium.spaces.Box) -> None:
+    """A Bernoulli likelihood needs targets in [0, 1]."""
+    if not (np.all(space.low >= 0) and np.all(space.high <= 1)):
+        raise TaskError(f"world_model.decoder.vector_dist=bernoulli needs vector observations in [0, 1], this task's "
+                        f"lie in [{np.min(space.low)}, {np.max(space.high)}]; use vector_dist=normal")
+
+
 class ObsEncoder(nn.Module):
     """CNN for ``image`` (uint8 ``[B, T, H, W, C]``, converted here by ``preprocess_image``),
     MLP for ``vector`` ``[B, T, D]``; ``embed [B, T, out_dim]`` = concat of both."""
@@ -56,20 +63,23 @@ class ObsEncoder(nn.Module):
 
 class ObsDecoder(nn.Module):
     """``feat [B, T, F]`` → ``{"image": Normal(mean [B, T, C, H, W], 1), "vector": Normal(mean [B, T, D], 1)}``
-    for the keys present. Image targets are ``preprocess_image(image)``."""
+    for the keys present (``vector``: ``Bernoulli(logits [B, T, D])`` with ``vector_dist=bernoulli``).
+    Image targets are ``preprocess_image(image)``."""
 
     def __init__(self, feat_dim: int, shapes: dict[str, tuple[int, ...]], config: DecoderConfig):
         super().__init__()
+        self.vector_dist = config.vector_dist
         self.cnn = ConvDecoder(feat_dim, shapes["image"], config.depth, config.kernels) if "image" in shapes else None
         self.mlp = MLP(feat_dim, shapes["vector"][0], config.mlp_layers, config.mlp_units) if "vector" in shapes else None
 
-    def forward(self, feat: torch.Tensor) -> dict[str, Normal]:
+    def forward(self, feat: torch.Tensor) -> dict[str, Normal | Bernoulli]:
         dists = {}
         if self.cnn is not None:
             mean = self.cnn(feat.flatten(0, -2)).unflatten(0, feat.shape[:-1])
             dists["image"] = Normal(mean.float(), 1.0, event_dims=3)
         if self.mlp is not None:
-            dists["vector"] = Normal(self.mlp(feat).float(), 1.0, event_dims=1)
+            out = self.mlp(feat).float()
+            dists["vector"] = Bernoulli(out, event_dims=1) if self.vector_dist == "bernoulli" else Normal(out, 1.0, event_dims=1)
         return dists
 
 
@@ -100,6 +110,8 @@ class WorldModel(nn.Module):
         self.config = config
         cfg = config.world_model
         self.shapes = _obs_shapes(obs_space)
+        if cfg.decoder.vector_dist == "bernoulli" and "vector" in obs_space:
+            _check_unit_interval(obs_space["vector"])
         self.action_dim = action_dim(act_space)
         self.encoder = ObsEncoder(self.shapes, cfg.encoder)
         self.rssm = RSSM(cfg.rssm, self.encoder.out_dim, self.action_dim)
