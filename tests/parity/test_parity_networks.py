@@ -199,3 +199,56 @@ def test_obs_step(pair, table):
     with draws.replay(order=[0, 0]):
         opost, _ = orssm.obs_step(to_official_state(state), *oargs, sample=True)
     _state_rows(table, "obs_step (sampled)", post, opost, keys=("stoch",))
+
+
+def test_continuous_actor_truncated_normal(table):
+    """The continuous actor (DMC presets; not part of atari): 4×400 MLP → truncated normal on
+    [−1, 1] with mean tanh(x) and std 2·sigmoid(y/2) + 0.1, against the official ``MLP`` with
+    ``dist: trunc_normal`` (its two output layers ``out``/``std`` are the two halves of
+    Reverie's output layer). Log-probability, entropy and mode, and their gradients."""
+    from gymnasium import spaces
+    from official import common
+
+    from reverie.behavior.actor_critic import Actor
+    from reverie.config import load_config
+
+    torch.manual_seed(0)
+    actions = 6
+    actor = Actor(1624, spaces.Box(-1.0, 1.0, (actions,), np.float32), load_config("dmc").behavior.actor)
+    assert not actor.discrete
+    official = common.MLP(actions, layers=4, units=400, act="elu", norm="none", dist="trunc_normal", min_std=0.1)
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (64, 1624)).astype(np.float32)
+    official(tf.constant(x))  # creates its layers
+    linears = [m for m in actor.mlp.net if isinstance(m, torch.nn.Linear)]
+    mods = official._modules
+    pairs = [(linears[i].weight.T, linears[i].bias, mods[f"dense{i}"]) for i in range(4)]
+    last = linears[-1]
+    pairs += [(last.weight[:actions].T, last.bias[:actions], mods["out"]._modules["out"]),
+              (last.weight[actions:].T, last.bias[actions:], mods["out"]._modules["std"])]
+    for kernel, bias, layer in pairs:
+        layer.kernel.assign(kernel.detach().numpy())
+        layer.bias.assign(bias.detach().numpy())
+    action = np.clip(rng.normal(0, 0.6, (64, actions)), -0.999, 0.999).astype(np.float32)
+    weight = rng.normal(size=64).astype(np.float32)
+    dist = actor(torch.from_numpy(x))
+    logp, ent = dist.log_prob(torch.from_numpy(action)), dist.entropy()
+    actor.zero_grad()
+    ((logp + ent) * torch.from_numpy(weight)).sum().backward()
+    variables = [v for _, _, layer in pairs for v in (layer.kernel, layer.bias)]
+    with tf.GradientTape() as tape:
+        odist = official(tf.constant(x))
+        ologp, oent = odist.log_prob(tf.constant(action)), odist.entropy()
+        oscalar = tf.reduce_sum((ologp + oent) * weight)
+    ograds = tape.gradient(oscalar, variables)
+    section = "actor, continuous (truncated normal, 6 actions)"
+    table.check(section, "log π(a | z)", logp, ologp, FORWARD)
+    table.check(section, "entropy H[π]", ent, oent, FORWARD)
+    table.check(section, "mode", dist.mode(), odist.mode(), FORWARD)
+    grads = []
+    for i, layer in enumerate(linears[:4]):
+        grads += [(f"dense{i}.weight", layer.weight.grad.T, ograds[2 * i]),
+                  (f"dense{i}.bias", layer.bias.grad, ograds[2 * i + 1])]
+    grads += [("out.weight", last.weight.grad[:actions].T, ograds[8]), ("out.bias", last.bias.grad[:actions], ograds[9]),
+              ("std.weight", last.weight.grad[actions:].T, ograds[10]), ("std.bias", last.bias.grad[actions:], ograds[11])]
+    table.check_all(section, "gradient of Σ w·(log π + H)", grads, GRADIENT)
