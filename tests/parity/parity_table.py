@@ -100,7 +100,10 @@ class ParityTable:
             f"{os.cpu_count()} CPUs ({_cpu_name()}), {platform.platform()}",
             f"- Python {platform.python_version()}, torch {torch.__version__}, TensorFlow {tf.__version__}, "
             f"TFP {tfp.__version__}, numpy {np.__version__}, dreamerv2 {_version('dreamerv2')} (PyPI)",
-            "- both sides in float32 on the CPU; the official side eager with `precision: 32`",
+            "- both sides in float32 on the CPU (the optimizer rows also in float64); the official side eager "
+            "with `precision: 32`",
+            "- networks at the `atari` preset's sizes (the continuous actor: the `dmc` preset's); batches small "
+            "(B ≤ 6, L ≤ 20) from Reverie's `Replay`; Reverie's categorical draws injected into the official side",
             "- relative difference = max |Reverie − official| / max |official| over the quantity's elements",
             "",
             "| section | quantity | elements | max abs diff | max rel diff | tolerance | status | note |",
