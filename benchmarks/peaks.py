@@ -72,7 +72,7 @@ def policy_matmul_shapes() -> list[tuple[int, int, int]]:
     for conv, side in zip(convs, sides, strict=True):
         shapes.append((side * side, conv.in_channels * conv.kernel_size[0] ** 2, conv.out_channels))
     rssm = wm.rssm
-    for layer in (rssm.img_in[0], rssm.gru.linear, rssm.obs_out[0], rssm.obs_out[2],
+    for layer in (rssm.recurrent_in[0], rssm.gru.linear, rssm.posterior_head[0], rssm.posterior_head[2],
                   *[m for m in agent.behavior.actor.mlp.modules() if isinstance(m, torch.nn.Linear)]):
         shapes.append((1, layer.in_features, layer.out_features))
     return shapes

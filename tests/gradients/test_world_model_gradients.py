@@ -14,14 +14,14 @@ from reverie.world_model import WorldModel
 
 B, L = 2, 6
 TERMS = ("image", "reward", "discount", "kl")
-REPRESENTATION = {"encoder", "img_in", "gru", "obs_out"}  # what features are computed from
+REPRESENTATION = {"encoder", "recurrent_in", "gru", "posterior_head"}  # what features are computed from
 
 
 def groups(model):
     """Parameter groups by module: the encoder, the RSSM's parts, each head."""
     rssm = model.rssm
-    return {"encoder": model.encoder, "img_in": rssm.img_in, "gru": rssm.gru, "img_out": rssm.img_out,
-            "obs_out": rssm.obs_out, **{name: head for name, head in model.heads.items()}}
+    return {"encoder": model.encoder, "recurrent_in": rssm.recurrent_in, "gru": rssm.gru,
+            "prior_head": rssm.prior_head, "posterior_head": rssm.posterior_head, **{name: head for name, head in model.heads.items()}}
 
 
 def reached(term, grad_heads=("image", "reward", "discount"), obs="image"):
@@ -52,7 +52,7 @@ def reached(term, grad_heads=("image", "reward", "discount"), obs="image"):
 
 @pytest.mark.parametrize("obs", ["image", "mixed"])
 def test_image_loss_reaches_decoder_and_representation(obs):
-    # The prior's output layers (img_out) do not shape posterior features: no gradient.
+    # The prior's output layers (prior_head) do not shape posterior features: no gradient.
     assert reached("image", obs=obs) == REPRESENTATION | {"decoder"}
 
 
@@ -65,7 +65,7 @@ def test_discount_loss_reaches_discount_head_and_representation():
 
 
 def test_kl_loss_reaches_prior_and_posterior_but_no_head():
-    assert reached("kl") == REPRESENTATION | {"img_out"}
+    assert reached("kl") == REPRESENTATION | {"prior_head"}
 
 
 @pytest.mark.parametrize("term", ["reward", "discount"])

@@ -176,15 +176,18 @@ class WeightMap:
             layer(f"encoder.conv{i}", m, owm.encoder._modules[f"conv{i}"], conv)
         # RSSM.
         rssm, orssm = wm.rssm, owm.rssm._modules
-        layer("rssm.img_in", rssm.img_in[0], orssm["img_in"])
+        # Reverie names its layers in the paper's words; OFFICIAL_NAMES maps them to the TF code's.
+        from reverie.world_model.rssm import OFFICIAL_NAMES as names
+
+        layer("rssm.recurrent_in (img_in)", rssm.recurrent_in[0], orssm[names["recurrent_in"]])
         cell = owm.rssm._cell
         layer("rssm.gru.linear", rssm.gru.linear, cell._layer)
         self._add("rssm.gru.norm.weight", rssm.gru.norm.weight, cell._norm.gamma, *vector)
         self._add("rssm.gru.norm.bias", rssm.gru.norm.bias, cell._norm.beta, *vector)
-        layer("rssm.img_out.0", rssm.img_out[0], orssm["img_out_0"])
-        layer("rssm.img_out.2", rssm.img_out[2], orssm["img_dist_0"])
-        layer("rssm.obs_out.0", rssm.obs_out[0], orssm["obs_out"])
-        layer("rssm.obs_out.2", rssm.obs_out[2], orssm["obs_dist"])
+        layer("rssm.prior_head.0 (img_out)", rssm.prior_head[0], orssm[names["prior_head"] + "_0"])
+        layer("rssm.prior_head.2 (img_dist)", rssm.prior_head[2], orssm["img_dist_0"])
+        layer("rssm.posterior_head.0 (obs_out)", rssm.posterior_head[0], orssm[names["posterior_head"]])
+        layer("rssm.posterior_head.2 (obs_dist)", rssm.posterior_head[2], orssm["obs_dist"])
         # Decoder: linear (reads features), then the transposed convs.
         dec, odec = wm.heads["decoder"].cnn, owm.heads["decoder"]._modules
         layer("decoder.linear", dec.linear, odec["convin"], feat_dense)

@@ -169,32 +169,37 @@ def test_img_step(pair, table):
     state = random_state(rng, 16)
     action = np.eye(18, dtype=np.float32)[rng.integers(18, size=16)]
     with torch.no_grad():
-        prior = pair.wm.rssm.img_step(to_reverie_state(state), torch.from_numpy(action), sample=False)
+        prior = pair.wm.rssm.img_step(to_reverie_state(state), torch.from_numpy(action), draw="mode")
     oprior = pair.owm.rssm.img_step(to_official_state(state), tf.constant(action), sample=False)
     _state_rows(table, "img_step", prior, oprior)
 
 
+def _one_step(post, prior):
+    return ({k: v[:, 0] for k, v in post.items()}, {k: v[:, 0] for k, v in prior.items()})
+
+
 def test_obs_step(pair, table):
     """Posterior step with ``is_first`` on some rows (their previous state and action are
-    zeroed first), its mode and, with ``sample=True``, the posterior sample with the same
-    draw injected (the official code also samples the prior, which nothing reads)."""
+    zeroed first), its mode and, sampled, the posterior sample with the same draw injected
+    (the official code also samples the prior, which nothing reads). Reverie's step is one
+    step of ``observe`` (length-1 sequences)."""
     rng = np.random.default_rng(6)
     state = random_state(rng, 16)
     action = np.eye(18, dtype=np.float32)[rng.integers(18, size=16)]
     embed = rng.normal(0, 1, (16, pair.wm.encoder.out_dim)).astype(np.float32)
     is_first = np.arange(16) % 3 == 0
     rssm, orssm = pair.wm.rssm, pair.owm.rssm
-    args = (torch.from_numpy(action), torch.from_numpy(embed), torch.from_numpy(is_first))
+    args = (torch.from_numpy(embed)[:, None], torch.from_numpy(action)[:, None], torch.from_numpy(is_first)[:, None])
     oargs = (tf.constant(action), tf.constant(embed), tf.constant(is_first))
     with torch.no_grad():
-        post, prior = rssm.obs_step(to_reverie_state(state), *args, sample=False)
+        post, prior = _one_step(*rssm.observe(*args, to_reverie_state(state), draw="mode"))
     opost, oprior = orssm.obs_step(to_official_state(state), *oargs, sample=False)
     _state_rows(table, "obs_step (mode)", post, opost)
     table.check("obs_step (mode)", "prior logits", prior["logits"], oprior["logit"], FORWARD)
     table.check("obs_step (mode)", "prior deter", prior["deter"], oprior["deter"], FORWARD)
     draws = Draws()
     with torch.no_grad(), draws.record():
-        post, _ = rssm.obs_step(to_reverie_state(state), *args, sample=True)
+        post, _ = _one_step(*rssm.observe(*args, to_reverie_state(state), draw="sample"))
     assert len(draws.recorded) == 1
     with draws.replay(order=[0, 0]):
         opost, _ = orssm.obs_step(to_official_state(state), *oargs, sample=True)

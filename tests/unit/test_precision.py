@@ -100,13 +100,14 @@ def test_small_batch_patch_convolutions_equal_the_conv_layers(channels):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-def test_post_step_equals_the_posterior_of_obs_step():
+def test_post_step_equals_the_posterior_of_observe():
     torch.manual_seed(0)
     rssm = RSSM(RSSMConfig(deter=16, hidden=12, stoch=5, classes=4), embed_dim=10, action_dim=3)
     state = {k: torch.randn_like(v) for k, v in rssm.initial(4).items()}
     action, embed, is_first = torch.randn(4, 3), torch.randn(4, 10), torch.tensor([0.0, 1.0, 0.0, 1.0])
-    post, _ = rssm.obs_step(state, action, embed, is_first, sample=False)
-    fast = rssm.post_step(state, action, embed, is_first, sample=False)
+    post, _ = rssm.observe(embed[:, None], action[:, None], is_first[:, None], state, draw="mode")
+    post = {k: v[:, 0] for k, v in post.items()}
+    fast = rssm.post_step(state, action, embed, is_first, draw="mode")
     assert fast.keys() == post.keys()
     for key in post:
         torch.testing.assert_close(fast[key], post[key], rtol=0, atol=0)
@@ -116,12 +117,11 @@ def test_regrouped_posterior_layer_equals_the_concatenated_one():
     torch.manual_seed(0)
     rssm = RSSM(RSSMConfig(deter=16, hidden=12, stoch=5, classes=4), embed_dim=10, action_dim=3)
     state, action, embed = rssm.initial(4), torch.randn(4, 3), torch.randn(4, 10)
-    post, prior = rssm.obs_step(state, action, embed, torch.zeros(4), sample=False)
-    logits = rssm.obs_out(torch.cat([prior["deter"], embed], -1)).unflatten(-1, (5, 4))
-    torch.testing.assert_close(post["logits"], logits, rtol=1e-5, atol=1e-6)
-    # observe() projects the embedding for all steps at once: same posterior as one step.
-    seq_post, _ = rssm.observe(embed[:, None], action[:, None], torch.zeros(4, 1), state)
-    torch.testing.assert_close(seq_post["logits"][:, 0], logits, rtol=1e-5, atol=1e-6)
+    # observe() projects the embedding for all steps at once and adds the deter share per
+    # step: the same posterior as the layer applied to concat(deter, embed).
+    post, prior = rssm.observe(embed[:, None], action[:, None], torch.zeros(4, 1), state, draw="mode")
+    logits = rssm.posterior_head(torch.cat([prior["deter"][:, 0], embed], -1)).unflatten(-1, (5, 4))
+    torch.testing.assert_close(post["logits"][:, 0], logits, rtol=1e-5, atol=1e-6)
 
 
 def test_inverse_cdf_sampling_matches_the_class_probabilities():

@@ -5,7 +5,7 @@ import torch
 
 from reverie.config import RSSMConfig
 from reverie.nn.layers import GRUCell
-from reverie.world_model.rssm import RSSM
+from reverie.world_model.rssm import RSSM, latent_dist
 
 B, T, E, A = 3, 6, 10, 4
 
@@ -32,7 +32,7 @@ def test_observe_and_imagine_shapes(classes):
     assert post["deter"].shape == prior["deter"].shape == (B, T, 16) and post["stoch"].shape == (B, T, *stoch)
     assert rssm.get_feat(post).shape == (B, T, rssm.feat_dim)
     assert rssm.feat_dim == 16 + (20 if classes else 5)
-    assert rssm.get_dist(post).entropy().shape == (B, T)
+    assert latent_dist(post).entropy().shape == (B, T)
     imagined = rssm.imagine(action, {k: v[:, -1] for k, v in post.items()})
     assert imagined["deter"].shape == (B, T, 16)
     assert torch.equal(post["deter"], prior["deter"])  # the posterior shares h_t with the prior
@@ -74,7 +74,7 @@ def test_is_first_inside_a_sequence_equals_a_fresh_start(classes):
 
 
 def test_is_first_sequence_matches_fresh_run_when_deterministic():
-    # With sample=False the whole posterior path is deterministic: a sequence that resets at
+    # With draw="mode" the whole posterior path is deterministic: a sequence that resets at
     # t = 3 continues exactly like a fresh start from t = 3.
     rssm = _rssm()
     embed, action = _inputs()
@@ -84,7 +84,8 @@ def test_is_first_sequence_matches_fresh_run_when_deterministic():
     def run(embed, action, is_first, state):
         steps = []
         for t in range(embed.shape[1]):
-            state, _ = rssm.obs_step(state, action[:, t], embed[:, t], is_first[:, t], sample=False)
+            post, _ = rssm.observe(embed[:, t:t + 1], action[:, t:t + 1], is_first[:, t:t + 1], state, draw="mode")
+            state = {k: v[:, 0] for k, v in post.items()}
             steps.append(state["deter"])
         return torch.stack(steps, 1)
 
@@ -112,7 +113,7 @@ def test_skipped_resets_give_the_same_values_and_gradients(classes, monkeypatch)
         torch.manual_seed(2)
         post, prior = rssm.observe(embed, action, is_first)
         feat = rssm.get_feat(post)
-        (feat.square().sum() + rssm.get_dist(prior).entropy().sum()).backward()
+        (feat.square().sum() + latent_dist(prior).entropy().sum()).backward()
         return feat.detach(), embed.grad, [p.grad for p in rssm.parameters()]
 
     skipped = run()
@@ -141,3 +142,21 @@ def test_layer_norm_ablation_parameter_difference():
     with_ln = sum(p.numel() for p in _rssm(layer_norm=True).parameters())
     without = sum(p.numel() for p in _rssm(layer_norm=False).parameters())
     assert with_ln - without == 2 * 3 * 16  # LayerNorm gain and bias over the 3 gates
+
+
+def test_state_dict_saved_under_the_official_layer_names_still_loads():
+    # Before the rename to the paper's words, checkpoints held img_in / img_out / obs_out.
+    from reverie.world_model.rssm import OFFICIAL_NAMES
+
+    torch.manual_seed(0)
+    saved = _rssm().state_dict()
+    old = {}
+    for key, value in saved.items():
+        head, _, rest = key.partition(".")
+        old[f"{OFFICIAL_NAMES.get(head, head)}.{rest}"] = value
+    assert any(key.startswith("img_out.") for key in old) and not any(k.startswith("prior_head.") for k in old)
+    torch.manual_seed(1)
+    fresh = _rssm()
+    fresh.load_state_dict(old)  # strict: every key must be matched
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, saved[key]), key

@@ -185,5 +185,5 @@ def test_acting_observations_without_time_dim():
     obs = {"image": np.zeros((5, 64, 64, 1), np.uint8), "is_first": np.ones(5, bool)}
     data = model.preprocess(obs)
     state = model.rssm.initial(5)
-    post, _ = model.rssm.obs_step(state, torch.zeros(5, 3), model.encoder(data), data["is_first"])
+    post = model.rssm.post_step(state, torch.zeros(5, 3), model.encoder(data), data["is_first"])
     assert model.rssm.get_feat(post).shape == (5, model.rssm.feat_dim)

@@ -20,7 +20,7 @@ from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, preprocess_image
 from reverie.spaces import action_dim
 from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
-from reverie.world_model.rssm import RSSM, State
+from reverie.world_model.rssm import RSSM, State, latent_dist
 
 REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
 
@@ -162,8 +162,8 @@ class WorldModel(nn.Module):
         model_loss = cfg.kl.scale * kl + sum(scales[k] * v for k, v in losses.items())
         metrics = {"model_loss": model_loss, **losses, "kl_loss": kl, "model_kl": kl_value}
         with torch.no_grad():  # metrics only: no graph
-            metrics["prior_ent"] = self.rssm.get_dist(prior).entropy().mean()
-            metrics["post_ent"] = self.rssm.get_dist(post).entropy().mean()
+            metrics["prior_ent"] = latent_dist(prior).entropy().mean()
+            metrics["post_ent"] = latent_dist(post).entropy().mean()
         return model_loss, post, {k: v.detach() for k, v in metrics.items()}
 
     def _log_likelihoods(self, feat: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -8,6 +8,8 @@ the Gaussian ablation). Follows the official TF2 code (danijar/dreamerv2, ``comm
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,12 @@ from reverie.nn.distributions import Normal, OneHotDist
 from reverie.nn.layers import GRUCell, official_init
 
 State = dict[str, torch.Tensor]
+# What a step makes of its latent's statistics: a sample of z (training, acting), the mode
+# (evaluation), or no z at all (a prior that only the KL reads, through its statistics).
+Draw = Literal["sample", "mode", "stats"]
+# Reverie's layer names (the paper's words) → the official TF2 code's, for the parity suite;
+# checkpoints written under the official names load too (see ``_rename_old_keys``).
+OFFICIAL_NAMES = {"recurrent_in": "img_in", "prior_head": "img_out", "posterior_head": "obs_out"}
 
 
 def latent_dist(state: State) -> OneHotDist | Normal:
@@ -66,17 +74,22 @@ class RSSM(nn.Module):
         stoch_dim = self.stoch * self.classes if self.classes else self.stoch
         stats_dim = stoch_dim if self.classes else 2 * self.stoch
         self.feat_dim = self.deter + stoch_dim
-        self.img_in = nn.Sequential(nn.Linear(stoch_dim + action_dim, config.hidden), nn.ELU())
+        # Recurrent model h_t = f(h_{t−1}, z_{t−1}, a_{t−1}): an MLP of (z, a) into the GRU.
+        self.recurrent_in = nn.Sequential(nn.Linear(stoch_dim + action_dim, config.hidden), nn.ELU())
         self.gru = GRUCell(config.hidden, self.deter, layer_norm=config.layer_norm)
-        self.img_out = nn.Sequential(nn.Linear(self.deter, config.hidden), nn.ELU(), nn.Linear(config.hidden, stats_dim))
-        self.obs_out = nn.Sequential(
+        # Prior (transition predictor) p(z_t | h_t) and posterior (representation model)
+        # q(z_t | h_t, e_t): each an MLP to the latent's statistics.
+        self.prior_head = nn.Sequential(nn.Linear(self.deter, config.hidden), nn.ELU(),
+                                        nn.Linear(config.hidden, stats_dim))
+        self.posterior_head = nn.Sequential(
             nn.Linear(self.deter + embed_dim, config.hidden), nn.ELU(), nn.Linear(config.hidden, stats_dim)
         )
         self.apply(official_init)
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     @property
     def device(self) -> torch.device:
-        return self.img_in[0].weight.device
+        return self.recurrent_in[0].weight.device
 
     def initial(self, batch_size: int) -> State:
         """The all-zero state of the official code, ``[batch_size, ...]``."""
@@ -92,15 +105,15 @@ class RSSM(nn.Module):
         stoch = state["stoch"].flatten(-2) if self.classes else state["stoch"]
         return torch.cat([state["deter"], stoch.to(state["deter"].dtype)], -1)
 
-    def get_dist(self, state: State) -> OneHotDist | Normal:
-        return latent_dist(state)
-
     def observe(
-        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: State | None = None
+        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: State | None = None,
+        draw: Draw = "sample",
     ) -> tuple[State, State]:
         """Posterior and prior over a sequence. ``embed [B, T, E]``, ``action [B, T, A]`` (the
         action that led to step t), ``is_first [B, T]`` → ``(post, prior)`` each ``[B, T, ...]``;
-        ``prior`` holds ``deter`` and the statistics, no ``stoch`` (only the KL uses it)."""
+        ``prior`` holds ``deter`` and the statistics, no ``stoch`` (only the KL uses it).
+        Where ``is_first`` the previous state and action are reset to zero (the initial state),
+        as in the official code. ``draw="mode"`` makes the posterior path deterministic."""
         if state is None:
             state = self.initial(embed.shape[0])
         # The embedding's share of the posterior layer, for all T in one matrix product;
@@ -109,7 +122,7 @@ class RSSM(nn.Module):
         deter_weight = self._deter_weight()  # sliced once: one slice backward, not one per step
         posts, priors = [], []
         for t, keep in enumerate(_keep_masks(is_first)):
-            state, prior = self._obs_step(state, action[:, t], embed_proj[:, t], keep, True, deter_weight)
+            state, prior = self._obs_step(state, action[:, t], embed_proj[:, t], keep, draw, deter_weight)
             posts.append(state)
             priors.append(prior)
         return stack_states(posts), stack_states(priors)
@@ -124,76 +137,72 @@ class RSSM(nn.Module):
             priors.append(state)
         return stack_states(priors)
 
-    def obs_step(
-        self, prev_state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
-        sample: bool = True,
-    ) -> tuple[State, State]:
-        """One posterior step ``[B, ...]`` → ``(post, prior)`` (``prior`` without ``stoch``, as in
-        ``observe``). Where ``is_first`` the previous
-        state and action are reset to zero (the initial state), as in the official code."""
-        return self._obs_step(prev_state, prev_action, self._embed_proj(embed), _keep_masks(is_first[:, None])[0],
-                              sample, self._deter_weight())
-
     def post_step(
         self, prev_state: State, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
-        sample: bool = True,
+        draw: Draw = "sample",
     ) -> State:
-        """``obs_step`` without the prior: the posterior ``[B, ...]`` only, for acting.
-
-        The same deter and posterior as ``obs_step`` (the prior's statistics and sample are
-        not computed, which saves two layers and a sample per environment step).
-        """
+        """One posterior step ``[B, ...]``, for acting: the same deter and posterior as a step
+        of ``observe`` (where ``is_first`` the previous state and action are reset to zero, the
+        initial state, as in the official code), without the prior's layers and sample."""
         prev_state, prev_action = _reset(prev_state, prev_action, _keep_masks(is_first[:, None])[0])
         deter = self._deter_step(prev_state, prev_action)
-        return self._post_from_deter(deter, self._embed_proj(embed), sample, self._deter_weight())
+        return self._post_from_deter(deter, self._embed_proj(embed), draw, self._deter_weight())
 
     def _embed_proj(self, embed: torch.Tensor) -> torch.Tensor:
         """W_e·embed + b of the posterior's first layer, W = [W_d | W_e] over concat(deter, embed)."""
-        layer = self.obs_out[0]
+        layer = self.posterior_head[0]
         return F.linear(embed, layer.weight[:, self.deter:], layer.bias)
 
     def _deter_weight(self) -> torch.Tensor:
         """W_d, the deter share of the posterior's first layer ``[hidden, deter]``."""
-        return self.obs_out[0].weight[:, : self.deter]
+        return self.posterior_head[0].weight[:, : self.deter]
 
     def _obs_step(
         self, prev_state: State, prev_action: torch.Tensor, embed_proj: torch.Tensor, keep: torch.Tensor | None,
-        sample: bool, deter_weight: torch.Tensor,
+        draw: Draw, deter_weight: torch.Tensor,
     ) -> tuple[State, State]:
         prev_state, prev_action = _reset(prev_state, prev_action, keep)
         # The prior enters only the KL (through its statistics): no sample is drawn for it.
-        prior = self.img_step(prev_state, prev_action, sample=None)
-        return self._post_from_deter(prior["deter"], embed_proj, sample, deter_weight), prior
+        prior = self.img_step(prev_state, prev_action, draw="stats")
+        return self._post_from_deter(prior["deter"], embed_proj, draw, deter_weight), prior
 
-    def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, sample: bool,
+    def _post_from_deter(self, deter: torch.Tensor, embed_proj: torch.Tensor, draw: Draw,
                          deter_weight: torch.Tensor) -> State:
         hidden = embed_proj + F.linear(deter, deter_weight)
-        return {"deter": deter, **self._stoch_state(self.obs_out[1:](hidden), sample)}
+        return {"deter": deter, **self._stoch_state(self.posterior_head[1:](hidden), draw)}
 
-    def img_step(self, prev_state: State, prev_action: torch.Tensor, sample: bool | None = True) -> State:
+    def img_step(self, prev_state: State, prev_action: torch.Tensor, draw: Draw = "sample") -> State:
         """One prior step ``[B, ...]``: z_{t−1}, a_{t−1}, h_{t−1} → h_t, p(z_t | h_t), z_t
-        (``sample=None``: h_t and the statistics only, no z_t)."""
+        (``draw="stats"``: h_t and the statistics only, no z_t)."""
         deter = self._deter_step(prev_state, prev_action)
-        return {"deter": deter, **self._stoch_state(self.img_out(deter), sample)}
+        return {"deter": deter, **self._stoch_state(self.prior_head(deter), draw)}
 
     def _deter_step(self, prev_state: State, prev_action: torch.Tensor) -> torch.Tensor:
         """h_t = GRU(h_{t−1}, MLP(z_{t−1}, a_{t−1})) ``[B, deter]``."""
         stoch = prev_state["stoch"].flatten(-2) if self.classes else prev_state["stoch"]
-        return self.gru(self.img_in(torch.cat([stoch, prev_action], -1)), prev_state["deter"])
+        return self.gru(self.recurrent_in(torch.cat([stoch, prev_action], -1)), prev_state["deter"])
 
-    def _stoch_state(self, stats: torch.Tensor, sample: bool | None) -> State:
+    def _stoch_state(self, stats: torch.Tensor, draw: Draw) -> State:
         """Network statistics → ``{"stoch", "logits"}`` or ``{"stoch", "mean", "std"}``, float32;
-        ``stoch`` is a sample (``sample=True``), the mode (False) or left out (None)."""
+        ``stoch`` is a sample (``draw="sample"``), the mode (``"mode"``) or left out (``"stats"``)."""
         stats = stats.float()
         if self.classes:
             logits = stats.unflatten(-1, (self.stoch, self.classes))
-            if sample is None:
+            if draw == "stats":
                 return {"logits": logits}
             dist = OneHotDist(logits, event_dims=2)
-            return {"stoch": dist.sample() if sample else dist.mode(), "logits": logits}
+            return {"stoch": dist.sample() if draw == "sample" else dist.mode(), "logits": logits}
         mean, std = stats.chunk(2, -1)
         std = 2 * torch.sigmoid(std / 2) + self.min_std  # official code
-        if sample is None:
+        if draw == "stats":
             return {"mean": mean, "std": std}
         dist = Normal(mean, std, event_dims=1)
-        return {"stoch": dist.rsample() if sample else dist.mode(), "mean": mean, "std": std}
+        return {"stoch": dist.rsample() if draw == "sample" else dist.mode(), "mean": mean, "std": std}
+
+
+def _rename_old_keys(state_dict: dict, prefix: str, *args) -> None:
+    """Load-time hook: parameters saved under the official names (``img_in``, ``img_out``,
+    ``obs_out``; Reverie before the rename) are read under the paper's names."""
+    for new, old in OFFICIAL_NAMES.items():
+        for key in [k for k in state_dict if k.startswith(f"{prefix}{old}.")]:
+            state_dict[f"{prefix}{new}." + key[len(f"{prefix}{old}."):]] = state_dict.pop(key)
