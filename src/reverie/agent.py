@@ -17,12 +17,11 @@ import torch
 
 from reverie.behavior.actor_critic import ActorCritic
 from reverie.config import Config
+from reverie.contracts import Batch, PolicyState, State
 from reverie.nn.optim import Optimizer
 from reverie.utils import resolve_device
 from reverie.world_model.model import WorldModel
-from reverie.world_model.rssm import State
 
-PolicyState = tuple[State, torch.Tensor]  # (latent state [N, ...], previous action [N, A])
 MODES = ("train", "eval", "random")
 
 
@@ -40,7 +39,11 @@ class Agent:
         # choice (``reverie.runtime.configure``).
         self.world_model = WorldModel(config, obs_space, act_space)
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
+        # The three optimizers, in one place: world model, actor, critic (each its own
+        # clipping, decay and schedule; the slow critic is never trained).
         self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
+        self.actor_opt = Optimizer("actor", self.behavior.actor.parameters(), config.behavior.actor_opt)
+        self.critic_opt = Optimizer("critic", self.behavior.critic.parameters(), config.behavior.critic_opt)
         self.updates = 0
         # Under bf16, acting keeps bf16 copies of the acting networks' matmul weights (before
         # ``compile`` wraps anything), refreshed when the weights change: autocast would
@@ -90,7 +93,7 @@ class Agent:
 
     # -- learning -------------------------------------------------------------------------
 
-    def train(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train(self, batch: Batch) -> dict[str, float]:
         """One world-model update, then one actor-critic update from its posterior states.
 
         ``batch``: replay arrays ``[B, L, ...]``. Every sequence starts from the RSSM's zero
@@ -104,23 +107,29 @@ class Agent:
         values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist()
         return dict(zip(metrics, values))
 
-    def train_world_model(self, batch: dict[str, Any]) -> tuple[State, dict]:
+    def train_world_model(self, batch: Batch) -> tuple[State, dict[str, torch.Tensor]]:
         """The first half of ``train``: one world-model step. Returns ``(post [B, L, ...]
         (detached), metrics as 0-dim tensors)``; ``updates`` is not advanced."""
-        wm_loss, post, metrics = self.world_model.loss(batch)
+        observed = self.world_model.observe(batch)
+        wm_loss, metrics = self.world_model.loss(observed)
         metrics.update(self.model_opt.step(wm_loss, self.updates))
         # Imagination starts from the detached posteriors: the actor-critic losses cannot
         # reach the representation through the start states.
-        return {k: v.detach() for k, v in post.items()}, metrics
+        return {k: v.detach() for k, v in observed.post.items()}, metrics
 
     def train_behavior(self, post: State, is_terminal: Any) -> dict[str, torch.Tensor]:
         """The second half of ``train``: one actor-critic step imagined from ``post``
-        ``[B, L, ...]`` with ``is_terminal [B, L]``; metrics as 0-dim tensors."""
+        ``[B, L, ...]`` with ``is_terminal [B, L]``: the actor's step, the critic's step, then
+        the slow-critic refresh. Metrics as 0-dim tensors."""
         is_terminal = torch.as_tensor(is_terminal, device=self.device)
         with self._autocast():
-            return self.behavior.update(self.world_model, post, is_terminal, self.updates)
+            losses = self.behavior.losses(self.world_model, post, is_terminal, self.updates)
+            metrics = {**losses.metrics, **self.actor_opt.step(losses.actor, self.updates),
+                       **self.critic_opt.step(losses.critic, self.updates)}
+        self.behavior.update_slow_critic(self.updates)
+        return metrics
 
-    def report(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    def report(self, batch: Batch) -> dict[str, np.ndarray]:
         """``{"openl": uint8 [T, 3·H, n·W, C]}``: truth, open-loop model, error; ``{}`` for a
         model without image observations (nothing to show)."""
         if "image" not in self.world_model.shapes:
@@ -138,8 +147,8 @@ class Agent:
             "critic": b.critic.state_dict(),
             "slow_critic": b.slow_critic.state_dict(),
             "model_opt": self.model_opt.state_dict(),
-            "actor_opt": b.actor_opt.state_dict(),
-            "critic_opt": b.critic_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
         }
 
@@ -150,8 +159,8 @@ class Agent:
         b.critic.load_state_dict(state["critic"])
         b.slow_critic.load_state_dict(state["slow_critic"])
         self.model_opt.load_state_dict(state["model_opt"])
-        b.actor_opt.load_state_dict(state["actor_opt"])
-        b.critic_opt.load_state_dict(state["critic_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates = int(state["updates"])
 
     def _autocast(self) -> torch.autocast:

@@ -48,7 +48,7 @@ def reached(agent):
 
 def behavior_losses(agent, step=0):
     batch = random_batch()
-    _, post, _ = agent.world_model.loss(batch)
+    post = agent.world_model.observe(batch).post
     start = {k: v.detach() for k, v in post.items()}
     is_terminal = torch.as_tensor(batch["is_terminal"])
     return agent.behavior.losses(agent.world_model, start, is_terminal, step)
@@ -56,7 +56,7 @@ def behavior_losses(agent, step=0):
 
 def test_world_model_loss_reaches_no_actor_or_critic_parameter():
     agent = make_agent()
-    loss, *_ = agent.world_model.loss(random_batch())
+    loss, _ = agent.world_model.loss(agent.world_model.observe(random_batch()))
     loss.backward()
     assert reached(agent) == {"world_model"}
 
@@ -103,11 +103,12 @@ def test_rho_zero_backpropagates_through_imagination_into_the_actions():
 def test_actor_critic_update_does_not_change_the_world_model(rho):
     agent = make_agent(f"behavior.reinforce_mix={rho}")
     batch = random_batch()
-    _, post, _ = agent.world_model.loss(batch)
+    post = agent.world_model.observe(batch).post
     before = {k: v.clone() for k, v in agent.world_model.state_dict().items()}
     slow_before = [p.clone() for p in agent.behavior.slow_critic.parameters()]
     start = {k: v.detach() for k, v in post.items()}
-    agent.behavior.update(agent.world_model, start, torch.as_tensor(batch["is_terminal"]), step=1)
+    agent.updates = 1
+    agent.train_behavior(start, batch["is_terminal"])
     assert all(torch.equal(v, before[k]) for k, v in agent.world_model.state_dict().items())
     assert all(p.grad is None for p in agent.world_model.parameters())
     # Step 1 is not a refresh step: the slow critic is untouched too.

@@ -44,7 +44,7 @@ def reached(term, grad_heads=("image", "reward", "discount"), obs="image"):
              "is_last": np.zeros((B, L), bool), "is_terminal": rng.random((B, L)) < 0.3}
     if obs == "mixed":
         batch["vector"] = rng.normal(size=(B, L, 3)).astype(np.float32)
-    loss, *_ = model.loss(batch)
+    loss, _ = model.loss(model.observe(batch))
     loss.backward()
     return {name for name, module in groups(model).items()
             if any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())}

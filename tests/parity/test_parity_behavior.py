@@ -69,7 +69,7 @@ def start(pair):
     batch = synthetic_batch(3, 10, seed=8)
     assert batch["is_terminal"].any(), "the batch must hold a terminal start state"
     with torch.no_grad():
-        _, post, _ = pair.wm.loss(batch)
+        post = pair.wm.observe(batch).post
     return {k: v.detach() for k, v in post.items()}, batch["is_terminal"]
 
 

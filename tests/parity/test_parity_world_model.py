@@ -56,7 +56,7 @@ def losses(pair: Pair, batch):
     draws = Draws()
     zero_grads(pair.wm)
     with draws.record():
-        loss, _, metrics = pair.wm.loss(batch)
+        loss, metrics = pair.wm.loss(pair.wm.observe(batch))
     loss.backward()
     steps = batch["is_first"].shape[1]
     order = [t for t in range(steps) for _ in range(2)]  # the official code also samples each prior

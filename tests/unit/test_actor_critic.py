@@ -15,6 +15,7 @@ from reverie.behavior.actor_critic import (
     imagine,
 )
 from reverie.config import BehaviorConfig
+from reverie.nn.optim import Optimizer
 from reverie.nn.distributions import Normal
 
 FEAT = 6
@@ -75,6 +76,22 @@ def _setup(horizon=4, discount_head=None, act_space=None, **behavior):
     start = {"deter": torch.randn(2, 3, FEAT)}  # [B=2, L=3]
     is_terminal = torch.zeros(2, 3, dtype=torch.bool)
     return config, ac, wm, start, is_terminal
+
+
+class Step:
+    """One actor-critic training step as ``Agent.train_behavior`` does it: the two losses, an
+    optimizer step each (the agent holds the optimizers), then the slow-critic refresh."""
+
+    def __init__(self, ac):
+        self.ac = ac
+        self.actor_opt = Optimizer("actor", ac.actor.parameters(), ac.config.actor_opt)
+        self.critic_opt = Optimizer("critic", ac.critic.parameters(), ac.config.critic_opt)
+
+    def __call__(self, wm, start, is_terminal, step):
+        losses = self.ac.losses(wm, start, is_terminal, step)
+        metrics = {**losses.metrics, **self.actor_opt.step(losses.actor, step), **self.critic_opt.step(losses.critic, step)}
+        self.ac.update_slow_critic(step)
+        return metrics
 
 
 def test_imagine_shapes_time_major():
@@ -166,8 +183,9 @@ def test_critic_loss_is_weighted_gaussian_nll_on_detached_features():
 
 def test_slow_critic_equals_critic_at_each_interval_and_differs_between():
     config, ac, wm, start, is_terminal = _setup(horizon=3, slow_critic_every=2)
+    update = Step(ac)
     for step in range(5):
-        ac.update(wm, start, is_terminal, step)
+        update(wm, start, is_terminal, step)
         same = all(torch.equal(s, c) for s, c in zip(ac.slow_critic.parameters(), ac.critic.parameters()))
         assert same == (step % 2 == 0), step
     assert all(p.grad is None and not p.requires_grad for p in ac.slow_critic.parameters())
@@ -175,9 +193,10 @@ def test_slow_critic_equals_critic_at_each_interval_and_differs_between():
 
 def test_slow_critic_fraction_mixes_after_the_first_copy():
     config, ac, wm, start, is_terminal = _setup(horizon=3, slow_critic_every=1, slow_critic_fraction=0.25)
-    ac.update(wm, start, is_terminal, 0)
+    update = Step(ac)
+    update(wm, start, is_terminal, 0)
     old = [p.clone() for p in ac.slow_critic.parameters()]
-    ac.update(wm, start, is_terminal, 1)
+    update(wm, start, is_terminal, 1)
     for slow, fast, before in zip(ac.slow_critic.parameters(), ac.critic.parameters(), old):
         torch.testing.assert_close(slow, 0.25 * fast + 0.75 * before)
 
@@ -190,7 +209,7 @@ def test_update_continuous_actor_trains_and_leaves_world_model_alone(rho):
     assert not ac.actor.discrete
     before = [p.clone() for p in wm.parameters()]
     actor_before = [p.clone() for p in ac.actor.parameters()]
-    metrics = ac.update(wm, start, is_terminal, 0)
+    metrics = Step(ac)(wm, start, is_terminal, 0)
     assert all(torch.isfinite(v) for v in metrics.values())
     assert all(torch.equal(p, b) and p.grad is None for p, b in zip(wm.parameters(), before))
     assert any(not torch.equal(p, b) for p, b in zip(ac.actor.parameters(), actor_before))
@@ -207,7 +226,7 @@ def test_actor_runs_once_per_imagined_step_and_the_loss_reuses_its_outputs(rho):
     config, ac, wm, start, is_terminal = _setup(horizon=4, reinforce_mix=rho)
     traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)
     # The rollout's outputs at states 0..H−1 are the actor's outputs there, with their graph.
-    torch.testing.assert_close(traj["policy"], ac.actor.mlp(traj["feat"][:-1]).detach())
+    torch.testing.assert_close(traj["actor_out"], ac.actor.mlp(traj["feat"][:-1]).detach())
     calls = []
     ac.actor.mlp.register_forward_hook(lambda module, inp, out: calls.append(tuple(inp[0].shape)))
     loss_a, _, _ = ac.losses(wm, start, is_terminal, step=0)

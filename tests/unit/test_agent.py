@@ -148,8 +148,8 @@ def test_train_at_the_atari_preset():
 def test_weight_decay_step_shrinks_only_that_optimizers_parameters(name):
     agent = make_agent()
     b = agent.behavior
-    opts = {"model": (agent.model_opt, agent.world_model), "actor": (b.actor_opt, b.actor),
-            "critic": (b.critic_opt, b.critic)}
+    opts = {"model": (agent.model_opt, agent.world_model), "actor": (agent.actor_opt, b.actor),
+            "critic": (agent.critic_opt, b.critic)}
     before = {k: [p.detach().clone() for p in module.parameters()] for k, (_, module) in opts.items()}
     opt, module = opts[name]
     opt.step(0.0 * sum(p.sum() for p in module.parameters()), step=0)  # zero gradient everywhere

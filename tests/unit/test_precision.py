@@ -192,7 +192,8 @@ def _compare(trained, overrides, rel_world_model, rel_behavior):
     losses, feats = {}, {}
     for name, agent in agents.items():
         torch.manual_seed(1)
-        _, post, losses[name] = agent.world_model.loss(batch)
+        observed = agent.world_model.observe(batch)
+        post, losses[name] = observed.post, agent.world_model.loss(observed)[1]
         feats[name] = agent.world_model.rssm.get_feat(post).detach()
     above = {name: float(m["image_loss"]) - IMAGE_FLOOR for name, m in losses.items()}
     target = preprocess_image(torch.as_tensor(batch["image"]))

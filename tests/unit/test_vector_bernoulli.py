@@ -34,7 +34,8 @@ def test_world_model_image_loss_is_the_bernoulli_likelihood():
              "reward": np.zeros((2, 5), np.float32), "is_first": np.eye(5, dtype=bool)[[0, 0]],
              "is_last": np.zeros((2, 5), bool), "is_terminal": np.zeros((2, 5), bool)}
     torch.manual_seed(0)
-    _, post, metrics = wm.loss(batch)
+    observed = wm.observe(batch)
+    post, (_, metrics) = observed.post, wm.loss(observed)
     logits = wm.heads["decoder"].mlp(wm.rssm.get_feat(post))
     target = torch.as_tensor(batch["vector"])
     by_hand = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum") / 10

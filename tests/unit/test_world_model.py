@@ -88,7 +88,9 @@ def test_every_preset_trains_one_adam_step_at_debug_size(preset):
     model = WorldModel(config, obs_space, act_space)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
-    loss, post, metrics = model.loss(random_batch(obs_space, act_space))
+    observed = model.observe(random_batch(obs_space, act_space))
+    loss, metrics = model.loss(observed)
+    post = observed.post
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -109,7 +111,9 @@ def test_observation_kinds_shapes(obs, presets):
     batch = random_batch(obs_space, gym.spaces.Discrete(3))
     embed = model.encoder(model.preprocess(batch))
     assert embed.shape == (B, L, model.encoder.out_dim)
-    loss, post, metrics = model.loss(batch)
+    observed = model.observe(batch)
+    loss, metrics = model.loss(observed)
+    post = observed.post
     dists = model.heads["decoder"](model.rssm.get_feat(post))
     assert set(dists) == set(obs_space)
     if "image" in dists:
@@ -132,7 +136,7 @@ def test_observation_kinds_shapes(obs, presets):
 def test_loss_is_the_weighted_sum_of_its_terms():
     model = debug_model(overrides=["world_model.kl.scale=0.3", "world_model.loss_scales.discount=5"])
     torch.manual_seed(1)
-    loss, _, m = model.loss(random_batch({"image": image_space()}, gym.spaces.Discrete(3)))
+    loss, m = model.loss(model.observe(random_batch({"image": image_space()}, gym.spaces.Discrete(3))))
     expected = 0.3 * m["kl_loss"] + m["image_loss"] + m["reward_loss"] + 5 * m["discount_loss"]
     torch.testing.assert_close(loss.detach(), expected)
     assert m["model_kl"] == pytest.approx(m["kl_loss"].item(), rel=1e-5)  # free = 0
@@ -158,7 +162,7 @@ def test_openl_video():
 
 def test_bf16_losses_stay_float32():
     model = debug_model(overrides=["precision=bf16"])
-    loss, _, metrics = model.loss(random_batch({"image": image_space()}, gym.spaces.Discrete(3)))
+    loss, metrics = model.loss(model.observe(random_batch({"image": image_space()}, gym.spaces.Discrete(3))))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 

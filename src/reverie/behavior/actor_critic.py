@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from gymnasium import spaces
@@ -25,13 +26,20 @@ from torch import nn
 
 from reverie.behavior.returns import lambda_return
 from reverie.config import ActorConfig, BehaviorConfig, CriticConfig
+from reverie.contracts import State, Trajectory
 from reverie.errors import ConfigError
 from reverie.nn.distributions import Normal, OneHotDist, TruncNormalDist
 from reverie.nn.layers import MLP
-from reverie.nn.optim import Optimizer
 from reverie.schedules import parse_schedule
 
-Trajectory = dict[str, torch.Tensor]
+
+class BehaviorLosses(NamedTuple):
+    """The two losses of one actor-critic step (disjoint graphs: the actor's reaches only the
+    actor, the critic's only the critic) and their metrics (detached 0-dim tensors)."""
+
+    actor: torch.Tensor
+    critic: torch.Tensor
+    metrics: dict[str, torch.Tensor]
 
 
 class Actor(nn.Module):
@@ -110,8 +118,8 @@ def imagine(
     ``start``: RSSM state dict of ``[B, L, ...]`` tensors (detached here); ``is_terminal``:
     ``[B, L]``. Returns time-major tensors for T = horizon + 1 states:
     ``feat`` ``[T, N, F]``, ``action`` ``[T, N, A]`` (``action[0]`` zeros), ``reward``,
-    ``discount``, ``weight`` ``[T, N]``, and ``policy`` ``[T − 1, N, out]``: the actor's
-    raw outputs at states 0..H−1, with their graph to the actor's parameters (built even
+    ``discount``, ``weight`` ``[T, N]``, and ``actor_out`` ``[T − 1, N, out]``: the actor
+    network's raw outputs at states 0..H−1, with their graph to the actor's parameters (built even
     when the rollout itself runs without gradients), so that ``actor_loss`` does not run
     the actor a second time on the same states.
 
@@ -138,7 +146,7 @@ def imagine(
         actions.append(action)
     feat = torch.stack(feats, 0)
     with torch.enable_grad():
-        policy = torch.stack(outs, 0)
+        actor_out = torch.stack(outs, 0)
     reward = world_model.heads["reward"](feat).mean.float()
     first = discount * (1.0 - is_terminal.reshape(1, -1).float())
     if "discount" in world_model.heads:
@@ -146,8 +154,8 @@ def imagine(
     else:
         disc = torch.cat([first, torch.full_like(reward[1:], discount)], 0)
     weight = torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc[:-1]], 0), 0).detach()
-    return {"feat": feat, "action": torch.stack(actions, 0), "reward": reward, "discount": disc, "weight": weight,
-            "policy": policy}
+    return Trajectory(feat=feat, action=torch.stack(actions, 0), reward=reward, discount=disc, weight=weight,
+                      actor_out=actor_out)
 
 
 def critic_target(traj: Trajectory, slow_critic: Critic, lambda_: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,9 +182,9 @@ def actor_loss(
     Only terms with non-zero weight are built, so ρ = 1 needs no graph through the
     dynamics. Metrics ``actor_reinforce``/``actor_dynamics`` are the means of the two
     objectives (0 where that term is not built). The policy at states 0..H−2 is the
-    rollout's (``traj["policy"]``, the same function of the same detached features).
+    rollout's (``traj["actor_out"]``, the same function of the same detached features).
     """
-    policy = actor.dist(traj["policy"][:-1])
+    policy = actor.dist(traj["actor_out"][:-1])
     zero = target.new_zeros(())
     reinforce = dynamics = zero
     objective = torch.zeros_like(target[1:])
@@ -210,7 +218,9 @@ def critic_loss(critic: Critic, traj: Trajectory, target: torch.Tensor) -> tuple
 
 
 class ActorCritic(nn.Module):
-    """Actor, critic and slow critic with their two optimizers; ``update`` is one training step.
+    """Actor, critic and slow critic; ``losses`` builds one training step's two losses (the
+    agent holds the optimizers, all three in one place) and ``update_slow_critic`` refreshes
+    the slow critic after the critic's step.
 
     The slow critic (the paper's target network) gives the λ-targets and the Reinforce
     baseline. It is refreshed from the critic every ``slow_critic_every`` updates, mixing
@@ -229,43 +239,28 @@ class ActorCritic(nn.Module):
         self.actor = Actor(feat_size, act_space, config.actor)
         self.critic = Critic(feat_size, config.critic)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.to(device)  # before the optimizers are built around the parameters
-        self.actor_opt = Optimizer("actor", self.actor.parameters(), config.actor_opt)
-        self.critic_opt = Optimizer("critic", self.critic.parameters(), config.critic_opt)
+        self.to(device)
         self.reinforce_mix = parse_schedule(config.reinforce_mix)
         self.entropy_scale = parse_schedule(config.entropy)
 
-    def losses(
-        self, world_model: nn.Module, start: dict[str, torch.Tensor], is_terminal: torch.Tensor, step: int
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """``(actor_loss, critic_loss, metrics)`` from the posterior states ``start`` ``[B, L, ...]``.
-
-        The two losses have disjoint graphs and reach only the actor and only the critic.
-        Schedules (ρ, η) are evaluated at ``step``.
+    def losses(self, world_model: nn.Module, start: State, is_terminal: torch.Tensor, step: int) -> BehaviorLosses:
+        """The actor's and the critic's loss from the posterior states ``start`` ``[B, L, ...]``
+        imagined forward. Schedules (ρ, η) are evaluated at ``step``.
         """
         rho, eta = self.reinforce_mix(step), self.entropy_scale(step)
         # With ρ = 1 nothing differentiates through the imagined trajectory: skip its graph.
         with frozen(world_model), torch.set_grad_enabled(rho < 1):
             traj = imagine(world_model, self.actor, start, is_terminal, self.config.horizon, self.config.discount)
             target, value = critic_target(traj, self.slow_critic, self.config.return_lambda)
-        loss_a, metrics = actor_loss(self.actor, traj, target, value, rho, eta)
-        loss_c, critic_metrics = critic_loss(self.critic, traj, target)
+        actor_objective, metrics = actor_loss(self.actor, traj, target, value, rho, eta)
+        critic_objective, critic_metrics = critic_loss(self.critic, traj, target)
         metrics.update(critic_metrics, return_mean=target.detach().mean())
-        return loss_a, loss_c, metrics
-
-    def update(
-        self, world_model: nn.Module, start: dict[str, torch.Tensor], is_terminal: torch.Tensor, step: int
-    ) -> dict[str, torch.Tensor]:
-        """One actor step, one critic step, then the slow-critic refresh (when
-        ``step % slow_critic_every == 0``). Returns metrics as 0-dim tensors."""
-        loss_a, loss_c, metrics = self.losses(world_model, start, is_terminal, step)
-        metrics.update(self.actor_opt.step(loss_a, step))
-        metrics.update(self.critic_opt.step(loss_c, step))
-        self.update_slow_critic(step)
-        return metrics
+        return BehaviorLosses(actor_objective, critic_objective, metrics)
 
     @torch.no_grad()
     def update_slow_critic(self, step: int) -> None:
+        """Every ``slow_critic_every`` updates, mix ``slow_critic_fraction`` of the critic into
+        the slow critic (a full copy at step 0), as in the official code."""
         if step % self.config.slow_critic_every == 0:
             mix = 1.0 if step == 0 else self.config.slow_critic_fraction
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):

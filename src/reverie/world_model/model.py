@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from reverie.config import Config, DecoderConfig, EncoderConfig
+from reverie.contracts import Batch, Observed
 from reverie.errors import TaskError
 from reverie.nn.distributions import Bernoulli, Normal
 from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, preprocess_image
 from reverie.spaces import action_dim
 from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
-from reverie.world_model.rssm import RSSM, State, latent_dist
+from reverie.world_model.rssm import RSSM, latent_dist
 
 REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
 
@@ -144,18 +145,22 @@ class WorldModel(nn.Module):
             data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
         return data
 
-    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
-        """Eq. 2 on a batch ``[B, T, ...]``; every sequence starts from the zero state.
-
-        Returns ``(model_loss, post [B, T, ...], metrics)``;
-        metrics are detached 0-dim tensors. ``model_loss = β·kl_loss + Σ_k scale_k·(−mean log p_k)``.
-        """
-        cfg = self.config.world_model
+    def observe(self, batch: Batch) -> Observed:
+        """The forward pass on a batch ``[B, T, ...]``: preprocess, encode, and the posterior
+        and prior over every sequence, each starting from the zero state."""
         data = self.preprocess(batch)
         with self._autocast():
             embed = self.encoder(data)
             post, prior = self.rssm.observe(embed, data["action"], data["is_first"])
             feat = self.rssm.get_feat(post)
+        return Observed(data, post, prior, feat)
+
+    def loss(self, observed: Observed) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 2 on what ``observe`` returned: ``(model_loss, metrics)``, metrics detached
+        0-dim tensors. ``model_loss = β·kl_loss + Σ_k scale_k·(−mean log p_k)``."""
+        cfg = self.config.world_model
+        data, post, prior, feat = observed
+        with self._autocast():
             losses = {f"{name}_loss": -like.mean() for name, like in self._log_likelihoods(feat, data).items()}
         kl, kl_value = kl_loss(post, prior, balance=cfg.kl.balance, free=cfg.kl.free, free_avg=cfg.kl.free_avg)
         scales = {f"{k}_loss": getattr(cfg.loss_scales, k) for k in ("image", "reward", "discount")}
@@ -164,7 +169,7 @@ class WorldModel(nn.Module):
         with torch.no_grad():  # metrics only: no graph
             metrics["prior_ent"] = latent_dist(prior).entropy().mean()
             metrics["post_ent"] = latent_dist(post).entropy().mean()
-        return model_loss, post, {k: v.detach() for k, v in metrics.items()}
+        return model_loss, {k: v.detach() for k, v in metrics.items()}
 
     def _log_likelihoods(self, feat: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-step log-likelihood ``[B, T]`` of each head; heads not in ``grad_heads`` see

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from reverie.config import RSSMConfig
+from reverie.contracts import State
 from reverie.nn.distributions import Normal, OneHotDist
 from reverie.nn.layers import GRUCell, official_init
 
-State = dict[str, torch.Tensor]
 # What a step makes of its latent's statistics: a sample of z (training, acting), the mode
 # (evaluation), or no z at all (a prior that only the KL reads, through its statistics).
 Draw = Literal["sample", "mode", "stats"]
