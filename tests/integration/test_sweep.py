@@ -31,7 +31,7 @@ from reverie.sweep import (
     write_plan,
     write_state,
 )
-from reverie.sweep_status import format_status, run_rows, study_eta
+from reverie.sweep.status import format_status, run_rows, study_eta
 
 # ------------------------------------------------------------------------------------------
 # Fast: everything before Ray.
@@ -54,7 +54,7 @@ def test_bad_task_fails_before_anything_is_scheduled(tmp_path, monkeypatch, caps
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started for an invalid study")
 
-    monkeypatch.setattr("reverie.sweep.start_ray", no_ray)
+    monkeypatch.setattr("reverie.sweep.cli.start_ray", no_ray)
     root = tmp_path / "study"
     code = main(["sweep", "--tasks", "atari_pong,atari_pongg,atari_breakout", "--seeds", "0,1",
                  "--preset", "debug", "--logdir", str(root)])

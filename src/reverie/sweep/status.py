@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reverie.logging import format_duration
-from reverie.sweep import Plan, read_state, read_status, sweep_is_live
+from reverie.sweep.plan import Plan
+from reverie.sweep.state import read_state, read_status, sweep_is_live
 
 COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
 

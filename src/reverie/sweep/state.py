@@ -1,0 +1,74 @@
+"""State on disk: each run's ``status.json`` (written by ``reverie train``), the study's
+``sweep_state.json`` (written only by the sweep process) and its lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from pathlib import Path
+from typing import Any
+
+from reverie.utils import atomic_write_text
+
+STATE_FILE = "sweep_state.json"
+LOCK_FILE = ".sweep.lock"
+
+
+
+def read_status(logdir: Path) -> dict[str, Any]:
+    """A run's ``status.json`` (written atomically by ``reverie train``), ``{}`` if absent."""
+    try:
+        return json.loads((Path(logdir) / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def is_finished(logdir: Path) -> bool:
+    return read_status(logdir).get("state") == "finished"
+
+
+def read_state(root: Path) -> dict[str, Any]:
+    """``sweep_state.json``: ``{"sweep": {...}, "runs": {path: {"state", "attempts", ...}}}``."""
+    try:
+        return json.loads((Path(root) / STATE_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"sweep": {}, "runs": {}}
+
+
+def write_state(root: Path, state: dict[str, Any]) -> None:
+    atomic_write_text(Path(root) / STATE_FILE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+class StudyLock:
+    """An exclusive ``flock`` on ``ROOT/.sweep.lock``; the kernel drops it when the sweep dies,
+    however it dies, so a killed sweep never blocks its own re-run."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / LOCK_FILE
+        self.file = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self.file:
+            self.file.close()  # closing drops the lock
+            self.file = None
+
+
+def sweep_is_live(root: Path) -> bool:
+    """True while some sweep holds the study's lock."""
+    if not (Path(root) / LOCK_FILE).exists():
+        return False
+    lock = StudyLock(root)
+    free = lock.acquire()
+    lock.release()
+    return not free
+
