@@ -18,6 +18,7 @@ import torch
 from reverie.behavior.actor_critic import ActorCritic
 from reverie.config import Config
 from reverie.contracts import Batch, PolicyState, State
+from reverie.nn.layers import autocast
 from reverie.nn.optim import Optimizer
 from reverie.utils import resolve_device
 from reverie.world_model.model import WorldModel
@@ -164,7 +165,7 @@ class Agent:
         self.updates = int(state["updates"])
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+        return autocast(self.device, self.config.precision)
 
 
 class _ActingCopy:

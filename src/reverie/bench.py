@@ -155,14 +155,7 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
         post = timed(wm_ms, device, agent.train_world_model, batch)[0]
         timed(ac_ms, device, agent.train_behavior, post, batch["is_terminal"])
 
-    obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
-    state = [None]
-
-    def act() -> None:
-        with runtime.acting_threads(device):  # as the training loop's Driver acts
-            state[0] = agent.policy(obs, state[0], "train")[1]
-
-    policy_ms = time_ms(act, policy_calls, device, warmup=5)
+    policy_ms = _time_policy(agent, batch, policy_calls, device)
     env = _bench_env(env_task or config.task, env_steps)
     peak = matmul_peak(device, config.precision)
     medians = {"world_model": statistics.median(wm_ms), "actor_critic": statistics.median(ac_ms),
@@ -185,6 +178,18 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
         "projection": {"frames": PAPER_FRAMES, "updates": PAPER_UPDATES, "ms_per_update_cycle": step_ms,
                        "days": PAPER_UPDATES * step_ms / 1e3 / 86400},
     }
+
+
+def _time_policy(agent: Agent, batch: dict[str, np.ndarray], calls: int, device: torch.device) -> list[float]:
+    """Milliseconds of ``calls`` batch-1 policy steps, as the training loop's Driver acts."""
+    obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
+    state = [None]
+
+    def act() -> None:
+        with runtime.acting_threads(device):
+            state[0] = agent.policy(obs, state[0], "train")[1]
+
+    return time_ms(act, calls, device, warmup=5)
 
 
 def _bench_env(task: str, steps: int) -> dict[str, Any]:

@@ -53,10 +53,6 @@ def parse_schedule(spec: float | str) -> Callable[[int], float]:
     return lambda step: (initial - final) * 0.5 ** (step / halflife) + final
 
 
-def schedule_value(spec: float | str, step: int) -> float:
-    return parse_schedule(spec)(step)
-
-
 def _positive(spec: str, duration: float) -> None:
     if not duration > 0 or math.isinf(duration):
         raise ValueError(f"malformed schedule {spec!r}: the duration must be a positive number")

@@ -15,8 +15,8 @@ from reverie.behavior.actor_critic import (
     imagine,
 )
 from reverie.config import BehaviorConfig
-from reverie.nn.optim import Optimizer
 from reverie.nn.distributions import Normal
+from reverie.nn.optim import Optimizer
 
 FEAT = 6
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from reverie.config import ConfigError, load_config, load_config_file, model_changes, preset_names
-from reverie.schedules import schedule_value
+from reverie.schedules import parse_schedule
 
 TABLE_D1 = {
     "run.steps": 50_000_000,
@@ -168,7 +168,7 @@ def test_bad_override_syntax_and_unknown_preset():
     ],
 )
 def test_schedules_evaluate_to_hand_computed_values(spec, step, expected):
-    assert schedule_value(spec, step) == pytest.approx(expected)
+    assert parse_schedule(spec)(step) == pytest.approx(expected)
 
 
 def test_saved_config_round_trips_and_model_changes_are_detected(tmp_path):

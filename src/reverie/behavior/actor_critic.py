@@ -147,6 +147,14 @@ def imagine(
     feat = torch.stack(feats, 0)
     with torch.enable_grad():
         actor_out = torch.stack(outs, 0)
+    reward, disc, weight = _predict(world_model, feat, is_terminal, discount)
+    return Trajectory(feat=feat, action=torch.stack(actions, 0), reward=reward, discount=disc, weight=weight,
+                      actor_out=actor_out)
+
+
+def _predict(world_model: nn.Module, feat: torch.Tensor, is_terminal: torch.Tensor,
+             discount: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reward, discount and weight ``[T, N]`` of imagined features (see ``imagine``)."""
     reward = world_model.heads["reward"](feat).mean.float()
     first = discount * (1.0 - is_terminal.reshape(1, -1).float())
     if "discount" in world_model.heads:
@@ -154,8 +162,7 @@ def imagine(
     else:
         disc = torch.cat([first, torch.full_like(reward[1:], discount)], 0)
     weight = torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc[:-1]], 0), 0).detach()
-    return Trajectory(feat=feat, action=torch.stack(actions, 0), reward=reward, discount=disc, weight=weight,
-                      actor_out=actor_out)
+    return reward, disc, weight
 
 
 def critic_target(traj: Trajectory, slow_critic: Critic, lambda_: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,12 @@ from reverie.errors import ConfigError
 LAYER_NORM_EPS = 1e-3
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The mixed-precision context of ``precision`` (``"bf16"``: matmuls and convolutions in
+    bfloat16 with fp32 accumulation; anything else: fp32, autocast off) on ``device``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def official_init(module: nn.Module) -> None:
     """Keras defaults of the official TF2 code: Glorot-uniform weights, zero biases.
 

@@ -251,14 +251,6 @@ class Replay:
         """Bytes of RAM one stored step takes (all keys, one copy), measured from the arrays."""
         return sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in self._spec.values())
 
-    def stats(self) -> dict[str, float]:
-        """Steps, episodes, bytes per step, RAM held by the arrays (spare rows of the running
-        episode included) and bytes on disk."""
-        ram = sum(value.nbytes for episode in self._episodes for value in episode.data.values())
-        disk = sum(p.stat().st_size for e in self._episodes for p in e.files if p.exists())
-        return {"steps": self._num_steps, "episodes": len(self._episodes), "bytes_per_step": self.bytes_per_step(),
-                "ram_bytes": ram, "disk_bytes": disk}
-
     def state_dict(self) -> dict[str, Any]:
         """JSON-able: counters, the sampling RNG, and the running episode's id and length."""
         return {"step": self._step, "next_id": self._next_id, "num_steps": self._num_steps,

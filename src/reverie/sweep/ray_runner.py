@@ -127,11 +127,7 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
     finished or out of attempts (``1 + retries`` per run per invocation)."""
     import ray
 
-    cluster = ray.cluster_resources()
-    gpus = default_gpus_per_run(cluster) if gpus is None else gpus
-    if gpus > cluster.get("GPU", 0) or cpus > cluster.get("CPU", 0):
-        raise ConfigError(f"a run asks for {cpus:g} CPUs and {gpus:g} GPUs but the Ray cluster has "
-                          f"{cluster.get('CPU', 0):g} and {cluster.get('GPU', 0):g}; lower --cpus-per-run/--gpus-per-run")
+    gpus = _check_fits(ray.cluster_resources(), cpus, gpus)
     # max_retries: Ray re-executes the task if its worker process dies (node lost, Ray's OOM
     # killer); a failed `reverie train` is a normal return and counts against --retries.
     task = ray.remote(run_training).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
@@ -175,6 +171,15 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
     outcome.finished = [r.path for r in plan.runs if runs[r.path]["state"] == "finished"]
     outcome.failed = [r.path for r in plan.runs if runs[r.path]["state"] == "failed"]
     return outcome
+
+
+def _check_fits(cluster: dict[str, float], cpus: float, gpus: float | None) -> float:
+    """The GPUs per run (the default where not given); refuses a run bigger than the cluster."""
+    gpus = default_gpus_per_run(cluster) if gpus is None else gpus
+    if gpus > cluster.get("GPU", 0) or cpus > cluster.get("CPU", 0):
+        raise ConfigError(f"a run asks for {cpus:g} CPUs and {gpus:g} GPUs but the Ray cluster has "
+                          f"{cluster.get('CPU', 0):g} and {cluster.get('GPU', 0):g}; lower --cpus-per-run/--gpus-per-run")
+    return gpus
 
 
 def _queue_unfinished(plan: Plan, runs: dict[str, dict], outcome: Outcome) -> deque[RunSpec]:

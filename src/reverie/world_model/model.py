@@ -17,7 +17,7 @@ from reverie.config import Config, DecoderConfig, EncoderConfig
 from reverie.contracts import Batch, Observed
 from reverie.errors import TaskError
 from reverie.nn.distributions import Bernoulli, Normal
-from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, preprocess_image
+from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, autocast, preprocess_image
 from reverie.spaces import action_dim
 from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
@@ -196,9 +196,8 @@ class WorldModel(nn.Module):
         for head in self.heads.values():
             head.compile(dynamic=False)
 
-    def _autocast(self):
-        enabled = self.config.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def _autocast(self) -> torch.autocast:
+        return autocast(self.device, self.config.precision)
 
     @torch.no_grad()
     def openl_video(self, batch: dict[str, Any], n: int = 4, context: int = 5) -> np.ndarray:
