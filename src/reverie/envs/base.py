@@ -98,6 +98,11 @@ def continuous_action(action: np.ndarray, dim: int) -> np.ndarray:
     return np.clip(action, -1.0, 1.0)
 
 
+def rescale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``[-1, 1]`` → ``[low, high]``, per dimension (the agent's actions to the env's units)."""
+    return low + (action + 1.0) / 2.0 * (high - low)
+
+
 def unit_box(dim: int) -> spaces.Box:
     return spaces.Box(-1.0, 1.0, (dim,), np.float32)
 

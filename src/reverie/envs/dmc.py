@@ -21,6 +21,7 @@ from reverie.envs.base import (
     continuous_action,
     image_box,
     make_obs,
+    rescale_action,
     rng_state,
     set_rng_state,
     unit_box,
@@ -82,7 +83,7 @@ class DMCEnv(Env):
 
     def step(self, action: np.ndarray) -> Obs:
         action = continuous_action(action, self.act_space.shape[0])
-        action = self.low + (action + 1.0) / 2.0 * (self.high - self.low)
+        action = rescale_action(action, self.low, self.high)
         reward, terminal, last = 0.0, False, False
         for _ in range(self.action_repeat):
             time_step = self.env.step(action)

@@ -24,6 +24,7 @@ from reverie.envs.base import (
     discrete_action,
     image_box,
     make_obs,
+    rescale_action,
     resize,
     unit_box,
 )
@@ -67,7 +68,7 @@ class GymEnv(Env):
             return int(space.start) + discrete_action(action, int(space.n))
         action = continuous_action(action, space.shape[0])
         if np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
-            action = space.low + (action + 1.0) / 2.0 * (space.high - space.low)
+            action = rescale_action(action, space.low, space.high)
         return action.astype(space.dtype)
 
     def _convert(self, obs: np.ndarray) -> np.ndarray:
