@@ -21,7 +21,7 @@ from datetime import datetime
 import torch
 import torch.nn.functional as F
 
-from reverie.bench import append_run, machine_info, matmul_peak, time_ms
+from reverie.tools.bench import append_run, machine_info, matmul_peak, time_ms
 
 # (kind, in, out, kernel, input side) of the atari (depth 48) encoder and decoder.
 LAYERS = [("conv", 1, 48, 4, 64), ("conv", 48, 96, 4, 31), ("conv", 96, 192, 4, 14), ("conv", 192, 384, 4, 6),
@@ -62,7 +62,7 @@ def policy_matmul_shapes() -> list[tuple[int, int, int]]:
     from reverie.agent import Agent
     from reverie.config import load_config
     from reverie.nn.layers import conv_out_sizes
-    from reverie.params import task_spaces
+    from reverie.tools.params import task_spaces
 
     config = load_config("atari")
     agent = Agent(config, *task_spaces(config))

@@ -2,7 +2,7 @@
 
 Each subcommand is one small function; heavy imports happen inside it so that
 ``reverie --help`` is instant and needs no optional extra. The work itself lives in the
-module named by the command (``reverie.run.train``, ``reverie.scores``, ...).
+module named by the command (``reverie.run.train``, ``reverie.report.scores``, ...).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args.preset, args.set)
     if args.params:
-        from reverie.params import format_counts, parameter_counts
+        from reverie.tools.params import format_counts, parameter_counts
 
         print(format_counts(parameter_counts(config)))
         return 0
@@ -52,19 +52,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    from reverie.scores import cli_scores
+    from reverie.report.scores import cli_scores
 
     return cli_scores(args)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from reverie.plot import cli_plot
+    from reverie.report.plot import cli_plot
 
     return cli_plot(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from reverie.bench import cli_bench
+    from reverie.tools.bench import cli_bench
 
     return cli_bench(args)
 

@@ -8,7 +8,7 @@ from gymnasium.spaces import Box, Discrete
 
 from reverie.cli import main
 from reverie.config import load_config
-from reverie.params import parameter_counts
+from reverie.tools.params import parameter_counts
 
 TIMES = {"world_model", "actor_critic", "train", "policy"}
 

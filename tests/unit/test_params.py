@@ -4,7 +4,7 @@ import pytest
 
 from reverie.cli import main
 from reverie.config import load_config
-from reverie.params import ORDER, format_counts, parameter_counts
+from reverie.tools.params import ORDER, format_counts, parameter_counts
 
 PARTS = ("encoder", "rssm", "decoder", "reward", "discount", "actor", "critic")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from reverie.plot import (
+from reverie.report.plot import (
     DPI,
     bars_size,
     figure_size,
@@ -15,7 +15,7 @@ from reverie.plot import (
     plot_bars,
     seed_curves,
 )
-from reverie.rundirs import Run
+from reverie.report.rundirs import Run
 
 
 def _run(tmp_path, rows):

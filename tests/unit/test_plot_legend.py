@@ -4,7 +4,7 @@ curves.png cut "DreamerV2 (paper, 200M frames)" off at both sides)."""
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from reverie.plot import DPI, REFERENCES, _grid, _save, figure_size
+from reverie.report.plot import DPI, REFERENCES, _grid, _save, figure_size
 
 
 @pytest.mark.parametrize("panels", [1, 2, 3, 4, 5, 8])

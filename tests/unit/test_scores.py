@@ -9,8 +9,8 @@ import pytest
 
 from reverie.errors import ReverieError, TaskError
 from reverie.games import table_k1
-from reverie.rundirs import Run, final_score, read_jsonl
-from reverie.scores import (
+from reverie.report.rundirs import Run, final_score, read_jsonl
+from reverie.report.scores import (
     PAPER_TABLE1,
     aggregate,
     aggregate_seeds,

@@ -38,8 +38,8 @@ def cli_demo(args: argparse.Namespace) -> int:
     summary = train(config, logdir)
     curve = logdir / "curves.png"
     losses = logdir / "world_model.png"
-    from reverie.plot import plot_curves, plot_world_model
-    from reverie.rundirs import group_variants, load_runs
+    from reverie.report.plot import plot_curves, plot_world_model
+    from reverie.report.rundirs import group_variants, load_runs
 
     groups = group_variants(load_runs([logdir]))
     plot_curves(groups, curve, metric="episode/return")

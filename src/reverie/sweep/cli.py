@@ -22,9 +22,14 @@ def summarize(plan: Plan, out=None) -> list[Path]:
     game) and, for Atari games, ``bars_<preset>.png`` (Figure E1, against Rainbow). With
     several variants also ``scores_variants.md`` and ``curves_variants.png``: the variants side
     by side. Only finished runs count. Returns the files written."""
-    from reverie.plot import plot_bars, plot_curves
-    from reverie.rundirs import group_variants, load_runs
-    from reverie.scores import format_markdown, format_markdown_variants, print_table, reports_from_runs
+    from reverie.report.plot import plot_bars, plot_curves
+    from reverie.report.rundirs import group_variants, load_runs
+    from reverie.report.scores import (
+        format_markdown,
+        format_markdown_variants,
+        print_table,
+        reports_from_runs,
+    )
 
     out, written, finished = out or sys.stdout, [], []
     for preset in plan.presets:

@@ -39,7 +39,7 @@ from reverie import runtime
 from reverie.agent import Agent
 from reverie.config import Config, load_config
 from reverie.errors import ReverieError
-from reverie.params import parameter_counts, task_spaces
+from reverie.tools.params import parameter_counts, task_spaces
 from reverie.utils import atomic_write_text, resolve_device
 
 # The paper's budget (Table 3): 200M frames at action repeat 4 = 50M agent steps, one update

@@ -30,7 +30,7 @@ import numpy as np
 
 from reverie.errors import ReverieError
 from reverie.games import ATARI55, TABLE_NAMES, canonical_game, table_k1
-from reverie.rundirs import variant_label
+from reverie.report.rundirs import variant_label
 
 METRICS = ("gamer_median", "gamer_mean", "record_mean", "clipped_record_mean")
 BASELINES = ("dreamerv2", "rainbow", "iqn")  # Table K1 algorithm columns
@@ -206,7 +206,7 @@ def reports_from_runs(logdirs: list[str], last: int = 10) -> dict[str, Report]:
     variants: a sweep's preset folders). Per variant: final score per seed
     (``rundirs.final_score``), mean over the seeds of each task, aggregates over the Atari
     tasks among the 55."""
-    from reverie.rundirs import group_variants, load_runs
+    from reverie.report.rundirs import group_variants, load_runs
 
     reports, empty = {}, []
     for variant, groups in group_variants(load_runs(logdirs)).items():
@@ -223,7 +223,7 @@ def reports_from_runs(logdirs: list[str], last: int = 10) -> dict[str, Report]:
 
 
 def _report_of_groups(groups: dict[str, dict], last: int) -> Report | None:
-    from reverie.rundirs import final_score
+    from reverie.report.rundirs import final_score
 
     rows, finals, notes = [], {}, []
     for task, seeds in groups.items():

@@ -17,7 +17,7 @@ import numpy as np
 
 from reverie.errors import ReverieError
 from reverie.games import TABLE_NAMES, canonical_game, table_k1
-from reverie.rundirs import variant_label
+from reverie.report.rundirs import variant_label
 
 DPI = 100
 PANEL_INCHES = (4.0, 3.0)  # width, height of one panel
@@ -214,7 +214,7 @@ def plot_world_model(variants: dict[str, dict], out: str | Path) -> Path:
 
 def normalized_difference(game: str, score: float, baseline: float) -> float:
     """Figure E1's bar: the difference in gamer-normalised scores, ``(score − baseline) / (gamer − random)``."""
-    from reverie.scores import normalize
+    from reverie.report.scores import normalize
 
     return normalize(game, score) - normalize(game, baseline)
 
@@ -244,7 +244,7 @@ def plot_bars(scores: dict[str, float], baseline: str, out: str | Path, label: s
 
 def cli_plot(args: argparse.Namespace) -> int:
     """``reverie plot``: curves or world-model losses from LOGDIRs; bars from LOGDIRs or --csv."""
-    from reverie.rundirs import group_variants, load_runs
+    from reverie.report.rundirs import group_variants, load_runs
 
     if Path(args.out).suffix.lower() not in FORMATS:
         raise ReverieError(f"--out {args.out}: the file name must end in {' or '.join(FORMATS)}")
@@ -262,7 +262,7 @@ def cli_plot(args: argparse.Namespace) -> int:
 
 def _bar_scores(args: argparse.Namespace) -> dict[str, float]:
     """Final scores per game for the bars; from runs, the final score uses the last ``--last`` evals."""
-    from reverie.scores import read_scores_csv, report_from_runs
+    from reverie.report.scores import read_scores_csv, report_from_runs
 
     if bool(args.csv) == bool(args.logdirs):
         raise ReverieError("--kind bars needs either run directories or --csv FILE (not both)")
