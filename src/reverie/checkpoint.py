@@ -4,6 +4,12 @@ Layout: ``LOGDIR/checkpoints/<step:012d>/`` with ``agent.pt`` (``tensors``: netw
 optimizers, slow critic, torch RNG; saved with ``torch.save``), ``state.json`` (``meta``:
 counters, replay bookkeeping, env state, numpy/Python RNG) and ``COMPLETE`` (sha256 of both).
 
+The bundle (``save_bundle``/``restore_bundle``) is assembled from the parts of a run, each of
+which owns its state through ``state_dict()``/``load_state_dict()``: the agent, the driver
+(env, observation, policy state, running episode), the replay's bookkeeping, the loop's
+counters and the process's random streams (``RngStreams``). ``BUNDLE_LAYOUT`` says which
+entry goes to which file.
+
 Crash safety: the three files are written and fsynced inside ``checkpoints/.tmp-<step>-<pid>/``,
 ``COMPLETE`` last, and the folder is then renamed into place in one ``os.replace``. So a
 folder named like a step is complete or absent, never half written; leftovers are hidden
@@ -25,7 +31,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,7 +39,8 @@ import torch
 from reverie.errors import CheckpointError
 from reverie.utils import atomic_write_bytes
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "capture_rng", "restore_rng"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "capture_rng", "restore_rng",
+           "Stateful", "RngStreams", "save_bundle", "restore_bundle", "split_arrays", "merge_arrays"]
 
 AGENT, STATE, COMPLETE = "agent.pt", "state.json", "COMPLETE"
 
@@ -66,7 +73,7 @@ def save_checkpoint(logdir: str | Path, step: int, tensors: dict[str, Any], meta
     tmp.mkdir()
     try:
         buffer = io.BytesIO()
-        torch.save(_numpy_to_torch(tensors), buffer)
+        torch.save(_portable(tensors), buffer)
         files = {AGENT: buffer.getvalue(), STATE: json.dumps(meta).encode("utf-8")}
         for name, data in files.items():
             atomic_write_bytes(tmp / name, data)
@@ -158,15 +165,135 @@ def restore_rng(tensors: dict[str, Any], meta: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def _numpy_to_torch(value: Any) -> Any:
-    """numpy arrays (e.g. an env's emulator state) become tensors: ``weights_only`` loading
-    accepts tensors and plain containers, not numpy objects."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
+class Stateful(Protocol):
+    """A part of a run that owns its state: what ``save_bundle`` and ``restore_bundle`` take."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RngStreams:
+    """The process's random streams (torch CPU and CUDA, numpy's global, Python's ``random``)
+    as a part of the bundle: ``capture_rng``/``restore_rng`` in one dict."""
+
+    def state_dict(self) -> dict[str, Any]:
+        tensors, meta = capture_rng()
+        return {**tensors, **meta}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        restore_rng(state, state)  # each reads its own keys
+
+
+# Where each entry of the bundle is stored. The driver's entries sit at the top level (as in
+# every checkpoint so far), the other parts' under their own names. "torch": saved whole in
+# agent.pt; "split": arrays and tensors in agent.pt, the rest in state.json (``split_arrays``);
+# "json": whole in state.json.
+BUNDLE_LAYOUT = {
+    "agent": {"agent": "torch"},
+    "driver": {"env": "split", "obs": "split", "policy_state": "torch", "episode": "json", "mid_episode": "json"},
+    "replay": {"replay": "json"},
+    "loop": {"loop": "json"},
+    "rng": {"rng": "split"},
+}
+
+
+def save_bundle(logdir: str | Path, step: int, parts: dict[str, Stateful], keep: int = 3) -> Path:
+    """Save every part's ``state_dict()`` in one checkpoint (``BUNDLE_LAYOUT`` names the parts).
+    Parts are asked in the given order: pass the RNG streams first, so nothing that saves
+    its state can move them before they are captured."""
+    tensors, meta = {}, {}
+    for name, part in parts.items():
+        state = part.state_dict()
+        for key, kind in BUNDLE_LAYOUT[name].items():
+            value = state if key == name else state[key]
+            if kind == "torch":
+                tensors[key] = value
+                continue
+            arrays, rest = split_arrays(value) if kind == "split" else (None, value)
+            if arrays is not None:
+                tensors[key] = arrays
+            meta[key] = rest
+    return save_checkpoint(logdir, step, tensors, meta, keep=keep)
+
+
+def restore_bundle(checkpoint: Checkpoint, parts: dict[str, Stateful]) -> None:
+    """Load every part from ``checkpoint``, in the reverse order of ``parts`` (the RNG streams,
+    passed first to ``save_bundle``, are restored last, after anything that could draw)."""
+    tensors, meta = checkpoint.tensors, upgrade(checkpoint.meta)
+    for name, part in reversed(parts.items()):
+        state = {}
+        for key, kind in BUNDLE_LAYOUT[name].items():
+            state[key] = tensors.get(key) if kind == "torch" else merge_arrays(tensors.get(key), meta.get(key))
+        part.load_state_dict(state[name] if name in state else state)
+
+
+def upgrade(meta: dict[str, Any]) -> dict[str, Any]:
+    """``state.json`` of older checkpoints in today's names: the running episode's ``ret`` is
+    ``score``; the loop's ``sums`` (``[sum, count]`` lists) are ``train_metrics`` means."""
+    meta = dict(meta)
+    episode = meta.get("episode")
+    if isinstance(episode, dict) and "ret" in episode:
+        meta["episode"] = {("score" if key == "ret" else key): value for key, value in episode.items()}
+    loop = meta.get("loop")
+    if isinstance(loop, dict) and "sums" in loop:
+        sums = loop["sums"]
+        meta["loop"] = {**{k: v for k, v in loop.items() if k != "sums"},
+                        "train_metrics": {key: {"total": total, "count": count} for key, (total, count) in sums.items()}}
+    return meta
+
+
+def split_arrays(state: Any) -> tuple[Any, Any]:
+    """A nested dict as ``(arrays, rest)``: its numpy arrays and torch tensors (same nesting,
+    ``None`` when there are none) and the JSON-able rest. An array leaves ``{"__array__": dtype}``
+    in the rest, so ``merge_arrays`` gives it back as a numpy array of that dtype; a tensor (or
+    a list of tensors: the CUDA RNG states) leaves nothing and comes back as a tensor."""
+    if isinstance(state, dict):
+        pairs = {key: split_arrays(value) for key, value in state.items()}
+        arrays = {key: a for key, (a, _) in pairs.items() if a is not None}
+        rest = {key: r for key, (_, r) in pairs.items() if r is not _TENSOR}
+        return arrays or None, rest
+    if isinstance(state, (np.ndarray, np.generic)):
+        array = np.asarray(state)
+        return array, {_ARRAY: str(array.dtype)}
+    if _is_tensor(state):
+        return state, _TENSOR
+    return None, state
+
+
+def merge_arrays(arrays: Any, rest: Any) -> Any:
+    """Inverse of ``split_arrays`` (the arrays may have come back from disk as tensors)."""
+    if isinstance(rest, dict) and set(rest) == {_ARRAY}:
+        array = arrays.cpu().numpy() if isinstance(arrays, torch.Tensor) else np.asarray(arrays)
+        return array.astype(rest[_ARRAY])  # a copy: nothing shares memory with the checkpoint
+    if isinstance(rest, dict):
+        arrays = arrays or {}
+        merged = {key: merge_arrays(arrays.get(key), value) for key, value in rest.items()}
+        return {**merged, **{key: value for key, value in arrays.items() if key not in rest}}
+    return arrays if rest is None and arrays is not None else rest
+
+
+_ARRAY = "__array__"
+_TENSOR = object()  # split_arrays: a tensor leaves no entry in the JSON-able rest
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) or (
+        isinstance(value, list) and bool(value) and all(isinstance(item, torch.Tensor) for item in value))
+
+
+def _portable(value: Any) -> Any:
+    """The tree as ``torch.save`` should store it: numpy arrays become tensors (``weights_only``
+    loading accepts tensors and plain containers, not numpy objects) and tensors are detached
+    CPU copies (``load_checkpoint``'s ``map_location`` puts them on the run's device)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.array(value, order="C"))  # np.array keeps 0-d arrays 0-d
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
     if isinstance(value, dict):
-        return {key: _numpy_to_torch(item) for key, item in value.items()}
+        return {key: _portable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_numpy_to_torch(item) for item in value)
+        return type(value)(_portable(item) for item in value)
     return value
 
 

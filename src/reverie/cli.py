@@ -2,7 +2,8 @@
 
 Each subcommand is one small function; heavy imports happen inside it so that
 ``reverie --help`` is instant and needs no optional extra. The work itself lives in the
-module named by the command (``reverie.run.train``, ``reverie.report.scores``, ...).
+module named by the command (``reverie.run.train``, ``reverie.report.scores``, ...); what a command
+parses (``reverie train``'s arguments into a config) is resolved here.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
-from reverie.config import load_config
-from reverie.errors import ReverieError, describe_os_error
+from reverie.config import Config, load_config, load_config_file, model_changes
+from reverie.errors import CheckpointError, ReverieError, describe_os_error
 from reverie.runtime import prepare_process
 
 
@@ -40,9 +42,54 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from reverie.run.train import cli_train
+    from reverie.run.train import train
 
-    return cli_train(args)
+    config, logdir = resolve_train_config(args)
+    summary = train(config, logdir)
+    print(f"\nrun finished: {summary['step']:,} agent steps ({summary['frames']:,} frames)")
+    print(f"  metrics:     {logdir / 'metrics.jsonl'}   (tensorboard --logdir {logdir})")
+    print(f"  checkpoint:  {summary['checkpoint']}")
+    print(f"  videos:      {logdir / 'videos'}")
+    return 0
+
+
+def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The config of ``reverie train``: from the logdir when resuming (refusing model changes),
+    else from presets + overrides. ``--task/--seed/--steps`` are overrides of their keys."""
+    overrides = list(args.set or []) + ([f"run.steps={int(args.steps)}"] if args.steps is not None else [])
+    logdir = Path(args.logdir) if args.logdir else None
+    if logdir is not None and (logdir / "config.yaml").exists():
+        return _resumed_config(args, logdir, overrides), logdir
+    overrides += [f"task={args.task}"] if args.task else []
+    overrides += [f"seed={args.seed}"] if args.seed is not None else []
+    config = load_config(args.preset or default_preset(args.task or "atari_pong"), overrides)
+    logdir = logdir or Path("runs") / config.task / str(config.seed)
+    config.logdir = str(logdir)
+    return config, logdir
+
+
+def _resumed_config(args: argparse.Namespace, logdir: Path, overrides: list[str]) -> Config:
+    """The saved config with this command's overrides; refused if they change the model or seed."""
+    old = load_config_file(logdir / "config.yaml")
+    overrides += [f"task={args.task or old.task}", f"seed={old.seed if args.seed is None else args.seed}"]
+    new = load_config(args.preset, overrides) if args.preset else load_config(None, overrides, base=old.to_dict())
+    changed = model_changes(old, new) + (["seed"] if new.seed != old.seed else [])
+    if changed:
+        raise CheckpointError(
+            f"{logdir} holds a run whose model/data settings differ from this command's ({', '.join(changed)}); "
+            f"resuming would change the model. Use a new --logdir, or drop those overrides to resume.")
+    new.logdir = str(logdir)
+    return new
+
+
+SUITE_PRESETS = ("atari", "dmc", "gym", "minatar")  # suites with a preset of their own name
+
+
+def default_preset(task: str) -> str:
+    """The preset of a task without ``--preset``: its suite's own (the prefix of the task
+    name: ``dmc_walker_walk`` trains with ``dmc``), else ``atari``."""
+    suite = task.split("_", 1)[0]
+    return suite if suite in SUITE_PRESETS else "atari"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

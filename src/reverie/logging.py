@@ -96,8 +96,15 @@ def truncate_metrics(path: Path, upto_step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
+STATUS_FILE = "status.json"  # a run's state for `reverie sweep --status` and scripts (docs/ARCHITECTURE.md)
+
+
+def status_path(logdir: str | Path) -> Path:
+    return Path(logdir) / STATUS_FILE
+
+
 def write_status(logdir: Path, **fields: Any) -> None:
-    atomic_write_text(Path(logdir) / "status.json", json.dumps(fields, indent=1) + "\n")
+    atomic_write_text(status_path(logdir), json.dumps(fields, indent=1) + "\n")
 
 
 def save_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:

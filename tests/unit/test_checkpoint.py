@@ -1,4 +1,5 @@
-"""Checkpoints: atomic bundles, completion marker, checksums, weights_only loading, pruning, RNG."""
+"""Checkpoints: atomic bundles, completion marker, checksums, weights_only loading, pruning, RNG,
+the split of states into agent.pt and state.json, the bundle of parts and old names upgraded."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.checkpoint import capture_rng, list_checkpoints, load_checkpoint, restore_rng, save_checkpoint
+from reverie.checkpoint import (
+    capture_rng,
+    list_checkpoints,
+    load_checkpoint,
+    merge_arrays,
+    restore_bundle,
+    restore_rng,
+    save_bundle,
+    save_checkpoint,
+    split_arrays,
+    upgrade,
+)
 from reverie.errors import CheckpointError
 
 
@@ -136,3 +148,61 @@ def test_rng_capture_restore_reproduces_draws(tmp_path):
     torch.testing.assert_close(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert first[2:] == again[2:]
+
+
+def test_split_and_merge_arrays_round_trip_through_disk(tmp_path):
+    state = {"ram": np.arange(6, dtype=np.uint8).reshape(2, 3)[:, ::-1], "scalar": np.float64(2.5), "frames": 7,
+             "nested": {"flag": np.array(True), "name": "x"}, "torch": torch.arange(3), "cuda": [torch.ones(2)],
+             "none": None}
+    arrays, rest = split_arrays(state)
+    assert "torch" not in rest and "cuda" not in rest  # tensors leave no entry in state.json
+    save_checkpoint(tmp_path, 1, {"env": arrays}, {"env": rest})
+    ckpt = load_checkpoint(tmp_path)
+    back = merge_arrays(ckpt.tensors["env"], json.loads(json.dumps(ckpt.meta["env"])))
+    assert back.keys() == state.keys()
+    for key in ("ram", "scalar"):
+        assert type(back[key]) is np.ndarray and back[key].dtype == np.asarray(state[key]).dtype
+        np.testing.assert_array_equal(back[key], state[key])
+    assert back["scalar"].shape == () and back["nested"]["flag"].shape == ()  # 0-d arrays stay 0-d
+    assert back["frames"] == 7 and back["nested"]["name"] == "x" and back["none"] is None
+    assert torch.equal(back["torch"], state["torch"]) and torch.equal(back["cuda"][0], state["cuda"][0])
+
+
+class Part:
+    """A toy part that records the order in which it is restored."""
+
+    def __init__(self, state, log):
+        self.state, self.log = state, log
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, state):
+        self.log.append(state)
+
+
+def test_bundle_layout_and_restore_order(tmp_path):
+    log = []
+    parts = {"rng": Part({"torch": torch.zeros(2), "numpy": [1, 2]}, log), "agent": Part({"w": torch.ones(2)}, log),
+             "loop": Part({"step": 5}, log), "replay": Part({"step": 6}, log),
+             "driver": Part({"env": {"ram": np.arange(3)}, "obs": None, "policy_state": (torch.ones(1),),
+                             "episode": {"score": 1.0, "length": 2}, "mid_episode": True}, log)}
+    save_bundle(tmp_path, 5, parts, keep=1)
+    ckpt = load_checkpoint(tmp_path)
+    # the on-disk layout of every checkpoint so far: the driver's entries at the top level
+    assert set(ckpt.tensors) == {"rng", "agent", "env", "policy_state"}
+    assert set(ckpt.meta) == {"rng", "loop", "replay", "env", "obs", "episode", "mid_episode"}
+    assert ckpt.meta["env"] == {"ram": {"__array__": "int64"}} and ckpt.meta["rng"] == {"numpy": [1, 2]}
+    restore_bundle(ckpt, parts)
+    assert [sorted(state) for state in log] == [["env", "episode", "mid_episode", "obs", "policy_state"], ["step"],
+                                                ["step"], ["w"], ["numpy", "torch"]]  # reversed: the RNG last
+    assert log[1] == {"step": 6} and log[2] == {"step": 5}
+
+
+def test_old_state_json_names_are_upgraded():
+    old = {"episode": {"ret": 3.0, "length": 4},
+           "loop": {"step": 9, "pretrained": True, "sums": {"kl": [3.0, 2]}}, "replay": {"step": 10}}
+    new = upgrade(old)
+    assert new["episode"] == {"score": 3.0, "length": 4}
+    assert new["loop"] == {"step": 9, "pretrained": True, "train_metrics": {"kl": {"total": 3.0, "count": 2}}}
+    assert old["episode"] == {"ret": 3.0, "length": 4} and upgrade(new) == new  # no change in place; idempotent

@@ -8,11 +8,11 @@ import pytest
 
 minatar = pytest.importorskip("minatar")
 
+from reverie.checkpoint import merge_arrays, split_arrays  # noqa: E402
 from reverie.config import load_config  # noqa: E402
 from reverie.envs import make_env  # noqa: E402
 from reverie.envs.minatar import GAMES, MinAtarEnv, minatar_reference  # noqa: E402
 from reverie.errors import TaskError  # noqa: E402
-from reverie.run.train import _merge_arrays, _split_arrays  # noqa: E402
 
 CHANNELS = {"asterix": 4, "breakout": 4, "freeway": 7, "seaquest": 10, "space_invaders": 6}
 
@@ -102,13 +102,13 @@ def test_get_state_continues_the_same_episode(game):
     env = make(game)
     env.reset()
     play(env, actions[:300])
-    tensors, meta = _split_arrays(env.get_state())
+    tensors, meta = split_arrays(env.get_state())
     json.dumps(meta)  # the non-array part goes into the checkpoint's JSON
     expected = [o["vector"] for o in play(env, actions[300:])]
     fresh = make(game, mode="eval")  # another seed: everything must come from the state
     fresh.reset()
     play(fresh, actions[:37])
-    fresh.set_state(_merge_arrays(tensors, meta))
+    fresh.set_state(merge_arrays(tensors, meta))
     got = [o["vector"] for o in play(fresh, actions[300:])]
     assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))
 

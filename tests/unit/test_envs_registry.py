@@ -7,7 +7,16 @@ import pytest
 from gymnasium import spaces
 
 from reverie.config import load_config
-from reverie.envs import action_dim, env_seed, format_tasks, list_tasks, make_env, register, registry
+from reverie.envs import (
+    action_dim,
+    env_seed,
+    eval_seed,
+    format_tasks,
+    list_tasks,
+    make_env,
+    register,
+    registry,
+)
 from reverie.envs.gym import GymEnv
 from reverie.errors import TaskError
 
@@ -82,7 +91,8 @@ def test_register_custom_task():
 
 
 def test_seeds_and_action_dim():
-    assert env_seed(3, "train") == 3 and env_seed(3, "eval") == 10_003
+    assert env_seed(3, "train") == 3 and env_seed(3, "eval") == eval_seed(3, 0) != 3
+    assert env_seed(3, "eval", step=500) == eval_seed(3, 500) != eval_seed(3, 0)
     with pytest.raises(TaskError, match="'train' or 'eval'"):
         env_seed(0, "test")
     assert action_dim(spaces.Discrete(18)) == 18 and action_dim(spaces.Box(-1, 1, (6,))) == 6

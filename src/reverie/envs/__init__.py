@@ -5,8 +5,8 @@
 lazily, so this package imports without ale-py or dm-control.
 """
 
-from reverie.envs.base import EVAL_SEED_OFFSET, Env, action_dim
-from reverie.envs.registry import env_seed, format_tasks, list_tasks, make_env, register
+from reverie.envs.base import Env, action_dim
+from reverie.envs.registry import env_seed, eval_seed, format_tasks, list_tasks, make_env, register
 
 __all__ = ["Env", "make_env", "register", "action_dim", "list_tasks", "format_tasks", "env_seed",
-           "EVAL_SEED_OFFSET"]
+           "eval_seed"]

@@ -22,9 +22,6 @@ from reverie.utils import require
 
 Obs = dict[str, Any]
 
-# Offset of the eval env's seed, so train and eval episodes differ but stay reproducible.
-EVAL_SEED_OFFSET = 10_000
-
 
 class Env:
     """Base class: subclasses set ``obs_space`` and ``act_space`` and implement

@@ -15,7 +15,9 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from reverie.envs.base import EVAL_SEED_OFFSET, Env
+import numpy as np
+
+from reverie.envs.base import Env
 from reverie.errors import TaskError
 from reverie.games import ATARI55
 
@@ -46,16 +48,29 @@ def register(name: str, factory: Factory, overwrite: bool = False) -> None:
     _CUSTOM[name] = factory
 
 
-def env_seed(seed: int, mode: str) -> int:
-    """The train env uses ``seed``; the eval env ``seed + 10_000``, so its episodes differ."""
+def eval_seed(seed: int, step: int) -> int:
+    """The seed of the evaluation at agent step ``step`` of the run seeded ``seed``: the one
+    rule for evaluation seeds. It seeds the eval env and the forked torch RNG its policy draws
+    from, during training and in ``reverie eval`` alike, so the evaluation of a step repeats
+    exactly. Drawn from ``(seed, step)`` by numpy's ``SeedSequence`` into ``[0, 2**31)`` (what
+    every suite's seeding accepts), so no two evaluations of a study and no training env share
+    a stream, as a sum like ``seed + step`` would let them."""
+    return int(np.random.SeedSequence([int(seed), int(step), _EVAL_STREAM]).generate_state(1)[0] % 2**31)
+
+
+_EVAL_STREAM = 1  # the third entropy word: a stream of its own, apart from [seed, step] uses elsewhere
+
+
+def env_seed(seed: int, mode: str, step: int = 0) -> int:
+    """The train env uses ``seed``; the eval env of agent step ``step`` uses ``eval_seed(seed, step)``."""
     if mode not in ("train", "eval"):
         raise TaskError(f"env mode must be 'train' or 'eval', got {mode!r}")
-    return int(seed) + (EVAL_SEED_OFFSET if mode == "eval" else 0)
+    return eval_seed(seed, step) if mode == "eval" else int(seed)
 
 
-def make_env(config: Any, mode: str = "train") -> Env:
-    """Build ``config.task`` with ``config.env`` settings, seeded by ``config.seed`` (and mode)."""
-    return resolve(config.task)(config, env_seed(config.seed, mode))
+def make_env(config: Any, mode: str = "train", step: int = 0) -> Env:
+    """Build ``config.task`` with ``config.env`` settings, seeded by ``env_seed(config.seed, mode, step)``."""
+    return resolve(config.task)(config, env_seed(config.seed, mode, step))
 
 
 def resolve(task: str) -> Factory:

@@ -7,7 +7,7 @@ reset both to the initial state (inside ``rssm.post_step``), so no special case 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,14 +15,18 @@ import numpy as np
 from reverie.runtime import acting_threads
 
 
-@dataclass
+@dataclasses.dataclass
 class Episode:
-    ret: float = 0.0
+    """The totals of one episode: ``score``, its undiscounted return (the sum of raw rewards,
+    logged as ``episode/return``), and ``length`` in agent steps."""
+
+    score: float = 0.0
     length: int = 0
 
 
 class Driver:
-    """Keeps the current observation, the policy state and the running episode's totals."""
+    """Keeps the current observation, the policy state and the running episode's totals, and
+    owns them (with the env's state) through ``state_dict``/``load_state_dict``."""
 
     def __init__(self, env, agent, name: str = ""):
         from reverie.envs import action_dim
@@ -47,13 +51,36 @@ class Driver:
             action, self.policy_state = self.agent.policy(batch_obs(self.obs), self.policy_state, mode)
         action = action[0]
         self.obs = self._checked(self.env.step(action), f"at step {self.episode.length + 1} of an episode")
-        self.episode.ret += float(self.obs["reward"])
+        self.episode.score += float(self.obs["reward"])
         self.episode.length += 1
         transition = {**self.obs, "action": np.asarray(action, np.float32)}
         if self.obs["is_last"]:
             finished, self.obs = self.episode, None
             return transition, finished
         return transition, None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Inside an episode: the env's whole state (``get_state``), the current observation,
+        the policy state and the running episode. At an episode end (no current observation):
+        what the env's next reset draws from (``get_reset_state``), so a resumed run's next
+        episode is the uninterrupted run's, not episode 1 again."""
+        mid_episode = self.obs is not None
+        return {"env": self.env.get_state() if mid_episode else self.env.get_reset_state(), "obs": self.obs,
+                "policy_state": self.policy_state, "episode": dataclasses.asdict(self.episode),
+                "mid_episode": mid_episode}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of ``state_dict``; the policy state's tensors must be on the agent's device
+        (``load_checkpoint(..., map_location=agent.device)`` puts them there)."""
+        env_state = state["env"]
+        if state["mid_episode"] and env_state is not None:  # the env continues its episode exactly
+            self.env.set_state(env_state)
+            self.obs, self.policy_state = state["obs"], state["policy_state"]
+            self.episode = Episode(**state["episode"])
+        elif state["mid_episode"]:  # the env cannot restore its state: a new episode starts (documented)
+            self.obs = None
+        elif env_state is not None:  # between episodes: the next reset continues the env's random streams
+            self.env.set_reset_state(env_state)
 
     def _checked(self, obs: dict[str, Any], when: str) -> dict[str, Any]:
         """Refuse a NaN or infinite reward or observation: the world model would learn from it

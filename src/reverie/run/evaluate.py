@@ -4,7 +4,6 @@ environment of its own, and `reverie eval` on the newest complete checkpoint of 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -17,20 +16,22 @@ from reverie.run.driver import Driver, Episode
 from reverie.utils import isolated_rng
 
 
-def run_episodes(agent, config: Config, episodes: int, seed: int, video_dir: Path | None = None,
+def run_episodes(agent, config: Config, episodes: int, step: int, video_dir: Path | None = None,
                  tag: str = "eval") -> list[Episode]:
-    """Play ``episodes`` full episodes on a fresh eval env seeded with ``seed``.
+    """Play ``episodes`` full episodes: the evaluation of the agent at agent step ``step``.
 
-    Runs under a forked torch RNG seeded with ``seed``: evaluating never changes the random
-    stream of training, so a run's numbers do not depend on how often it was evaluated.
+    The eval env and a forked torch RNG are both seeded with ``eval_seed(config.seed, step)``
+    (the one rule, in ``reverie.envs.registry``): evaluating never changes the random stream
+    of training, so a run's numbers do not depend on how often it was evaluated, and
+    ``reverie eval`` on the checkpoint of step S plays the episodes the run's evaluation at S did.
     """
-    from reverie.envs import make_env
+    from reverie.envs import eval_seed, make_env
 
-    env = make_env(dataclasses.replace(config, seed=seed), "eval")
+    env = make_env(config, "eval", step)
     driver = Driver(env, agent)
     results = []
     try:
-        with isolated_rng(seed):
+        with isolated_rng(eval_seed(config.seed, step)):
             for index in range(episodes):
                 driver.reset()
                 frames = [env.render()] if video_dir else None
@@ -68,14 +69,14 @@ def cli_eval(args: argparse.Namespace) -> int:
     agent.load_state_dict(ckpt.tensors["agent"])
     count = args.episodes or config.run.eval_episodes
     video_dir = logdir / "videos" / f"eval_{ckpt.step:012d}" if args.video else None
-    episodes = run_episodes(agent, config, count, seed=config.seed + 777_777 + ckpt.step, video_dir=video_dir)
+    episodes = run_episodes(agent, config, count, ckpt.step, video_dir=video_dir)
     frames = ckpt.step * config.env.action_repeat
     with open(logdir / "eval.jsonl", "a", encoding="utf-8") as file:
         for index, episode in enumerate(episodes):
-            record = {"step": ckpt.step, "frames": frames, "episode": index, "return": episode.ret, "length": episode.length}
+            record = {"step": ckpt.step, "frames": frames, "episode": index, "return": episode.score, "length": episode.length}
             file.write(json.dumps(record) + "\n")
-            print(f"episode {index}: return {episode.ret:.1f}, length {episode.length}")
-    returns = [e.ret for e in episodes]
+            print(f"episode {index}: return {episode.score:.1f}, length {episode.length}")
+    returns = [e.score for e in episodes]
     print(f"checkpoint {ckpt.path.name} (step {ckpt.step:,}, {frames:,} frames): "
           f"mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
     print(f"results appended to {logdir / 'eval.jsonl'}" + (f"; videos in {video_dir}" if video_dir else ""))

@@ -1,14 +1,17 @@
-"""`reverie train`: prefill, act, learn, log, evaluate, checkpoint; resume on an existing logdir.
+"""``train(config, logdir)``: prefill, act, learn, log, evaluate, checkpoint; resume on an
+existing logdir. ``reverie train`` resolves its arguments into a config in ``reverie.cli``.
 
-Exact resume: everything that influences later numbers is in the checkpoint (networks,
-optimizers, slow critic, counters, RNG states, replay bookkeeping, the environment's state,
-the current observation and policy state, the metric accumulators). Evaluation and videos
-run under a forked torch RNG, so doing them (or not) never shifts the training stream.
+Exact resume: every part that influences later numbers owns its state
+(``state_dict``/``load_state_dict``) and the checkpoint bundle (``reverie.checkpoint``) holds
+them all: the agent (networks, optimizers, slow critic, update count), the driver (the env's
+state, the current observation, the policy state, the running episode), the replay's
+bookkeeping, the loop's counters and metric means (``LoopState``) and the RNG streams. The
+schedules are pure functions of the step (``reverie.run.when``). Evaluation and videos run
+under a forked torch RNG, so doing them (or not) never shifts the training stream.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 import time
@@ -19,83 +22,20 @@ import numpy as np
 import torch
 
 from reverie import runtime
-from reverie.config import Config, load_config, load_config_file, model_changes, validate
-from reverie.errors import CheckpointError, RunError, describe_os_error
+from reverie.checkpoint import (
+    RngStreams,
+    Stateful,
+    list_checkpoints,
+    load_checkpoint,
+    restore_bundle,
+    save_bundle,
+)
+from reverie.config import Config, RunConfig, validate
+from reverie.errors import RunError, describe_os_error
 from reverie.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
-from reverie.run.driver import Driver, Episode
+from reverie.run.driver import Driver
+from reverie.run.when import Before, Every, Once, Ratio
 from reverie.utils import isolated_rng, seed_everything
-
-DEFAULT_PRESETS = {"atari": "atari", "dmc": "dmc", "gym": "gym"}
-
-
-def cli_train(args: argparse.Namespace) -> int:
-    config, logdir = resolve_run_config(args)
-    summary = train(config, logdir)
-    print(f"\nrun finished: {summary['step']:,} agent steps ({summary['frames']:,} frames)")
-    print(f"  metrics:     {logdir / 'metrics.jsonl'}   (tensorboard --logdir {logdir})")
-    print(f"  checkpoint:  {summary['checkpoint']}")
-    print(f"  videos:      {logdir / 'videos'}")
-    return 0
-
-
-def resolve_run_config(args: argparse.Namespace) -> tuple[Config, Path]:
-    """The run's config: from the logdir when resuming (refusing model changes), else from
-    presets + overrides. CLI flags ``--task/--seed/--steps`` are overrides of their keys."""
-    overrides = list(args.set or [])
-    if args.steps is not None:
-        overrides.append(f"run.steps={int(args.steps)}")
-    logdir = Path(args.logdir) if args.logdir else None
-    saved = logdir / "config.yaml" if logdir else None
-    if saved is not None and saved.exists():
-        old = load_config_file(saved)
-        overrides.append(f"task={args.task or old.task}")
-        overrides.append(f"seed={old.seed if args.seed is None else args.seed}")
-        new = load_config(args.preset, overrides) if args.preset else load_config(None, overrides, base=old.to_dict())
-        changed = model_changes(old, new) + (["seed"] if new.seed != old.seed else [])
-        if changed:
-            details = ", ".join(f"{k}" for k in changed)
-            raise CheckpointError(
-                f"{logdir} holds a run whose model/data settings differ from this command's ({details}); "
-                f"resuming would change the model. Use a new --logdir, or drop those overrides to resume."
-            )
-        new.logdir = str(logdir)
-        return new, logdir
-    if args.task:
-        overrides.append(f"task={args.task}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    preset = args.preset
-    if preset is None:
-        task = args.task or "atari_pong"
-        preset = DEFAULT_PRESETS.get(task.split("_", 1)[0], "atari")
-    config = load_config(preset, overrides)
-    logdir = logdir or Path("runs") / config.task / str(config.seed)
-    config.logdir = str(logdir)
-    return config, logdir
-
-
-@dataclasses.dataclass
-class LoopState:
-    """Counters and accumulators of the loop; all of it goes into the checkpoint."""
-
-    step: int = 0
-    episodes: int = 0
-    pretrained: bool = False
-    wall_seconds: float = 0.0
-    last_return: float | None = None
-    last_eval: float | None = None
-    sums: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # name -> [sum, count]
-
-    def add(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            total = self.sums.setdefault(key, [0.0, 0])
-            total[0] += value
-            total[1] += 1
-
-    def means(self) -> dict[str, float]:
-        means = {f"train/{k}": s / n for k, (s, n) in self.sums.items() if n}
-        self.sums = {}
-        return means
 
 
 def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
@@ -106,6 +46,8 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     directory changes until the env, the agent, the checkpoint and the replay have loaded.
     A file-system fault during the run (a full disk) stops it with a ``RunError`` naming the
     fault, the last complete checkpoint and the command that resumes from it.
+
+    Returns ``{"step", "frames", "checkpoint", "last_eval"}``.
     """
     logdir = Path(logdir)
     validate(config)
@@ -137,8 +79,6 @@ def check_logdir(logdir: Path) -> None:
 def stopped_by(error: OSError, logdir: Path) -> RunError:
     """One line for a run stopped by a file-system fault: what failed, the last complete
     checkpoint (atomic, so never a half-written one) and the command that resumes from it."""
-    from reverie.checkpoint import list_checkpoints
-
     complete = list_checkpoints(logdir) if logdir.is_dir() else []
     last = (f"the last complete checkpoint is step {int(complete[-1].name):,} ({complete[-1]})" if complete
             else "there is no complete checkpoint yet, so a resume starts from step 0")
@@ -147,206 +87,230 @@ def stopped_by(error: OSError, logdir: Path) -> RunError:
                     f"then resume with: reverie train --logdir {logdir}")
 
 
+@dataclasses.dataclass
+class Mean:
+    """The mean of the values added since the last log: ``total / count``."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float) -> None:
+        self.total += value
+        self.count += 1
+
+
+@dataclasses.dataclass
+class LoopState:
+    """The loop's counters and metric means; a part of the checkpoint bundle."""
+
+    step: int = 0  # agent steps taken
+    episodes: int = 0  # training episodes finished
+    pretrain: Once = dataclasses.field(default_factory=Once)  # the run.pretrain updates right after prefill
+    wall_seconds: float = 0.0  # wall time of the run's earlier invocations
+    last_return: float | None = None  # of the last training episode
+    last_eval: float | None = None  # mean return of the last evaluation
+    train_metrics: dict[str, Mean] = dataclasses.field(default_factory=dict)  # the agent's metrics since the last log
+    started: float = dataclasses.field(default_factory=time.time)  # when this invocation started (not saved)
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.train_metrics.setdefault(key, Mean()).add(value)
+
+    def means(self) -> dict[str, float]:
+        """``train/<metric>`` means since the last call, which starts new ones."""
+        means = {f"train/{key}": mean.total / mean.count for key, mean in self.train_metrics.items() if mean.count}
+        self.train_metrics = {}
+        return means
+
+    def elapsed(self) -> float:
+        """Wall seconds of the whole run so far, earlier invocations included."""
+        return self.wall_seconds + time.time() - self.started
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "episodes": self.episodes, "pretrained": self.pretrain.done,
+                "wall_seconds": self.elapsed(), "last_return": self.last_return, "last_eval": self.last_eval,
+                "train_metrics": {key: dataclasses.asdict(mean) for key, mean in self.train_metrics.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.episodes, self.pretrain = state["step"], state["episodes"], Once(state["pretrained"])
+        self.wall_seconds, self.started = state["wall_seconds"], time.time()
+        self.last_return, self.last_eval = state["last_return"], state["last_eval"]
+        self.train_metrics = {key: Mean(**mean) for key, mean in state["train_metrics"].items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When the loop does what (``reverie.run.when``), from ``config.run``."""
+
+    explore: Before  # act uniformly at random before run.prefill agent steps (the replay's prefill)
+    train: Ratio  # run.train_steps updates every run.train_every agent steps
+    log: Every  # metrics and status.json
+    video: Every  # open-loop video, on log steps (run.video_every; 0 = every log)
+    eval: Every  # evaluation episodes (run.eval_every; 0 = never)
+    save: Every  # checkpoint (and always at the last step)
+
+    @classmethod
+    def of(cls, run: RunConfig) -> Schedule:
+        return cls(Before(run.prefill), Ratio(run.train_every, run.train_steps), Every(run.log_every),
+                   Every(run.video_every or run.log_every), Every(run.eval_every), Every(run.checkpoint_every))
+
+
 def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
-    from reverie.agent import Agent
-    from reverie.checkpoint import load_checkpoint
     from reverie.envs import make_env
-    from reverie.replay import Replay
 
     runtime.configure(config)  # a run owns its process: threads, memory reuse, TF32
     seed_everything(config.seed, config.deterministic)
     env = make_env(config, "train")
     try:
-        agent = Agent(config, env.obs_space, env.act_space)
-        driver = Driver(env, agent, name=config.task)
-        run = config.run
-        ckpt = load_checkpoint(logdir, map_location=agent.device)
-        # strict: a corrupt chunk the checkpoint needs stops the resume (naming the file)
-        # before anything on disk changes, instead of training on a replay that differs.
-        replay_args = dict(capacity=config.replay.capacity, chunk=config.replay.chunk, seed=config.seed, strict=True)
-        loop = LoopState()
-        if ckpt is not None:
-            loop = _restore(ckpt, agent, driver)
-            replay = Replay.load(logdir / "replay", upto_step=ckpt.meta["replay"]["step"], **replay_args)
-            replay.load_state_dict(ckpt.meta["replay"])
-        else:
-            replay = Replay.load(logdir / "replay", upto_step=0, **replay_args)  # clears a run killed before its first checkpoint
-        config.save(logdir / "config.yaml")
-        truncate_metrics(logdir / "metrics.jsonl", loop.step)
-        logger = MetricsLogger(logdir, config.env.action_repeat)
+        trainer = _open(config, logdir, env, quiet)
     except BaseException:
         env.close()
         raise
-
-    progress = Progress(run.steps, config.env.action_repeat)
-    start_time, start_step, updates_at_start = time.time(), loop.step, agent.updates
-    last_log = (time.time(), loop.step, agent.updates)
-    last_batch = None
-    checkpoint_path = ckpt.path if ckpt is not None else None
-    write_status(logdir, **_status(loop, agent, run, "running"))
-
-    def learn(times: int) -> None:
-        nonlocal last_batch
-        for _ in range(times):
-            last_batch = replay.sample(config.replay.batch, config.replay.length, config.replay.prioritize_ends)
-            loop.add(agent.train(last_batch))
-
     try:
-        while loop.step < run.steps:
-            if driver.obs is None:
-                replay.add(driver.reset())
-            mode = "random" if loop.step < run.prefill else "train"
-            transition, finished = driver.step(mode)
-            replay.add(transition)
-            loop.step += 1
-            step = loop.step
-            if finished is not None:
-                loop.episodes += 1
-                loop.last_return = finished.ret
-                logger.write(step, {"episode/return": finished.ret, "episode/length": finished.length,
-                                    "episodes": loop.episodes}, _elapsed(loop, start_time))
-            if step >= run.prefill and replay.num_steps >= config.replay.length:
-                if not loop.pretrained:
-                    learn(run.pretrain)
-                    loop.pretrained = True
-                elif step % run.train_every == 0:
-                    learn(run.train_steps)
-            if step % run.log_every == 0:
-                now = time.time()
-                fps = (step - last_log[1]) / max(now - last_log[0], 1e-9)
-                ups = (agent.updates - last_log[2]) / max(now - last_log[0], 1e-9)
-                last_log = (now, step, agent.updates)
-                logger.write(step, {**loop.means(), "fps": fps, "updates_per_second": ups,
-                                    "replay/steps": replay.num_steps}, _elapsed(loop, start_time))
-                write_status(logdir, **_status(loop, agent, run, "running", start_time))
-                video_every = run.video_every or run.log_every
-                if last_batch is not None and step % video_every == 0:
-                    _save_openl(agent, last_batch, logdir / "videos" / f"openl_{step:012d}.gif", config.seed + step)
-            if run.eval_every and step % run.eval_every == 0:
-                _evaluate_during_training(agent, config, loop, logger, start_time)
-            if step % run.checkpoint_every == 0 or step == run.steps:
-                checkpoint_path = _save(logdir, loop, agent, driver, replay, start_time)
-            if not quiet:
-                elapsed = max(time.time() - start_time, 1e-9)
-                progress.update(step, (step - start_step) / elapsed, (agent.updates - updates_at_start) / elapsed,
-                                loop.last_return, loop.last_eval, force=step == run.steps)
+        trainer.run()
+        if trainer.checkpoint is None:  # run.steps reached before this invocation did anything
+            trainer.save()
     except BaseException:
-        progress.close()
-        logger.close(quiet=True)  # the error in flight is the one to report
-        env.close()
+        trainer.close(quiet=True)  # the error in flight is the one to report
         raise
-    progress.close()
-    logger.close()
-    env.close()
-    if checkpoint_path is None:  # run.steps reached before this invocation did anything
-        checkpoint_path = _save(logdir, loop, agent, driver, replay, start_time)
-    write_status(logdir, **_status(loop, agent, run, "finished", start_time))
-    return {"step": loop.step, "frames": loop.step * config.env.action_repeat,
-            "checkpoint": str(checkpoint_path), "last_eval": loop.last_eval}
+    trainer.close()
+    trainer.write_status("finished")
+    return {"step": trainer.loop.step, "frames": trainer.loop.step * config.env.action_repeat,
+            "checkpoint": str(trainer.checkpoint), "last_eval": trainer.loop.last_eval}
 
 
-def _elapsed(loop: LoopState, start_time: float) -> float:
-    return loop.wall_seconds + time.time() - start_time
+def _open(config: Config, logdir: Path, env, quiet: bool) -> Trainer:
+    """Build the agent, driver and replay and restore them from the newest complete checkpoint
+    before anything on disk changes; then write the config and drop metric lines logged after
+    that checkpoint (the resumed run logs them again)."""
+    from reverie.agent import Agent
+    from reverie.replay import Replay
+
+    agent = Agent(config, env.obs_space, env.act_space)
+    driver = Driver(env, agent, name=config.task)
+    checkpoint = load_checkpoint(logdir, map_location=agent.device)
+    # upto_step=0 clears a run killed before its first checkpoint. strict: a corrupt chunk the
+    # checkpoint needs stops the resume (naming the file) instead of training on a replay that differs.
+    upto = checkpoint.meta["replay"]["step"] if checkpoint is not None else 0
+    replay = Replay.load(logdir / "replay", config.replay.capacity, config.replay.chunk, config.seed,
+                         upto_step=upto, strict=True)
+    loop = LoopState()
+    if checkpoint is not None:
+        restore_bundle(checkpoint, bundle(agent, driver, replay, loop))
+    config.save(logdir / "config.yaml")
+    truncate_metrics(logdir / "metrics.jsonl", loop.step)
+    return Trainer(config, logdir, agent, driver, replay, loop, checkpoint.path if checkpoint else None, quiet)
 
 
-def _status(loop: LoopState, agent, run, state: str, start_time: float | None = None) -> dict[str, Any]:
-    return {
-        "state": state, "step": loop.step, "frames": loop.step * agent.config.env.action_repeat,
-        "updates": agent.updates, "total_steps": run.steps,
-        "wall_seconds": round(loop.wall_seconds + (time.time() - start_time if start_time else 0.0), 1),
-        "last_eval_return": loop.last_eval, "last_episode_return": loop.last_return,
-        "torch_threads": torch.get_num_threads(),  # what `threads` / OMP_NUM_THREADS gave the run
-    }
+def bundle(agent, driver: Driver, replay, loop: LoopState) -> dict[str, Stateful]:
+    """The parts of a run in its checkpoint, the RNG streams first: ``save_bundle`` captures
+    them before any part saves, ``restore_bundle`` restores them after every other part."""
+    return {"rng": RngStreams(), "agent": agent, "loop": loop, "replay": replay, "driver": driver}
 
 
-def _evaluate_during_training(agent, config: Config, loop: LoopState, logger: MetricsLogger, start_time: float) -> None:
-    from reverie.run.evaluate import run_episodes
+class Trainer:
+    """One invocation of a run: its parts, its schedules, and the loop (``run``)."""
 
-    episodes = run_episodes(agent, config, config.run.eval_episodes, seed=config.seed + loop.step)
-    for episode in episodes:
-        logger.write(loop.step, {"eval/return": episode.ret, "eval/length": episode.length}, _elapsed(loop, start_time))
-    loop.last_eval = float(np.mean([e.ret for e in episodes]))
+    def __init__(self, config: Config, logdir: Path, agent, driver: Driver, replay, loop: LoopState,
+                 checkpoint: Path | None, quiet: bool):
+        self.config, self.logdir, self.quiet = config, logdir, quiet
+        self.agent, self.driver, self.replay, self.loop = agent, driver, replay, loop
+        self.when = Schedule.of(config.run)
+        self.checkpoint = checkpoint  # the newest complete checkpoint
+        self.logger = MetricsLogger(logdir, config.env.action_repeat)
+        self.progress = Progress(config.run.steps, config.env.action_repeat)
+        self.last_batch: dict[str, np.ndarray] | None = None  # for the open-loop video
+        self.start = self.last_log = (time.time(), loop.step, agent.updates)  # (time, step, updates)
 
+    def run(self) -> None:
+        """Algorithm 1 of the paper, one agent step at a time: act in the env (uniformly at
+        random while the replay is prefilled) and store the step; once the replay holds a
+        sequence, learn the world model and the actor-critic from replayed sequences; log,
+        evaluate and save as their schedules say."""
+        loop, when, steps = self.loop, self.when, self.config.run.steps
+        self.write_status("running")
+        while loop.step < steps:
+            self.act(at_random=when.explore(loop.step))
+            step = loop.step
+            if not when.explore(step) and self.replay.num_steps >= self.config.replay.length:
+                self.learn(self.config.run.pretrain if loop.pretrain() else when.train(step))
+            if when.log(step):
+                self.log(step)
+            if when.eval(step):
+                self.evaluate(step)
+            if when.save(step) or step == steps:
+                self.save()
+            self.show_progress(step)
 
-def _save_openl(agent, batch: dict[str, np.ndarray], path: Path, seed: int) -> None:
-    with isolated_rng(seed):
-        video = agent.report(batch).get("openl")
-    if video is not None:
-        save_video(path, video)
+    def act(self, at_random: bool) -> None:
+        """One agent step into the replay (an episode's first observation too); a finished
+        episode is counted and logged."""
+        if self.driver.obs is None:
+            self.replay.add(self.driver.reset())
+        transition, finished = self.driver.step("random" if at_random else "train")
+        self.replay.add(transition)
+        self.loop.step += 1
+        if finished is not None:
+            self.loop.episodes += 1
+            self.loop.last_return = finished.score
+            self.logger.write(self.loop.step, {"episode/return": finished.score, "episode/length": finished.length,
+                                               "episodes": self.loop.episodes}, self.loop.elapsed())
 
+    def learn(self, updates: int) -> None:
+        """``updates`` updates of the world model and the actor-critic, each on a new batch."""
+        replay = self.config.replay
+        for _ in range(updates):
+            self.last_batch = self.replay.sample(replay.batch, replay.length, replay.prioritize_ends)
+            self.loop.add(self.agent.train(self.last_batch))
 
-def _save(logdir: Path, loop: LoopState, agent, driver: Driver, replay, start_time: float) -> Path:
-    from reverie.checkpoint import capture_rng, save_checkpoint
+    def log(self, step: int) -> None:
+        """The metric means, rates and replay size; status.json; the open-loop video when due."""
+        now = time.time()
+        seconds = max(now - self.last_log[0], 1e-9)
+        rates = {"fps": (step - self.last_log[1]) / seconds,
+                 "updates_per_second": (self.agent.updates - self.last_log[2]) / seconds}
+        self.last_log = (now, step, self.agent.updates)
+        self.logger.write(step, {**self.loop.means(), **rates, "replay/steps": self.replay.num_steps},
+                          self.loop.elapsed())
+        self.write_status("running")
+        if self.last_batch is not None and self.when.video(step):
+            path = self.logdir / "videos" / f"openl_{step:012d}.gif"
+            with isolated_rng(self.config.seed + step):
+                video = self.agent.report(self.last_batch).get("openl")
+            if video is not None:
+                save_video(path, video)
 
-    replay.flush()
-    rng_tensors, rng_meta = capture_rng()
-    # Mid-episode the env's whole state; at an episode end what its next reset draws from,
-    # so the resumed run's next episode is the uninterrupted run's, not episode 1 again.
-    env_state = driver.env.get_state() if driver.obs is not None else driver.env.get_reset_state()
-    env_tensors, env_meta = _split_arrays(env_state)
-    obs_tensors, obs_meta = _split_arrays(driver.obs)
-    tensors = {
-        "agent": agent.state_dict(), "rng": rng_tensors, "env": env_tensors, "obs": obs_tensors,
-        "policy_state": _to_device(driver.policy_state, "cpu"),
-    }
-    meta = {
-        "loop": {**dataclasses.asdict(loop), "wall_seconds": _elapsed(loop, start_time)},
-        "episode": dataclasses.asdict(driver.episode), "rng": rng_meta, "env": env_meta, "obs": obs_meta,
-        "replay": replay.state_dict(), "mid_episode": driver.obs is not None,
-    }
-    return save_checkpoint(logdir, loop.step, tensors, meta, keep=agent.config.run.keep_checkpoints)
+    def evaluate(self, step: int) -> None:
+        """``run.eval_episodes`` episodes on the eval env of this step (``envs.eval_seed``)."""
+        from reverie.run.evaluate import run_episodes
 
+        episodes = run_episodes(self.agent, self.config, self.config.run.eval_episodes, step)
+        for episode in episodes:
+            self.logger.write(step, {"eval/return": episode.score, "eval/length": episode.length},
+                              self.loop.elapsed())
+        self.loop.last_eval = float(np.mean([episode.score for episode in episodes]))
 
-def _restore(ckpt, agent, driver: Driver) -> LoopState:
-    from reverie.checkpoint import restore_rng
+    def save(self) -> None:
+        self.replay.flush()  # the checkpoint's replay bookkeeping counts only what is on disk
+        parts = bundle(self.agent, self.driver, self.replay, self.loop)
+        self.checkpoint = save_bundle(self.logdir, self.loop.step, parts, keep=self.config.run.keep_checkpoints)
 
-    tensors, meta = ckpt.tensors, ckpt.meta
-    agent.load_state_dict(tensors["agent"])
-    loop = LoopState(**meta["loop"])
-    env_state = _merge_arrays(tensors.get("env"), meta["env"])
-    if meta["mid_episode"] and env_state is not None:  # the env continues its episode exactly
-        driver.env.set_state(env_state)
-        driver.obs = _merge_arrays(tensors["obs"], meta["obs"])
-        driver.policy_state = _to_device(tensors["policy_state"], agent.device)
-        driver.episode = Episode(**meta["episode"])
-    elif meta["mid_episode"]:  # the env cannot restore its state: a new episode starts (documented)
-        driver.obs = None
-    elif env_state is not None:  # between episodes: the next reset continues the env's random streams
-        driver.env.set_reset_state(env_state)
-    restore_rng(tensors["rng"], meta["rng"])
-    return loop
+    def show_progress(self, step: int) -> None:
+        if self.quiet:
+            return
+        seconds = max(time.time() - self.start[0], 1e-9)
+        self.progress.update(step, (step - self.start[1]) / seconds, (self.agent.updates - self.start[2]) / seconds,
+                             self.loop.last_return, self.loop.last_eval, force=step == self.config.run.steps)
 
+    def write_status(self, state: str) -> None:
+        loop, run = self.loop, self.config.run
+        write_status(self.logdir, state=state, step=loop.step, frames=loop.step * self.config.env.action_repeat,
+                     updates=self.agent.updates, total_steps=run.steps, wall_seconds=round(loop.elapsed(), 1),
+                     last_eval_return=loop.last_eval, last_episode_return=loop.last_return,
+                     torch_threads=torch.get_num_threads())  # what `threads` / OMP_NUM_THREADS gave the run
 
-def _split_arrays(state: Any) -> tuple[Any, Any]:
-    """Split a nested dict into (tensors for numpy arrays, JSON-able rest)."""
-    if state is None:
-        return None, None
-    if isinstance(state, dict):
-        pairs = {k: _split_arrays(v) for k, v in state.items()}
-        return {k: t for k, (t, _) in pairs.items() if t is not None}, {k: m for k, (_, m) in pairs.items()}
-    if isinstance(state, (np.ndarray, np.generic)):
-        array = np.asarray(state)
-        return torch.from_numpy(array.copy()), {"__array__": str(array.dtype)}
-    return None, state
-
-
-def _merge_arrays(tensors: Any, meta: Any) -> Any:
-    if meta is None:
-        return None
-    if isinstance(meta, dict) and "__array__" in meta and len(meta) == 1:
-        return tensors.numpy().astype(meta["__array__"])
-    if isinstance(meta, dict):
-        return {k: _merge_arrays((tensors or {}).get(k), v) for k, v in meta.items()}
-    return meta
-
-
-def _to_device(value: Any, device) -> Any:
-    """Detached copies of the tensors in nested dicts/tuples/lists, on ``device``."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
-    return value
-
+    def close(self, quiet: bool = False) -> None:
+        """Close the console line, the metric files (``quiet``: drop their errors) and the env."""
+        self.progress.close()
+        self.logger.close(quiet=quiet)
+        self.driver.env.close()

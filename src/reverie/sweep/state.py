@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reverie.logging import status_path
 from reverie.utils import atomic_write_text
 
 STATE_FILE = "sweep_state.json"
@@ -18,7 +19,7 @@ LOCK_FILE = ".sweep.lock"
 def read_status(logdir: Path) -> dict[str, Any]:
     """A run's ``status.json`` (written atomically by ``reverie train``), ``{}`` if absent."""
     try:
-        return json.loads((Path(logdir) / "status.json").read_text())
+        return json.loads(status_path(logdir).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 

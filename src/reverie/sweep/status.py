@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reverie.logging import format_duration
+from reverie.logging import format_duration, status_path
 from reverie.sweep.plan import Plan
 from reverie.sweep.state import read_state, read_status, sweep_is_live
 
@@ -38,7 +38,7 @@ def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
         logdir, record = plan.logdir(run), state.get("runs", {}).get(run.path, {})
         status = read_status(logdir)
         frames, wall = int(status.get("frames") or 0), status.get("wall_seconds")
-        rows.append(RunRow(run.path, _state(status, _mtime(logdir / "status.json"), record, live), frames,
+        rows.append(RunRow(run.path, _state(status, _mtime(status_path(logdir)), record, live), frames,
                            run.total_frames, status.get("last_eval_return"),
                            wall / frames if wall and frames else None, int(record.get("attempts", 0))))
     return rows, state.get("sweep", {})

@@ -1,0 +1,45 @@
+"""One rule for evaluation seeds (``reverie.envs.eval_seed``): the evaluation of a run at agent
+step S is a function of (seed, S), so ``reverie eval`` on the checkpoint of step S plays the very
+episodes the run's own evaluation at S played (real CLI, CartPole on the debug preset)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from reverie.envs import env_seed, eval_seed
+
+STEPS = 200
+RUN = ["--task", "gym_CartPole-v1", "--preset", "gym,debug", "--set", "device=cpu", "--set", "run.prefill=100",
+       "--set", "run.log_every=100", "--set", "run.eval_every=200", "--set", "run.eval_episodes=3",
+       "--set", "run.checkpoint_every=200", "--set", "run.pretrain=2"]
+
+
+def test_eval_seed_is_one_deterministic_rule():
+    seeds = {eval_seed(seed, step) for seed in range(3) for step in (0, 1, 10_000, 250_000)}
+    assert len(seeds) == 12 and all(0 <= s < 2**31 for s in seeds)  # distinct, in every suite's range
+    assert eval_seed(0, 1) == eval_seed(0, 1) and eval_seed(1, 0) != eval_seed(0, 1)  # not seed + step
+    assert all(env_seed(seed, "train") == seed not in seeds for seed in range(3))
+    assert env_seed(2, "eval", 500) == eval_seed(2, 500)
+
+
+def test_reverie_eval_repeats_the_runs_evaluation_at_the_checkpoint_step(tmp_path):
+    logdir = tmp_path / "run"
+    reverie("train", *RUN, "--logdir", str(logdir), "--steps", str(STEPS))
+    during = [(r["eval/return"], r["eval/length"]) for r in read_jsonl(logdir / "metrics.jsonl") if "eval/return" in r]
+    reverie("eval", "--logdir", str(logdir))
+    after = [(r["return"], r["length"]) for r in read_jsonl(logdir / "eval.jsonl")]
+    assert len(during) == 3 and after == during
+    assert len(set(during)) > 1  # three different episodes, not one repeated
+
+
+def reverie(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "reverie", *args], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, f"reverie {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
