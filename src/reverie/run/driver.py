@@ -8,11 +8,15 @@ reset both to the initial state (inside ``rssm.post_step``), so no special case 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reverie.runtime import acting_threads
+
+if TYPE_CHECKING:
+    from reverie.contracts import AgentContract, PolicyState
+    from reverie.envs import Env
 
 
 @dataclasses.dataclass
@@ -28,14 +32,14 @@ class Driver:
     """Keeps the current observation, the policy state and the running episode's totals, and
     owns them (with the env's state) through ``state_dict``/``load_state_dict``."""
 
-    def __init__(self, env, agent, name: str = ""):
+    def __init__(self, env: Env, agent: AgentContract, name: str = ""):
         from reverie.envs import action_dim
 
         self.env, self.name = env, name or type(env).__name__
         self.action_width = action_dim(env.act_space)
         self.agent = agent
         self.obs: dict[str, Any] | None = None
-        self.policy_state = None
+        self.policy_state: PolicyState | None = None
         self.episode = Episode()
 
     def reset(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,8 +16,11 @@ from reverie.errors import CheckpointError
 from reverie.run.driver import Driver, Episode
 from reverie.utils import isolated_rng
 
+if TYPE_CHECKING:
+    from reverie.contracts import AgentContract
 
-def run_episodes(agent, config: Config, episodes: int, step: int, video_dir: Path | None = None,
+
+def run_episodes(agent: AgentContract, config: Config, episodes: int, step: int, video_dir: Path | None = None,
                  tag: str = "eval") -> list[Episode]:
     """Play ``episodes`` full episodes: the evaluation of the agent at agent step ``step``.
 

@@ -16,7 +16,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,11 @@ from reverie.logging import MetricsLogger, Progress, save_video, truncate_metric
 from reverie.run.driver import Driver
 from reverie.run.when import Before, Every, Once, Ratio
 from reverie.utils import isolated_rng, seed_everything
+
+if TYPE_CHECKING:
+    from reverie.contracts import AgentContract
+    from reverie.envs import Env
+    from reverie.replay import Replay
 
 
 def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
@@ -179,7 +184,7 @@ def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
             "checkpoint": str(trainer.checkpoint), "last_eval": trainer.loop.last_eval}
 
 
-def _open(config: Config, logdir: Path, env, quiet: bool) -> Trainer:
+def _open(config: Config, logdir: Path, env: Env, quiet: bool) -> Trainer:
     """Build the agent, driver and replay and restore them from the newest complete checkpoint
     before anything on disk changes; then write the config and drop metric lines logged after
     that checkpoint (the resumed run logs them again)."""
@@ -202,7 +207,7 @@ def _open(config: Config, logdir: Path, env, quiet: bool) -> Trainer:
     return Trainer(config, logdir, agent, driver, replay, loop, checkpoint.path if checkpoint else None, quiet)
 
 
-def bundle(agent, driver: Driver, replay, loop: LoopState) -> dict[str, Stateful]:
+def bundle(agent: AgentContract, driver: Driver, replay: Replay, loop: LoopState) -> dict[str, Stateful]:
     """The parts of a run in its checkpoint, the RNG streams first: ``save_bundle`` captures
     them before any part saves, ``restore_bundle`` restores them after every other part."""
     return {"rng": RngStreams(), "agent": agent, "loop": loop, "replay": replay, "driver": driver}
@@ -211,8 +216,8 @@ def bundle(agent, driver: Driver, replay, loop: LoopState) -> dict[str, Stateful
 class Trainer:
     """One invocation of a run: its parts, its schedules, and the loop (``run``)."""
 
-    def __init__(self, config: Config, logdir: Path, agent, driver: Driver, replay, loop: LoopState,
-                 checkpoint: Path | None, quiet: bool):
+    def __init__(self, config: Config, logdir: Path, agent: AgentContract, driver: Driver, replay: Replay,
+                 loop: LoopState, checkpoint: Path | None, quiet: bool):
         self.config, self.logdir, self.quiet = config, logdir, quiet
         self.agent, self.driver, self.replay, self.loop = agent, driver, replay, loop
         self.when = Schedule.of(config.run)
