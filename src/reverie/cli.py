@@ -158,7 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Run `reverie COMMAND --help` for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_config(sub)
+    _add_tasks(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_scores(sub)
+    _add_plot(sub)
+    _add_bench(sub)
+    _add_sweep(sub)
+    _add_demo(sub)
+    return parser
 
+
+def _add_config(sub) -> None:
     p = sub.add_parser("config", help="print the resolved config of presets and overrides")
     _add_config_args(p)
     p.add_argument("--format", choices=["yaml", "json"], default="yaml")
@@ -167,10 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "and its value in each preset, e.g. --explain behavior.discount")
     p.set_defaults(func=cmd_config)
 
+
+def _add_tasks(sub) -> None:
     p = sub.add_parser("tasks", help="list the available tasks (the paper's 55 Atari games marked)")
     p.add_argument("--suite", choices=["atari", "dmc", "gym", "minatar", "all"], default="all")
     p.set_defaults(func=cmd_tasks)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train an agent; on an existing logdir, resume it")
     p.add_argument("--task", help="task name, e.g. atari_pong, dmc_walker_walk, gym_CartPole-v1")
     _add_config_args(p, preset=None)
@@ -179,12 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=count(0), help="random seed (seed)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate the newest complete checkpoint of a run")
     p.add_argument("--logdir", required=True)
     p.add_argument("--episodes", type=count(1), default=None, help="episodes (default run.eval_episodes)")
     p.add_argument("--video", action="store_true", help="save a video of each episode")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_scores(sub) -> None:
     p = sub.add_parser("scores", help="the paper's four aggregate Atari scores from runs or a CSV")
     p.add_argument("logdirs", nargs="*", help="run directories (searched recursively)")
     p.add_argument("--csv", help="a game,score CSV instead of run directories")
@@ -193,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=count(1), default=10, help="final score = mean of the last N eval episodes")
     p.set_defaults(func=cmd_scores)
 
+
+def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="learning curves, world-model losses, per-game bars")
     p.add_argument("logdirs", nargs="*", help="run directories (searched recursively)")
     p.add_argument("--out", required=True, help="output image, .png or .svg")
@@ -204,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=count(1), default=10, help="for --kind bars: final score = mean of the last N evals")
     p.set_defaults(func=cmd_plot)
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time updates and acting; FLOPs against the measured peak")
     _add_config_args(p, preset="atari")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
@@ -216,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="run games × seeds × presets on Ray, resumably")
     p.add_argument("--tasks", help="atari55, a comma list, or @file with one task per line")
     p.add_argument("--seeds", default="0", help="comma list of seeds")
@@ -232,10 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", metavar="ROOT", help="print the state of a study and exit")
     p.set_defaults(func=cmd_sweep)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="a short real training run that ends in minutes on a CPU")
     p.add_argument("--logdir", default="runs/demo")
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def _add_config_args(p: argparse.ArgumentParser, preset: str | None = "atari") -> None:
