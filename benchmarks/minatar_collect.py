@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -35,6 +37,9 @@ import numpy as np
 import yaml
 
 from reverie.envs.minatar import GAMES, minatar_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from minatar_study import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 5000  # agent steps per training-episode window
@@ -97,11 +102,16 @@ def collect_run(logdir: Path, out: Path, target: int) -> dict:
         "seconds_per_100k_steps": round(wall / step * 1e5, 1) if step else None,
         "last_evals_mean": float(np.mean([m for _, m, _, _ in evals[-LAST:]])) if evals else None,
         "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
-        "machines": sorted({f"{s['host']}: {s['cpu']} ({s['cores']} cores)" for s in sittings}),
+        "machines": sorted({machine(s["host"], s["cpu"], s["cores"]) for s in sittings})
+        or [machine(socket.gethostname(), cpu_model(), os.cpu_count()) + " (the collecting machine: no sitting has ended yet)"],
         "sittings": sittings,
     }
     (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def machine(host: str, cpu: str, cores: int | None) -> str:
+    return f"{host}: {cpu} ({cores} cores)"
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -133,8 +143,8 @@ def table(infos: list[dict], target: int) -> str:
         walls += [i["seconds_per_100k_steps"] for i in runs if i["seconds_per_100k_steps"]]
     lines.append(f"| **Reverie** `--preset minatar` (6 actions, sticky 0.1, eval returns, mean of the last {LAST} "
                  f"evaluations of 5 episodes) | ≤ {target / 1e3:.0f}k | " + " | ".join(cells) + " |")
-    wall = f"{np.median(walls) / 60:.0f} min (median over runs, range {min(walls) / 60:.0f}–{max(walls) / 60:.0f})" \
-        if walls else "–"
+    wall = "–" if not walls else f"{walls[0] / 60:.0f} min (one run)" if len(walls) == 1 else \
+        f"{np.median(walls) / 60:.0f} min (median over {len(walls)} runs, range {min(walls) / 60:.0f}–{max(walls) / 60:.0f})"
     return "\n".join(lines), wall
 
 
