@@ -32,7 +32,7 @@ from reverie.checkpoint import (
 )
 from reverie.config import Config, RunConfig, validate
 from reverie.errors import RunError, describe_os_error
-from reverie.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
+from reverie.report.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver
 from reverie.run.when import Before, Every, Once, Ratio
 from reverie.utils import isolated_rng, seed_everything
