@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from reverie.errors import CheckpointError
-from reverie.utils import atomic_write_bytes
+from reverie.utils import atomic_write_bytes, legacy_rng_from_dict, legacy_rng_to_dict
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "capture_rng", "restore_rng",
            "Stateful", "RngStreams", "save_bundle", "restore_bundle", "split_arrays", "merge_arrays"]
@@ -139,13 +139,13 @@ def _read(path: Path, map_location: str | torch.device) -> Checkpoint:
 
 def capture_rng() -> tuple[dict[str, Any], dict[str, Any]]:
     """RNG states as ``(tensors, meta)``: torch CPU (and CUDA) states as tensors for
-    ``agent.pt``; numpy's global RNG and Python's ``random`` as JSON-able lists for ``state.json``."""
+    ``agent.pt``; numpy's global RNG and Python's ``random`` as JSON-able values for ``state.json``."""
     tensors: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors["cuda"] = torch.cuda.get_rng_state_all()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = legacy_rng_to_dict(np.random.get_state())
     version, internal, gauss_next = random.getstate()
-    meta = {"numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    meta = {"numpy": {**numpy_state, "keys": numpy_state["keys"].tolist()},
             "python": [version, list(internal), gauss_next]}
     return tensors, meta
 
@@ -159,8 +159,7 @@ def restore_rng(tensors: dict[str, Any], meta: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all([state.cpu() for state in tensors["cuda"]])
         else:
             warnings.warn("checkpoint holds CUDA RNG states but CUDA is not available; not restored", stacklevel=2)
-    name, keys, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    np.random.set_state(legacy_rng_from_dict(meta["numpy"]))  # older checkpoints: a 5-item list
     version, internal, gauss_next = meta["python"]
     random.setstate((version, tuple(internal), gauss_next))
 

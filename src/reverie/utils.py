@@ -9,6 +9,7 @@ import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,3 +142,18 @@ def keep_freed_memory() -> bool:
     m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
     _MALLOC_KEPT = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
     return _MALLOC_KEPT
+
+
+def legacy_rng_to_dict(state: tuple) -> dict[str, Any]:
+    """A legacy numpy ``RandomState.get_state()`` tuple as named plain values (``keys`` stays
+    an array): the one conversion, used for the envs' generators and numpy's global one."""
+    name, keys, pos, has_gauss, gauss = state
+    return {"name": name, "keys": keys, "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def legacy_rng_from_dict(state: dict[str, Any] | list) -> tuple:
+    """Inverse of ``legacy_rng_to_dict``; also takes the 5-item list older checkpoints hold."""
+    if isinstance(state, dict):
+        state = [state["name"], state["keys"], state["pos"], state["has_gauss"], state["gauss"]]
+    name, keys, pos, has_gauss, gauss = state
+    return name, np.asarray(keys, np.uint32), int(pos), int(has_gauss), float(gauss)

@@ -206,3 +206,26 @@ def test_old_state_json_names_are_upgraded():
     assert new["episode"] == {"score": 3.0, "length": 4}
     assert new["loop"] == {"step": 9, "pretrained": True, "train_metrics": {"kl": {"total": 3.0, "count": 2}}}
     assert old["episode"] == {"ret": 3.0, "length": 4} and upgrade(new) == new  # no change in place; idempotent
+
+
+def test_numpy_rng_state_round_trips_and_old_list_format_still_restores():
+    # One conversion (utils.legacy_rng_*) serves numpy's global RNG and the envs' generators;
+    # checkpoints written before it hold numpy's state as a 5-item list.
+    import json
+
+    import numpy as np
+
+    from reverie.checkpoint import capture_rng, restore_rng
+
+    np.random.seed(5)
+    tensors, meta = capture_rng()
+    json.dumps(meta)  # state.json must hold it
+    expected = np.random.rand(3)
+    restore_rng(tensors, meta)
+    np.testing.assert_array_equal(np.random.rand(3), expected)
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    old = {**meta, "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    after = np.random.rand(3)
+    np.random.seed(99)
+    restore_rng(tensors, old)
+    np.testing.assert_array_equal(np.random.rand(3), after)

@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from reverie.errors import TaskError
 from reverie.spaces import action_dim  # noqa: F401  (re-exported: reverie.envs.action_dim)
-from reverie.utils import require
+from reverie.utils import legacy_rng_from_dict, legacy_rng_to_dict, require
 
 Obs = dict[str, Any]
 
@@ -118,11 +118,9 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def rng_state(random: np.random.RandomState) -> dict[str, Any]:
-    """A legacy ``RandomState`` as plain values (its ``get_state()`` tuple)."""
-    name, keys, pos, has_gauss, gauss = random.get_state()
-    return {"name": name, "keys": keys, "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    """A legacy ``RandomState`` as plain values (its ``get_state()`` tuple, named)."""
+    return legacy_rng_to_dict(random.get_state())
 
 
 def set_rng_state(random: np.random.RandomState, state: dict[str, Any]) -> None:
-    random.set_state((state["name"], np.asarray(state["keys"], np.uint32), state["pos"],
-                      state["has_gauss"], state["gauss"]))
+    random.set_state(legacy_rng_from_dict(state))
