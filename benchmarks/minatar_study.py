@@ -3,9 +3,10 @@
     nohup .venv/bin/python benchmarks/minatar_study.py > runs/minatar/study.log 2>&1 &
 
 Runs ``reverie train --task minatar_<game> --preset minatar --seed S --logdir
-runs/minatar/<game>/<S> --steps STEPS`` in ``ORDER`` (all five games at seed 0, then
-Breakout and Space Invaders at seeds 1 and 2), sequentially with one torch/OpenMP thread,
-because the machine it was sized for has 2 cores shared with other work. Idempotent: a run
+runs/minatar/<game>/<S> --steps STEPS`` in ``ORDER`` (Breakout and Space Invaders at seed 0,
+the other three games, then Breakout and Space Invaders at seeds 1 and 2), ``--jobs`` at a
+time (default 1), each with one torch/OpenMP thread: on the 2-core machine it was sized for,
+``--jobs 2`` uses both cores. Idempotent: a run
 whose ``status.json`` says finished at ``STEPS`` or more is skipped, an unfinished one is
 resumed from its newest checkpoint (``reverie train`` resumes an existing logdir). A lock
 file keeps a second copy from starting; ``kill <pid>`` of this script stops its current run
@@ -25,13 +26,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = [("breakout", 0), ("space_invaders", 0), ("asterix", 0), ("freeway", 0), ("seaquest", 0),
          ("breakout", 1), ("breakout", 2), ("space_invaders", 1), ("space_invaders", 2)]
+CHILDREN: list[subprocess.Popen] = []  # the running ``reverie train`` processes
 
 
 def status(logdir: Path) -> dict:
@@ -69,8 +73,7 @@ def run_one(game: str, seed: int, steps: int, runs: Path, reverie: str) -> int:
     start = time.monotonic()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    # `kill <pid of this script>` stops the run too (it resumes from its last checkpoint).
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    CHILDREN.append(child)
     code = child.wait()
     after = status(logdir)
     sitting.update(end=now(), seconds=round(time.monotonic() - start, 1), step_end=after.get("step", 0),
@@ -85,7 +88,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=250_000, help="agent steps per run")
     parser.add_argument("--runs", default="runs/minatar", help="root of the run directories")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one core each")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     runs = (ROOT / args.runs).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     lock = open(runs / ".study.lock", "w")
@@ -95,11 +101,26 @@ def main() -> int:
         print(f"another minatar_study.py holds {runs / '.study.lock'}; not starting a second", file=sys.stderr)
         return 1
     reverie = str(Path(sys.executable).with_name("reverie"))
-    for game, seed in ORDER:
-        code = run_one(game, seed, args.steps, runs, reverie)
-        if code:  # a crash or a kill: stop, so the next sitting resumes this run first
-            print(f"stopping: reverie train exited {code}; rerun this script to resume", flush=True)
-            return code
+    # `kill <pid of this script>` stops its runs too (each resumes from its last checkpoint).
+    signal.signal(signal.SIGTERM, lambda *_: [child.terminate() for child in CHILDREN])
+    queue, failed = list(ORDER), threading.Event()
+
+    def worker() -> None:
+        while not failed.is_set():
+            try:
+                game, seed = queue.pop(0)
+            except IndexError:
+                return
+            if run_one(game, seed, args.steps, runs, reverie):
+                # A crash or a kill: start nothing new, so the next sitting resumes this run first.
+                print(f"stopping: {game} seed {seed} exited; rerun this script to resume", flush=True)
+                failed.set()
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for _ in range(args.jobs):
+            pool.submit(worker)
+    if failed.is_set():
+        return 1
     print(f"{now()} study complete", flush=True)
     return 0
 

@@ -20,6 +20,7 @@ from reverie.config import Config
 from reverie.contracts import Batch, PolicyState, State
 from reverie.nn.layers import autocast
 from reverie.nn.optim import Optimizer
+from reverie.schedules import parse_schedule
 from reverie.utils import resolve_device
 from reverie.world_model.model import WorldModel
 
@@ -46,6 +47,8 @@ class Agent:
         self.actor_opt = Optimizer("actor", self.behavior.actor.parameters(), config.behavior.actor_opt)
         self.critic_opt = Optimizer("critic", self.behavior.critic.parameters(), config.behavior.critic_opt)
         self.updates = 0
+        self._expl_noise = parse_schedule(config.behavior.expl_noise)
+        self._eval_noise = parse_schedule(config.behavior.eval_noise)
         # Under bf16, acting keeps bf16 copies of the acting networks' matmul weights (before
         # ``compile`` wraps anything), refreshed when the weights change: autocast would
         # otherwise recast every weight on every call (docs/SPEED.md).
@@ -81,8 +84,21 @@ class Agent:
             else:
                 dist = actor(rssm.get_feat(latent))
                 action = dist.sample() if mode == "train" else dist.mode()
+                action = self._action_noise(action, mode)
         action = action.float()
         return action.cpu().numpy(), (latent, action)
+
+    def _action_noise(self, action: torch.Tensor, mode: str) -> torch.Tensor:
+        """The official code's ``action_noise``: at ε = 0 the action as it is (no draw); else a
+        uniform one-hot with probability ε (discrete) or Normal(action, ε) clipped to [−1, 1]."""
+        amount = (self._expl_noise if mode == "train" else self._eval_noise)(self.updates)
+        if amount == 0:
+            return action
+        if self.behavior.actor.discrete:
+            probs = amount / action.shape[-1] + (1 - amount) * action.float()
+            index = torch.multinomial(probs, 1).squeeze(-1)
+            return torch.nn.functional.one_hot(index, action.shape[-1]).to(action.dtype)
+        return (action + amount * torch.randn_like(action)).clamp(-1, 1)
 
     def _random_action(self, n: int) -> torch.Tensor:
         """Uniform: a random one-hot for discrete actions, uniform in [−1, 1] for continuous."""

@@ -223,6 +223,12 @@ class BehaviorConfig:
     entropy: Schedule = value(1e-3, at_least(0), paper=True)  # η, actor entropy loss scale (Table D1)
     slow_critic_every: int = value(100, at_least(1), paper=True)  # updates between slow-critic refreshes (Table D1)
     slow_critic_fraction: float = value(1.0, between(0, 1, low_open=True))  # mix of the critic copied into the slow critic
+    # Action noise of the official code (``expl_noise``, ``eval_noise``; both 0 there and in the
+    # paper): with probability ε the action is replaced by a uniform one (discrete), or
+    # Normal(action, ε) clipped to [−1, 1] (continuous). A number or a schedule, evaluated at
+    # the update step. The ``minatar`` preset explores with it; see that preset.
+    expl_noise: Schedule = value(0.0, between(0, 1))  # ε while acting to collect data (mode "train")
+    eval_noise: Schedule = value(0.0, between(0, 1))  # ε in evaluation episodes (mode "eval")
     actor: ActorConfig = field(default_factory=ActorConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     actor_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=4e-5))

@@ -109,6 +109,55 @@ def test_continuous_actions_lie_in_the_box():
         assert action.shape == (4, 2) and np.all(np.abs(action) <= 1)
 
 
+VECTOR = {"vector": gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)}
+
+
+def test_eval_noise_replaces_the_action_with_a_uniform_one_at_rate_epsilon():
+    """official ``action_noise``: probs = ε/A + (1 − ε)·onehot, so the mode survives with
+    probability 1 − ε + ε/A = 0.625 at ε = 0.5, A = 4, and each other action has ε/A."""
+    n = 4000
+    obs = random_obs(VECTOR, n, np.random.default_rng(0))
+    actions = {}
+    for eps in (0.0, 0.5):
+        agent = make_agent(obs_space=VECTOR, overrides=[f"behavior.eval_noise={eps}"])
+        torch.manual_seed(1)  # the same posterior draws, so the same modes, on both sides
+        actions[eps], _ = agent.policy(obs, None, "eval")
+    clean, noisy = actions[0.0].argmax(-1), actions[0.5].argmax(-1)
+    assert abs(np.mean(clean == noisy) - 0.625) < 0.04
+    for mode in np.unique(clean):
+        rows = noisy[clean == mode]
+        if len(rows) < 400:
+            continue
+        for other in set(range(4)) - {mode}:  # each other action: ε/A = 0.125
+            assert abs(np.mean(rows == other) - 0.125) < 0.05, (mode, other)
+    assert np.all(actions[0.5].sum(-1) == 1)
+
+
+def test_action_noise_is_off_by_default_and_follows_its_schedule():
+    agent = make_agent(overrides=["behavior.expl_noise=linear(1.0,0.0,10)"])
+    action = torch.nn.functional.one_hot(torch.zeros(2000, dtype=torch.long), 4).float()
+    assert make_agent()._action_noise(action, "train") is action  # ε = 0: no draw at all
+    assert (agent._action_noise(action, "train").argmax(-1) != 0).float().mean() > 0.6  # ε = 1: uniform
+    assert agent._action_noise(action, "eval") is action  # eval_noise stays 0
+    agent.updates = 10  # the schedule's end: ε = 0
+    assert agent._action_noise(action, "train") is action
+
+
+def test_continuous_action_noise_stays_in_the_box():
+    agent = make_agent("dmc,debug", VECTOR, gym.spaces.Box(-1, 1, (2,), np.float32), ["behavior.expl_noise=0.5"])
+    action = torch.full((1000, 2), 0.9)
+    noisy = agent._action_noise(action, "train")
+    assert torch.all(noisy.abs() <= 1) and abs(float((noisy - 0.9).std()) - 0.4) < 0.15
+    assert 0.4 < float((noisy == 1.0).float().mean()) < 0.6  # ~40 % clipped at the bound
+
+
+@pytest.mark.parametrize("key", ["behavior.expl_noise=1.5", "behavior.eval_noise=-0.1",
+                                 "behavior.expl_noise=linear(2,0,10)"])
+def test_action_noise_outside_zero_one_is_refused(key):
+    with pytest.raises(ConfigError, match=key.split("=")[0]):
+        make_agent(overrides=[key])
+
+
 @pytest.mark.parametrize("presets", ["debug", "dmc,debug", "no_reinforce,debug"])
 def test_train_returns_every_metric_as_a_finite_float(presets):
     obs_space = {"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)} if "dmc" in presets else IMAGE
