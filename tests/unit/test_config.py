@@ -52,6 +52,8 @@ TABLE_D1 = {
     "behavior.entropy": 1e-3,
     "behavior.slow_critic_every": 100,
     "behavior.slow_critic_fraction": 1.0,
+    "behavior.expl_noise": 0.0,  # the paper explores by sampling the actor only
+    "behavior.eval_noise": 0.0,
     "behavior.actor.layers": 4,
     "behavior.actor.units": 400,
     "behavior.actor.dist": "onehot",
