@@ -122,7 +122,7 @@ def table(infos: list[dict], target: int) -> str:
     reference = minatar_reference()
     names = {g: g.replace("_", " ").title() for g in GAMES}
     lines = ["| source | steps | " + " | ".join(names[g] for g in GAMES) + " |", "|---|---|" + "---|" * len(GAMES)]
-    for key in ("random", "port_500k", "port_1m", "dqn_1m", "dqn_5m"):
+    for key in ("random", "random_minimal", "port_500k", "port_1m", "dqn_1m", "dqn_5m"):
         ref = reference[key]
         steps = f"{ref['steps'] / 1e6:g}M" if ref["steps"] else "–"
         lines.append(f"| {ref['label']} | {steps} | " + " | ".join(f"{ref['scores'][g]:g}" for g in GAMES) + " |")

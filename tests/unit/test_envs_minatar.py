@@ -131,3 +131,26 @@ def test_reference_table():
     assert set(table["random"]["scores"]) == set(GAMES)
     assert table["random"]["scores"]["space_invaders"] == pytest.approx(2.87)
     assert table["dqn_1m"]["steps"] == 1_000_000
+
+
+def random_returns(game: str, full_action_space: bool, steps: int = 20_000) -> float:
+    """Mean episode return of a uniform random policy over ``steps`` frames (env seed 0,
+    numpy ``default_rng(0)``): how the reference table's random rows were measured."""
+    env, rng = MinAtarEnv(game, 0, full_action_space=full_action_space), np.random.default_rng(0)
+    returns, frames = [], 0
+    while frames < steps:
+        env.reset()
+        total, done = 0.0, False
+        while not done:
+            obs = env.step(int(rng.integers(env.act_space.n)))
+            total, frames, done = total + obs["reward"], frames + 1, obs["is_last"]
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+@pytest.mark.parametrize("game", ["breakout", "space_invaders"])
+def test_reference_random_rows_are_what_the_package_gives(game):
+    """The minimal-action random row is the measured one (5× of it is the learning test's bar)."""
+    table = minatar_reference()
+    assert table["random_minimal"]["actions"] == "minimal"
+    assert random_returns(game, full_action_space=False) == pytest.approx(table["random_minimal"]["scores"][game], abs=0.005)
