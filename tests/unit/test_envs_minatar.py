@@ -38,7 +38,9 @@ def test_preset_settings_and_spaces(game):
     env = make(game)
     assert env.env.sticky_action_prob == pytest.approx(0.1)
     assert getattr(env.env.env, "ramping", True)  # breakout and freeway do not ramp
-    assert env.act_space.n == 6 and env.actions == list(range(6))  # all 6 actions (Young & Tian)
+    # The preset's minimal set (as the other DreamerV2 port); Seaquest's is all 6.
+    assert env.actions == env.env.minimal_action_set() and env.act_space.n == len(env.actions)
+    assert env.act_space.n == {"asterix": 5, "breakout": 3, "freeway": 3, "seaquest": 6, "space_invaders": 4}[game]
     assert env.time_limit == 10_000
     space = env.obs_space["vector"]
     assert space.shape == (10 * 10 * CHANNELS[game],) and space.dtype == np.float32
@@ -48,7 +50,9 @@ def test_preset_settings_and_spaces(game):
     assert env.render().shape == (80, 80, 3) and env.render().dtype == np.uint8
 
 
-def test_minimal_action_set():
+def test_all_six_actions_and_the_minimal_set():
+    env = make("breakout", full_action_space=True)
+    assert env.act_space.n == 6 and env.actions == list(range(6))  # Young & Tian's setting
     env = make("breakout", full_action_space=False)
     assert env.act_space.n == 3 and env.actions == [0, 1, 3]  # no-op, left, right
 
@@ -88,7 +92,7 @@ def test_game_over_is_terminal_time_limit_is_not():
 
 
 def test_same_seed_same_episodes_other_seed_differs():
-    actions = np.random.default_rng(1).integers(6, size=400)
+    actions = np.random.default_rng(1).integers(3, size=400)  # breakout: the minimal set
     runs = [[o["vector"] for o in [e.reset()] + play(e, actions)] for e in (make(), make(), make(mode="eval"))]
     assert all(np.array_equal(x, y) for x, y in zip(runs[0], runs[1]))
     assert not all(np.array_equal(x, y) for x, y in zip(runs[0], runs[2]))
@@ -99,13 +103,13 @@ def test_get_state_continues_the_same_episode(game):
     """A restored env (through the checkpoint's array/JSON split) repeats the same future:
     game objects, difficulty ramp, sticky-action RNG and the counters."""
     actions = np.random.default_rng(2).integers(6, size=600)
-    env = make(game)
+    env = make(game, full_action_space=True)
     env.reset()
     play(env, actions[:300])
     tensors, meta = split_arrays(env.get_state())
     json.dumps(meta)  # the non-array part goes into the checkpoint's JSON
     expected = [o["vector"] for o in play(env, actions[300:])]
-    fresh = make(game, mode="eval")  # another seed: everything must come from the state
+    fresh = make(game, mode="eval", full_action_space=True)  # another seed: everything must come from the state
     fresh.reset()
     play(fresh, actions[:37])
     fresh.set_state(merge_arrays(tensors, meta))
