@@ -141,7 +141,7 @@ def table(infos: list[dict], target: int) -> str:
         cells.append(f"**{np.mean(values):.1f}**{spread} ({len(runs)} seed{'s' if len(runs) > 1 else ''}, "
                      f"at {reached / 1e3:.0f}k{partial})")
         walls += [i["seconds_per_100k_steps"] for i in runs if i["seconds_per_100k_steps"]]
-    lines.append(f"| **Reverie** `--preset minatar` (6 actions, sticky 0.1, eval returns, mean of the last {LAST} "
+    lines.append(f"| **Reverie** `--preset minatar` (minimal actions, sticky 0.1, eval returns, mean of the last {LAST} "
                  f"evaluations of 5 episodes) | ≤ {target / 1e3:.0f}k | " + " | ".join(cells) + " |")
     wall = "–" if not walls else f"{walls[0] / 60:.0f} min (one run)" if len(walls) == 1 else \
         f"{np.median(walls) / 60:.0f} min (median over {len(walls)} runs, range {min(walls) / 60:.0f}–{max(walls) / 60:.0f})"
@@ -174,13 +174,14 @@ def main() -> int:
 
 Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/minatar_collect.py` from the runs of
 `benchmarks/minatar_study.py` (`reverie train --task minatar_<game> --preset minatar --seed S --steps {args.steps}`,
-one run at a time, 1 torch thread).
+`--jobs` runs at a time, 1 torch thread each).
 
 {status}
 
-Reference rows are read off the sources' figures (approximate); the random row was measured with
-`minatar` 1.0.15 (6 actions). Young & Tian's DQN numbers are training returns with 6 actions; the
-other DreamerV2 port used the minimal action sets.
+Reference rows are read off the sources' figures (approximate); the random rows were measured with
+`minatar` 1.0.15 (6 actions, and each game's minimal set, which the `minatar` preset uses). Young &
+Tian's DQN numbers are training returns with 6 actions; the other DreamerV2 port used the minimal
+action sets.
 
 {rows}
 
