@@ -127,6 +127,13 @@ CASES = [
     ("kl_balance_2", ["config", "--set", "world_model.kl.balance=2"], _nothing, ["'world_model.kl.balance'", "[0, 1]"]),
     ("lr_zero", ["config", "--set", "behavior.actor_opt.lr=0"], _nothing, ["'behavior.actor_opt.lr'", "> 0"]),
     ("lambda_above_1", ["config", "--set", "behavior.return_lambda=1.5"], _nothing, ["'behavior.return_lambda'"]),
+    ("expl_noise_above_1", ["config", "--set", "behavior.expl_noise=1.5"], _nothing, ["'behavior.expl_noise'", "[0, 1]"]),
+    # MinAtar (issue #17): an unknown game, and a preset with frame skip. Its observations are
+    # flat 0/1 vectors, so no preset's image encoder is ever asked to fit a 10×10 grid.
+    ("minatar_unknown_game", ["train", "--task", "minatar_pong", "--preset", "minatar", "--logdir", "{new}"],
+     _nothing, ["unknown MinAtar game 'pong'", "minatar_breakout"]),
+    ("minatar_frame_skip", ["train", "--task", "minatar_breakout", "--preset", "atari", "--logdir", "{new}"],
+     _nothing, ["env.action_repeat=1", "--preset minatar"]),
     ("sticky_negative", ["config", "--set", "env.sticky_actions=-0.1"], _nothing, ["'env.sticky_actions'"]),
     ("lr_infinite", ["config", "--set", "world_model.opt.lr=.inf"], _nothing, ["finite"]),
     ("length_above_capacity", ["config", "--set", "replay.capacity=10", "--set", "run.prefill=100"], _nothing,
