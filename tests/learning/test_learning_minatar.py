@@ -1,13 +1,14 @@
 """Proof of learning on a MinAtar game (slow; `make test-all`): a real `reverie train` at the
-`minatar` preset plays Breakout clearly better than the random policy.
+`minatar` preset plays Breakout at five times the random policy's return, the issue's bar.
 
 Threshold and budget come from the study's recorded run of the same command
-(`benchmarks/results/learning/minatar/minatar_breakout/0/`, seed 0, this preset): its training
-episodes averaged 0.50 (random's level) over steps 0–10k, 0.81 over 30k–40k, 1.47 over
-40k–50k and 1.48 over 50k–60k (462 episodes), and its evaluations stayed between 1.2 and 1.8
-from 40k to 85k steps. The bar here is 2× random over the training episodes of 50k–60k (10k
-steps after the recorded run had levelled off), a margin of a third below the recorded 1.48. The issue's bar, 5× random (2.5), is not reached by this preset yet: the
-recorded curve plateaus near 3× random (README, "Proof of learning").
+(`benchmarks/results/learning/minatar/minatar_breakout/0/`, seed 0, this preset, 2026-12-02):
+its training episodes averaged 0.34 over steps 0–5k (random with the minimal action set:
+0.38), then 2.34 over 55k–60k, 2.55, 3.21 and 2.95 over 70k–75k, with evaluations of 2.8–4.2
+from 55k on. The bar is 5 × 0.38 = 1.9 over the training episodes of 70k–80k, about a third
+below the recorded run there. Training episodes include the preset's ε-greedy 0.1 and the
+actor's sampling, so they understate the policy; there are over a hundred of them per 10k
+steps, which makes them steadier than five eval episodes.
 """
 
 import json
@@ -22,10 +23,10 @@ import pytest
 pytest.importorskip("minatar")
 pytestmark = pytest.mark.slow
 
-RANDOM_BREAKOUT = 0.50  # mean return of the uniform random policy (6 actions, minatar 1.0.15)
-STEPS = 60_000  # agent steps trained: ~25 min at the recorded 25 ms per step (2-core VM, 1 thread, load 3–5)
-WINDOW = (50_000, 60_000)  # training episodes that end in this step range are averaged
-THRESHOLD = 2 * RANDOM_BREAKOUT
+RANDOM_BREAKOUT = 0.38  # uniform random policy, the preset's minimal action set (data/minatar_reference.csv)
+STEPS = 80_000  # agent steps trained: ~35 min on one quiet core of the 2-core VM (the recorded run: 28 ms per step at load 2–4)
+WINDOW = (70_000, 80_000)  # training episodes that end in this step range are averaged
+THRESHOLD = 5 * RANDOM_BREAKOUT
 
 
 def training_return(metrics: Path, first: int, last: int) -> tuple[float, int]:
@@ -35,15 +36,16 @@ def training_return(metrics: Path, first: int, last: int) -> tuple[float, int]:
     return float(np.mean(returns)) if returns else float("nan"), len(returns)
 
 
-def test_minatar_breakout_learns_twice_random(tmp_path):
+def test_minatar_breakout_learns_five_times_random(tmp_path):
     logdir = tmp_path / "breakout"
     start = time.time()
     subprocess.run([sys.executable, "-m", "reverie", "train", "--task", "minatar_breakout", "--preset", "minatar",
                     "--seed", "0", "--steps", str(STEPS), "--logdir", str(logdir), "--set", "device=cpu"],
-                   check=True, timeout=3300, stdout=subprocess.DEVNULL)
+                   check=True, timeout=5400, stdout=subprocess.DEVNULL)
     mean, episodes = training_return(logdir / "metrics.jsonl", *WINDOW)
     early, _ = training_return(logdir / "metrics.jsonl", 0, 10_000)
     print(f"MinAtar Breakout: {(time.time() - start) / 60:.1f} min; training return {early:.2f} over 0–10k, "
           f"{mean:.2f} over {WINDOW[0] // 1000}k–{WINDOW[1] // 1000}k ({episodes} episodes)")
     assert episodes >= 100, episodes
+    assert early < 2 * RANDOM_BREAKOUT, early  # it learned: the start is near random
     assert mean >= THRESHOLD, (mean, episodes)
