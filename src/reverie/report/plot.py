@@ -28,8 +28,8 @@ FORMATS = (".png", ".svg")
 REFERENCES = (("dreamerv2", "DreamerV2 (paper, 200M frames)", "#d62728"), ("rainbow", "Rainbow (paper, 200M frames)", "#2ca02c"),
               ("iqn", "IQN (paper, 200M frames)", "#9467bd"))
 # MinAtar reference lines (data/minatar_reference.csv): key, colour, line style.
-MINATAR_REFERENCES = (("random", "#7f7f7f", ":"), ("random_minimal", "#7f7f7f", "-."), ("port_500k", "#d62728", "--"), ("port_1m", "#d62728", ":"),
-                      ("dqn_1m", "#2ca02c", "--"), ("dqn_5m", "#2ca02c", ":"))
+MINATAR_REFERENCES = (("random", "#7f7f7f", ":"), ("random_minimal", "#7f7f7f", "-."), ("port_500k", "#d62728", "--"),
+                      ("port_1m", "#d62728", ":"), ("dqn_1m", "#2ca02c", "--"), ("dqn_5m", "#2ca02c", ":"))
 # One colour per preset variant of a study (none of the reference lines' colours).
 VARIANT_COLORS = ("#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 WORLD_MODEL_KEYS = {"train/image_loss": "image loss", "train/reward_loss": "reward loss",
@@ -121,8 +121,7 @@ def _minatar_marks(ax, game: str) -> None:
     for key, color, style in MINATAR_REFERENCES:
         ref = table[key]
         steps = f", {ref['steps'] / 1e6:g}M steps" if ref["steps"] else ""
-        actions = "6 actions" if ref["actions"] == "6" else f"{ref['actions']} actions"
-        label = f"{ref['label'].split(' (')[0]}, {actions}{steps}"
+        label = f"{ref['label'].split(' (')[0]}, {ref['actions']} actions{steps}"
         ax.axhline(ref["scores"][game], color=color, linestyle=style, linewidth=1, label=label)
 
 
