@@ -47,8 +47,8 @@ def main() -> int:
     if not logdirs:
         print(f"no runs under {runs}", file=sys.stderr)
         return 1
-    minatar_collect.WINDOW = 1000
-    infos = {d.name: minatar_collect.collect_run(d, out / "gym_CartPole-v1" / d.name, args.steps) for d in logdirs}
+    infos = {d.name: minatar_collect.collect_run(d, out / "gym_CartPole-v1" / d.name, args.steps, window=1000)
+             for d in logdirs}
     rows = {seed: minatar_collect.read_jsonl(d / "metrics.jsonl") for seed, d in zip(infos, logdirs)}
     evals = {seed: {s: m for s, m, _, _ in minatar_collect.eval_points(r)} for seed, r in rows.items()}
     steps = sorted(set.intersection(*(set(e) for e in evals.values())))
@@ -70,7 +70,7 @@ def main() -> int:
 
 Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/cartpole_seeds.py`:
 `reverie train --task gym_CartPole-v1 --preset gym,cartpole --seed S --steps {args.steps}`, {len(seeds)} seeds,
-1 torch thread each, on `{minatar_collect.machine(*_host())}`, all seeds at once beside other work
+1 torch thread each, on `{minatar_collect.this_machine()}`, all seeds at once beside other work
 (wall times include waiting for the CPU: {walls}).
 
 Eval return (mean of the 5 episodes of `mode="eval"`, the 500-step maximum) at each evaluation:
@@ -88,13 +88,6 @@ Curves: `curves.png` (mean over seeds, ±1 std shaded). Per seed: `gym_CartPole-
     subprocess.run([reverie, "plot", str(out), "--out", str(out / "curves.png")], check=True)
     print(text)
     return 0
-
-
-def _host() -> tuple[str, str, int | None]:
-    import os
-    import socket
-
-    return socket.gethostname(), minatar_collect.cpu_model(), os.cpu_count()
 
 
 if __name__ == "__main__":

@@ -66,22 +66,22 @@ def eval_points(rows: list[dict]) -> list[tuple[int, float, float, int]]:
     return [(s, float(np.mean(v)), float(np.std(v)), len(v)) for s, v in sorted(by_step.items())]
 
 
-def episode_windows(rows: list[dict]) -> list[dict]:
-    """Training-episode returns averaged per ``WINDOW`` steps, as metrics rows at the window's end."""
+def episode_windows(rows: list[dict], window: int = WINDOW) -> list[dict]:
+    """Training-episode returns averaged per ``window`` steps, as metrics rows at the window's end."""
     windows: dict[int, list[float]] = {}
     for row in rows:
         if "episode/return" in row:
-            end = (int(row["step"]) + WINDOW - 1) // WINDOW * WINDOW
+            end = (int(row["step"]) + window - 1) // window * window
             windows.setdefault(end, []).append(float(row["episode/return"]))
     return [{"step": end, "frames": end, "episode/return": float(np.mean(v)), "episode/return_std": float(np.std(v)),
              "episodes": len(v)} for end, v in sorted(windows.items())]
 
 
-def collect_run(logdir: Path, out: Path, target: int) -> dict:
+def collect_run(logdir: Path, out: Path, target: int, window: int = WINDOW) -> dict:
     rows = read_jsonl(logdir / "metrics.jsonl")
     status = json.loads((logdir / "status.json").read_text()) if (logdir / "status.json").exists() else {}
     evals = eval_points(rows)
-    windows = episode_windows(rows)
+    windows = episode_windows(rows, window)
     kept = [r for r in rows if "eval/return" in r or any(k.startswith("train/") for k in r)]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(logdir / "config.yaml", out / "config.yaml")
@@ -103,7 +103,7 @@ def collect_run(logdir: Path, out: Path, target: int) -> dict:
         "last_evals_mean": float(np.mean([m for _, m, _, _ in evals[-LAST:]])) if evals else None,
         "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
         "machines": sorted({machine(s["host"], s["cpu"], s["cores"]) for s in sittings})
-        or [machine(socket.gethostname(), cpu_model(), os.cpu_count()) + " (the collecting machine: no sitting has ended yet)"],
+        or [this_machine() + " (the collecting machine: no sitting has ended yet)"],
         "sittings": sittings,
     }
     (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -112,6 +112,10 @@ def collect_run(logdir: Path, out: Path, target: int) -> dict:
 
 def machine(host: str, cpu: str, cores: int | None) -> str:
     return f"{host}: {cpu} ({cores} cores)"
+
+
+def this_machine() -> str:
+    return machine(socket.gethostname(), cpu_model(), os.cpu_count())
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

@@ -9,7 +9,7 @@ time (default 1), each with one torch/OpenMP thread: on the 2-core machine it wa
 ``--jobs 2`` uses both cores. Idempotent: a run
 whose ``status.json`` says finished at ``STEPS`` or more is skipped, an unfinished one is
 resumed from its newest checkpoint (``reverie train`` resumes an existing logdir). A lock
-file keeps a second copy from starting; ``kill <pid>`` of this script stops its current run
+file keeps a second copy from starting; ``kill <pid>`` of this script stops its current runs
 too (SIGTERM is passed on). Each sitting of each run is appended to its
 ``sittings.jsonl`` (start, end, steps before and after, host, CPU, load), which
 ``benchmarks/minatar_collect.py`` turns into wall time and machine in the results.
@@ -117,8 +117,9 @@ def main() -> int:
                 failed.set()
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        for _ in range(args.jobs):
-            pool.submit(worker)
+        workers = [pool.submit(worker) for _ in range(args.jobs)]
+    for done in workers:
+        done.result()  # a worker's own exception (not a run's exit code) is raised here, not lost
     if failed.is_set():
         return 1
     print(f"{now()} study complete", flush=True)
