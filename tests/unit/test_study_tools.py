@@ -1,0 +1,25 @@
+"""The study's bookkeeping in ``benchmarks/minatar_collect.py``: wall time per segment of a run
+that was killed and resumed, read from its ``metrics.jsonl`` rows."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+minatar_collect = pytest.importorskip("minatar_collect")
+
+
+def test_segment_seconds_of_a_resumed_run_keep_the_later_sitting():
+    # Sitting 1 reaches 15k and dies; its checkpoint is at 10k, so sitting 2 replays 10k–15k
+    # (its clock restarts from the checkpoint's 100 s) and the replayed rows are the ones kept.
+    rows = [{"step": 0, "time": 0.0}, {"step": 10_000, "time": 100.0}, {"step": 15_000, "time": 150.0},
+            {"step": 12_000, "time": 130.0}, {"step": 20_000, "time": 250.0}, {"step": 30_000, "time": 350.0}]
+    assert minatar_collect.segment_seconds(rows) == [150.0, 100.0]
+
+
+def test_segment_seconds_interpolate_between_rows_and_skip_rows_without_a_clock():
+    rows = [{"step": 5_000, "time": 50.0}, {"step": 8_000, "eval/return": 1.0},
+            {"step": 25_000, "time": 250.0}, {"step": 31_000, "time": 310.0}]
+    assert minatar_collect.segment_seconds(rows) == pytest.approx([100.0, 100.0])
+    assert minatar_collect.segment_seconds(rows[:1]) == []
