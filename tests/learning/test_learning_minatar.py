@@ -36,6 +36,7 @@ def training_return(metrics: Path, first: int, last: int) -> tuple[float, int]:
     return float(np.mean(returns)) if returns else float("nan"), len(returns)
 
 
+@pytest.mark.timeout(5700)  # above the run's own 5400 s (the suite's default of 900 s would cut it)
 def test_minatar_breakout_learns_five_times_random(tmp_path):
     logdir = tmp_path / "breakout"
     start = time.time()
