@@ -41,6 +41,9 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/cartpole")
     parser.add_argument("--out", default="benchmarks/results/learning/cartpole_seeds")
     parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--extra", default="", help="the runs' further `reverie train` arguments, for the README "
+                        "(e.g. '--set behavior.entropy=1e-2'); the runs' config.yaml files are what they trained with")
+    parser.add_argument("--title", default="CartPole over seeds (issue #17)")
     args = parser.parse_args()
     runs, out = ROOT / args.runs, ROOT / args.out
     logdirs = sorted(p for p in runs.iterdir() if (p / "config.yaml").exists()) if runs.is_dir() else []
@@ -66,10 +69,11 @@ def main() -> int:
             signal_lines.append(f"| {seed} | {step / 1e3:g}k | {evals[seed][step]:.0f} | "
                                 + " | ".join("–" if c is None else f"{c:.3g}" for c in cells) + " |")
     walls = ", ".join(f"seed {s}: {i['wall_seconds'] / 60:.0f} min to {i['steps_reached']:,} steps" for s, i in infos.items())
-    text = f"""# CartPole over seeds (issue #17)
+    extra = f" {args.extra}" if args.extra else ""
+    text = f"""# {args.title}
 
 Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/cartpole_seeds.py`:
-`reverie train --task gym_CartPole-v1 --preset gym,cartpole --seed S --steps {args.steps}`, {len(seeds)} seeds,
+`reverie train --task gym_CartPole-v1 --preset gym,cartpole --seed S --steps {args.steps}{extra}`, {len(seeds)} seeds,
 1 torch thread each, on `{minatar_collect.this_machine()}`, all seeds at once beside other work
 (wall times include waiting for the CPU: {walls}).
 
@@ -83,6 +87,9 @@ The training signals logged last before each evaluation, per seed:
 
 Curves: `curves.png` (mean over seeds, ±1 std shaded). Per seed: `gym_CartPole-v1/<seed>/`.
 """
+    if (out / "failures.md").exists():
+        text += ("\nHow each checkpoint's eval episodes ended (track edge, pole, time limit), with the discount "
+                 "head's belief there: `failures.md`, by `benchmarks/cartpole_failures.py`.\n")
     (out / "README.md").write_text(text)
     reverie = str(Path(sys.executable).with_name("reverie"))
     subprocess.run([reverie, "plot", str(out), "--out", str(out / "curves.png")], check=True)
