@@ -9,8 +9,7 @@ Per episode: its length; the final physical state (cart position x, its velocity
 discount head's mean (its target is γ = 0.99 where the episode goes on and 0 where it ends)
 at the terminal step, the lowest over the five steps before it, and the mean over the
 episode. A head that gives ~0.99 at the terminal step has not learned that this state ends
-the episode. With ``--out`` the
-same rows are written as Markdown.
+the episode. With ``--out`` the same rows are written as Markdown.
 """
 
 from __future__ import annotations

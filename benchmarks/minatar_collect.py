@@ -147,6 +147,10 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def minutes(seconds: float | None) -> str:
+    return fmt(seconds / 60 if seconds else None, 0)
+
+
 def table(infos: list[dict], target: int) -> str:
     reference = minatar_reference()
     names = {g: g.replace("_", " ").title() for g in GAMES}
@@ -203,8 +207,8 @@ def main() -> int:
     per_run = "\n".join(
         f"| {i['task']} | {i['seed']} | {i['steps_reached']:,} | {'yes' if i['finished'] else 'no'} | "
         f"{fmt(i['last_evals_mean'], 2)} | {fmt(i['best_eval_mean'], 2)} | {fmt(i['wall_seconds'] / 3600, 2)} h | "
-        f"{fmt((i['seconds_per_100k_steps'] or 0) / 60 or None, 0)} min | "
-        f"{fmt((i['seconds_per_100k_steps_fastest'] or 0) / 60 or None, 0)} min |" for i in infos)
+        f"{minutes(i['seconds_per_100k_steps'])} min | {minutes(i['seconds_per_100k_steps_fastest'])} min |"
+        for i in infos)
     text = f"""# MinAtar study (issue #17)
 
 Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/minatar_collect.py` from the runs of
