@@ -17,6 +17,9 @@ task's name as the folder, so ``reverie plot OUT`` groups the runs by task and s
   in its least-contended stretch: ``segment_seconds``), and the sittings with
   their host, CPU and load (from the study's ``sittings.jsonl``).
 
+Runs recorded in ``OUT`` earlier whose run directory is gone (``runs/`` is not in git, so a
+fresh checkout has none) keep their recorded files and their row.
+
 Then ``OUT/README.md``: the table beside the published numbers (``data/minatar_reference.csv``),
 labelled PARTIAL while any run is short of its target, and ``OUT/curves.png`` /
 ``OUT/world_model.png`` drawn by ``reverie plot``.
@@ -135,6 +138,19 @@ def collect_run(logdir: Path, out: Path, target: int, window: int = WINDOW) -> d
     return info
 
 
+def recorded_runs(out: Path, runs: Path) -> list[dict]:
+    """The ``run.json`` of runs collected earlier whose run directory is no longer under ``runs``
+    (a sitting on another machine, or a fresh checkout): their recorded files stay as they are
+    and their row stays in the table. A run directory that exists always wins: it is collected
+    again, even when it restarted from step 0."""
+    kept = []
+    for path in sorted(out.glob("minatar_*/*/run.json")):
+        game, seed = path.parent.parent.name.removeprefix("minatar_"), path.parent.name
+        if not (runs / game / seed / "config.yaml").exists():
+            kept.append(json.loads(path.read_text()))
+    return kept
+
+
 def machine(host: str, cpu: str, cores: int | None) -> str:
     return f"{host}: {cpu} ({cores} cores)"
 
@@ -194,10 +210,15 @@ def main() -> int:
     args = parser.parse_args()
     runs, out = ROOT / args.runs, ROOT / args.out
     logdirs = sorted(p for p in runs.glob("*/*") if (p / "config.yaml").exists())
-    if not logdirs:
-        print(f"no runs under {runs}", file=sys.stderr)
+    kept = recorded_runs(out, runs)
+    if not logdirs and not kept:
+        print(f"no runs under {runs} and none recorded under {out}", file=sys.stderr)
         return 1
+    for info in kept:
+        print(f"kept the recorded {info['task']} seed {info['seed']} ({info['steps_reached']:,} steps): "
+              f"its run directory is not under {runs}")
     infos = [collect_run(d, out / f"minatar_{d.parent.name}" / d.name, args.steps) for d in logdirs]
+    infos = sorted(infos + kept, key=lambda i: (i["task"], i["seed"]))
     rows, wall = table(infos, args.steps)
     partial = [i for i in infos if not i["finished"]]
     machines = sorted({m for i in infos for m in i["machines"]})

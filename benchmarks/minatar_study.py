@@ -84,14 +84,32 @@ def run_one(game: str, seed: int, steps: int, runs: Path, reverie: str) -> int:
     return code
 
 
+def parse_only(text: str) -> list[tuple[str, int]]:
+    """``"asterix:0,freeway:0"`` -> ``[("asterix", 0), ("freeway", 0)]``, each checked against ``ORDER``."""
+    picked = []
+    for item in text.split(","):
+        game, _, seed = item.strip().partition(":")
+        if not seed.isdigit() or (game, int(seed)) not in ORDER:
+            known = ", ".join(f"{g}:{s}" for g, s in ORDER)
+            raise ValueError(f"--only: {item.strip()!r} is not a run of the study; pick from {known}")
+        picked.append((game, int(seed)))
+    return picked
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=250_000, help="agent steps per run")
     parser.add_argument("--runs", default="runs/minatar", help="root of the run directories")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one core each")
+    parser.add_argument("--only", default="", metavar="GAME:SEED,...",
+                        help="run just these, in this order (e.g. asterix:0,freeway:0); default: all of ORDER")
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    try:
+        order = parse_only(args.only) if args.only else list(ORDER)
+    except ValueError as error:
+        parser.error(str(error))
     runs = (ROOT / args.runs).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     lock = open(runs / ".study.lock", "w")
@@ -103,7 +121,7 @@ def main() -> int:
     reverie = str(Path(sys.executable).with_name("reverie"))
     # `kill <pid of this script>` stops its runs too (each resumes from its last checkpoint).
     signal.signal(signal.SIGTERM, lambda *_: [child.terminate() for child in CHILDREN])
-    queue, failed = list(ORDER), threading.Event()
+    queue, failed = order, threading.Event()
 
     def worker() -> None:
         while not failed.is_set():

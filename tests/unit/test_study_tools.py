@@ -1,6 +1,8 @@
 """The study's bookkeeping in ``benchmarks/minatar_collect.py``: wall time per segment of a run
-that was killed and resumed, read from its ``metrics.jsonl`` rows."""
+that was killed and resumed, read from its ``metrics.jsonl`` rows; runs recorded
+earlier whose run directory is gone; and the study's ``--only`` picks."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,3 +25,24 @@ def test_segment_seconds_interpolate_between_rows_and_skip_rows_without_a_clock(
             {"step": 25_000, "time": 250.0}, {"step": 31_000, "time": 310.0}]
     assert minatar_collect.segment_seconds(rows) == pytest.approx([100.0, 100.0])
     assert minatar_collect.segment_seconds(rows[:1]) == []
+
+
+def test_recorded_runs_keep_only_the_runs_whose_directory_is_gone(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    for game, seed, step in (("breakout", 0, 250_000), ("asterix", 0, 130_000)):
+        (out / f"minatar_{game}" / str(seed)).mkdir(parents=True)
+        info = {"task": f"minatar_{game}", "seed": seed, "steps_reached": step}
+        (out / f"minatar_{game}" / str(seed) / "run.json").write_text(json.dumps(info))
+    (runs / "asterix" / "0").mkdir(parents=True)  # restarted here: it is collected again, not kept
+    (runs / "asterix" / "0" / "config.yaml").write_text("task: minatar_asterix\n")
+    kept = minatar_collect.recorded_runs(out, runs)
+    assert [(i["task"], i["steps_reached"]) for i in kept] == [("minatar_breakout", 250_000)]
+
+
+def test_study_only_picks_runs_of_the_study_in_the_given_order():
+    minatar_study = pytest.importorskip("minatar_study")
+    assert minatar_study.parse_only("freeway:0, asterix:0") == [("freeway", 0), ("asterix", 0)]
+    with pytest.raises(ValueError, match="'pong:0' is not a run of the study"):
+        minatar_study.parse_only("pong:0")
+    with pytest.raises(ValueError, match="not a run of the study"):
+        minatar_study.parse_only("breakout:x")
