@@ -23,7 +23,7 @@ import torch
 
 from reverie import runtime
 from reverie.agent import Agent
-from reverie.checkpoint import _read, list_checkpoints
+from reverie.checkpoint import list_checkpoints, read_checkpoint
 from reverie.config import load_config_file
 from reverie.envs import make_env
 from reverie.run.driver import Driver
@@ -49,7 +49,7 @@ def episode_rows(logdir: Path, episodes: int) -> list[str]:
     for path in list_checkpoints(logdir):
         env = make_env(config, "eval", 1)
         agent = Agent(config, env.obs_space, env.act_space)
-        agent.load_state_dict(_read(path, "cpu").tensors["agent"])
+        agent.load_state_dict(read_checkpoint(path).tensors["agent"])
         driver, head = Driver(env, agent), agent.world_model.heads["discount"]
         torch.manual_seed(0)
         for index in range(episodes):

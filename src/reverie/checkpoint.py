@@ -39,7 +39,7 @@ import torch
 from reverie.errors import CheckpointError
 from reverie.utils import atomic_write_bytes, legacy_rng_from_dict, legacy_rng_to_dict
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "capture_rng", "restore_rng",
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_checkpoint", "list_checkpoints", "capture_rng", "restore_rng",
            "Stateful", "RngStreams", "save_bundle", "restore_bundle", "split_arrays", "merge_arrays"]
 
 AGENT, STATE, COMPLETE = "agent.pt", "state.json", "COMPLETE"
@@ -114,7 +114,7 @@ def load_checkpoint(logdir: str | Path, map_location: str | torch.device = "cpu"
     problems = []
     for path in reversed(paths):
         try:
-            checkpoint = _read(path, map_location)
+            checkpoint = read_checkpoint(path, map_location)
         except Exception as error:  # any failure means this bundle is unusable: try older
             problems.append(f"{path.name}: {type(error).__name__}: {error}")
             continue
@@ -127,7 +127,10 @@ def load_checkpoint(logdir: str | Path, map_location: str | torch.device = "cpu"
     return None
 
 
-def _read(path: Path, map_location: str | torch.device) -> Checkpoint:
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """One checkpoint folder (an entry of ``list_checkpoints``), checksums verified; raises
+    ``CheckpointError`` on a mismatch. For a run's newest good one, use ``load_checkpoint``."""
+    path = Path(path)
     marker = json.loads((path / COMPLETE).read_text())
     data = {name: (path / name).read_bytes() for name in (AGENT, STATE)}
     for name, content in data.items():

@@ -16,6 +16,7 @@ from reverie.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     merge_arrays,
+    read_checkpoint,
     restore_bundle,
     restore_rng,
     save_bundle,
@@ -86,6 +87,14 @@ def test_all_corrupt_is_an_error_not_a_fresh_start(tmp_path):
     with pytest.raises(CheckpointError, match=r"none of the 1 .*could be loaded \(000000000001: CheckpointError: "
                                               r"state.json does not match its checksum"):
         load_checkpoint(tmp_path)  # the reasons are in the one error, not in warnings before it
+
+
+def test_read_checkpoint_reads_one_folder_and_refuses_a_corrupt_one(tmp_path):
+    first, second = save(tmp_path, 1), save(tmp_path, 2)
+    assert read_checkpoint(first).step == 1 and read_checkpoint(str(second)).step == 2  # not just the newest
+    (first / "agent.pt").write_bytes((first / "agent.pt").read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="agent.pt does not match its checksum"):
+        read_checkpoint(first)
 
 
 class Exploit:
