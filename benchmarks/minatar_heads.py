@@ -1,0 +1,101 @@
+"""What a MinAtar run's world model and actor make of its own replay (issue #17): does the
+reward head see the rewards, and has the actor left the uniform policy?
+
+    .venv/bin/python benchmarks/minatar_heads.py runs/minatar/asterix/0 runs/minatar/breakout/0 [--steps 20000]
+
+For each run, its newest checkpoint is loaded and the newest ``--steps`` stored steps of its
+replay (whole episodes) are run through the world model's posterior, in chunks of
+``--chunk`` steps that each start from the zero state, as training sequences do (and an
+episode start inside a chunk resets the state, as ``is_first`` does in training). Per run it
+prints, as one Markdown row:
+
+- the reward head's mean prediction at the steps that paid a reward and at those that did
+  not (a head that has learned the rewards puts the first near 1 and the second near 0; a
+  head stuck at the constant solution puts both near the reward rate);
+- the actor's entropy on those posterior states against the uniform policy's ``ln |A|``, and
+  how often its most likely action is each action (the eval policy plays the mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reverie import runtime
+from reverie.agent import Agent
+from reverie.checkpoint import list_checkpoints, read_checkpoint
+from reverie.config import load_config_file
+from reverie.envs import make_env
+
+HEADER = ("| run | checkpoint | episodes | steps | rewarded steps | reward head where rewarded | "
+          "reward head elsewhere | actor entropy (uniform) | mode action shares |")
+RULE = "|---" * (HEADER.count("|") - 1) + "|"
+
+
+def mean(values: np.ndarray) -> str:
+    return f"{values.mean():.3f}" if len(values) else "–"
+
+
+def run_row(logdir: Path, steps: int, chunk: int) -> str:
+    config = load_config_file(logdir / "config.yaml")
+    runtime.configure(config)
+    checkpoints = list_checkpoints(logdir)
+    if not checkpoints:
+        raise SystemExit(f"{logdir} has no complete checkpoint; train it first (reverie train --logdir {logdir})")
+    env = make_env(config, "eval", 1)
+    agent = Agent(config, env.obs_space, env.act_space)
+    env.close()
+    agent.load_state_dict(read_checkpoint(checkpoints[-1]).tensors["agent"])
+    episodes = []
+    for path in sorted((logdir / "replay").glob("ep*.npz"), reverse=True):
+        with np.load(path) as stored:
+            episodes.insert(0, {key: stored[key] for key in stored.files})
+        if sum(len(e["reward"]) for e in episodes) >= steps:
+            break
+    data = {key: np.concatenate([e[key] for e in episodes]) for key in episodes[0]}
+    usable = len(data["reward"]) // chunk * chunk
+    if not usable:
+        raise SystemExit(f"{logdir}: fewer than {chunk} stored steps; pass a smaller --chunk")
+    batch = {key: value[-usable:].reshape(-1, chunk, *value.shape[1:]) for key, value in data.items()}
+    batch["is_first"][:, 0] = True  # each chunk starts from the zero state, as a training sequence
+    with torch.no_grad():
+        feat = agent.world_model.observe(batch).feat
+        predicted = agent.world_model.heads["reward"](feat).mean.squeeze(-1).cpu().numpy().ravel()
+        policy = agent.behavior.actor(feat)
+        entropy = policy.entropy().cpu().numpy().ravel()
+        modes = policy.probs.argmax(-1).cpu().numpy().ravel()
+    paid = batch["reward"].ravel() != 0
+    rewarded, elsewhere = predicted[paid], predicted[~paid]
+    actions = agent.world_model.action_dim
+    shares = np.bincount(modes, minlength=actions) / len(modes)
+    return (f"| {logdir} | {int(checkpoints[-1].name):,} | {len(episodes)} | {len(paid):,} | "
+            f"{len(rewarded):,} | {mean(rewarded)} | {mean(elsewhere)} | "
+            f"{entropy.mean():.3f} ({math.log(actions):.3f}) | "
+            f"{' '.join(f'{s:.2f}' for s in shares)} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("logdirs", nargs="+", type=Path)
+    parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run (whole episodes)")
+    parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
+    parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [HEADER, RULE]
+    print(HEADER, RULE, sep="\n", flush=True)
+    for logdir in args.logdirs:
+        rows.append(run_row(logdir, args.steps, args.chunk))
+        print(rows[-1], flush=True)
+    if args.out:
+        args.out.write_text("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
