@@ -13,6 +13,11 @@ file keeps a second copy from starting; ``kill <pid>`` of this script stops its 
 too (SIGTERM is passed on). Each sitting of each run is appended to its
 ``sittings.jsonl`` (start, end, steps before and after, host, CPU, load), which
 ``benchmarks/minatar_collect.py`` turns into wall time and machine in the results.
+
+``runs/`` is not in git: on a fresh checkout (or another machine) an unfinished run starts
+again from step 0, and a finished one is known only by what ``minatar_collect.py`` recorded.
+So plan a sitting in whole runs (about 90 min per run on one core of the 2-core VM, about
+135 min for three runs on two cores) and pick them with ``--only``.
 """
 
 from __future__ import annotations
