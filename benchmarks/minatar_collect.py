@@ -198,7 +198,8 @@ def table(infos: list[dict], target: int) -> str:
     if fastest:
         wall += (f" over whole runs, waits for the CPU included; {np.median(fastest) / 60:.0f} min in each run's "
                  f"least-contended stretch (the fastest tenth of its 10k-step segments; median over {len(fastest)} "
-                 f"run{'s' if len(fastest) > 1 else ''}), one process per core")
+                 f"run{'s' if len(fastest) > 1 else ''}); a sitting that ran more runs than cores shows here "
+                 f"as slower runs (each sitting's load is in its run's `run.json`)")
     return "\n".join(lines), wall
 
 
