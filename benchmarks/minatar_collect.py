@@ -231,6 +231,8 @@ def main() -> int:
         f"{fmt(i['last_evals_mean'], 2)} | {fmt(i['best_eval_mean'], 2)} | {fmt(i['wall_seconds'] / 3600, 2)} h | "
         f"{minutes(i['seconds_per_100k_steps'])} min | {minutes(i['seconds_per_100k_steps_fastest'])} min |"
         for i in infos)
+    heads = ("\n\n`heads.md`: what each run's reward head predicts at rewarded steps of its replay, and its actor's "
+             "entropy there (`benchmarks/minatar_heads.py`)." if (out / "heads.md").exists() else "")
     text = f"""# MinAtar study (issue #17)
 
 Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/minatar_collect.py` from the runs of
@@ -256,7 +258,7 @@ the start and end of every sitting).
 
 Curves: `curves.png` (eval return; mean over seeds, ±1 std shaded; dashed and dotted lines are the
 reference rows), `world_model.png` (world-model losses). Per run: `curve.csv`, `metrics.jsonl`,
-`config.yaml`, `run.json`. Redraw with `reverie plot {args.out} --out curves.png`.
+`config.yaml`, `run.json`. Redraw with `reverie plot {args.out} --out curves.png`.{heads}
 """
     (out / "README.md").write_text(text)
     reverie = str(Path(sys.executable).with_name("reverie"))
