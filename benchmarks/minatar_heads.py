@@ -4,7 +4,9 @@ reward head see the rewards, and has the actor left the uniform policy?
     .venv/bin/python benchmarks/minatar_heads.py runs/minatar/asterix/0 runs/minatar/breakout/0 [--steps 20000]
 
 For each run, its newest checkpoint is loaded and the newest ``--steps`` stored steps of its
-replay (whole episodes) are run through the world model's posterior, in chunks of
+replay (its newest ``ep*.npz`` files; an episode of more than 1,024 steps is stored in several,
+so the oldest file read may start inside an episode) are run through the world model's
+posterior, in chunks of
 ``--chunk`` steps that each start from the zero state, as training sequences do (and an
 episode start inside a chunk resets the state, as ``is_first`` does in training). Per run it
 prints, as one Markdown row:
@@ -32,7 +34,7 @@ from reverie.checkpoint import list_checkpoints, read_checkpoint
 from reverie.config import load_config_file
 from reverie.envs import make_env
 
-HEADER = ("| run | checkpoint | episodes | steps | rewarded steps | reward head where rewarded | "
+HEADER = ("| run | checkpoint | episode starts | steps | rewarded steps | reward head where rewarded | "
           "reward head elsewhere | actor entropy (uniform) | mode action shares |")
 RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
@@ -51,17 +53,19 @@ def run_row(logdir: Path, steps: int, chunk: int) -> str:
     agent = Agent(config, env.obs_space, env.act_space)
     env.close()
     agent.load_state_dict(read_checkpoint(checkpoints[-1]).tensors["agent"])
-    episodes = []
+    files, total = [], 0  # newest first
     for path in sorted((logdir / "replay").glob("ep*.npz"), reverse=True):
         with np.load(path) as stored:
-            episodes.insert(0, {key: stored[key] for key in stored.files})
-        if sum(len(e["reward"]) for e in episodes) >= steps:
+            files.append({key: stored[key] for key in stored.files})
+        total += len(files[-1]["reward"])
+        if total >= steps:
             break
-    data = {key: np.concatenate([e[key] for e in episodes]) for key in episodes[0]}
+    data = {key: np.concatenate([f[key] for f in reversed(files)]) for key in files[0]}
     usable = len(data["reward"]) // chunk * chunk
     if not usable:
         raise SystemExit(f"{logdir}: fewer than {chunk} stored steps; pass a smaller --chunk")
     batch = {key: value[-usable:].reshape(-1, chunk, *value.shape[1:]) for key, value in data.items()}
+    starts = int(batch["is_first"].sum())  # before the chunks' own starts are marked
     batch["is_first"][:, 0] = True  # each chunk starts from the zero state, as a training sequence
     with torch.no_grad():
         feat = agent.world_model.observe(batch).feat
@@ -73,7 +77,7 @@ def run_row(logdir: Path, steps: int, chunk: int) -> str:
     rewarded, elsewhere = predicted[paid], predicted[~paid]
     actions = agent.world_model.action_dim
     shares = np.bincount(modes, minlength=actions) / len(modes)
-    return (f"| {logdir} | {int(checkpoints[-1].name):,} | {len(episodes)} | {len(paid):,} | "
+    return (f"| {logdir} | {int(checkpoints[-1].name):,} | {starts} | {len(paid):,} | "
             f"{len(rewarded):,} | {mean(rewarded)} | {mean(elsewhere)} | "
             f"{entropy.mean():.3f} ({math.log(actions):.3f}) | "
             f"{' '.join(f'{s:.2f}' for s in shares)} |")
@@ -82,11 +86,12 @@ def run_row(logdir: Path, steps: int, chunk: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logdirs", nargs="+", type=Path)
-    parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run (whole episodes)")
+    parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run")
     parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
     rows = [HEADER, RULE]
     print(HEADER, RULE, sep="\n", flush=True)
     for logdir in args.logdirs:
