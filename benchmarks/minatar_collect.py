@@ -138,17 +138,15 @@ def collect_run(logdir: Path, out: Path, target: int, window: int = WINDOW) -> d
     return info
 
 
-def recorded_runs(out: Path, runs: Path) -> list[dict]:
-    """The ``run.json`` of runs collected earlier whose run directory is no longer under ``runs``
-    (a sitting on another machine, or a fresh checkout): their recorded files stay as they are
-    and their row stays in the table. A run directory that exists always wins: it is collected
-    again, even when it restarted from step 0."""
-    kept = []
-    for path in sorted(out.glob("minatar_*/*/run.json")):
-        game, seed = path.parent.parent.name.removeprefix("minatar_"), path.parent.name
-        if not (runs / game / seed / "config.yaml").exists():
-            kept.append(json.loads(path.read_text()))
-    return kept
+def recorded_runs(out: Path, logdirs: list[Path]) -> list[dict]:
+    """The ``run.json`` of runs collected earlier that are not among the run directories
+    ``logdirs`` (``RUNS/<game>/<seed>``) being collected now (a sitting on another machine, or
+    a fresh checkout): their recorded files stay as they are and their row stays in the table.
+    A run directory that exists always wins: it is collected again, even when it restarted
+    from step 0."""
+    present = {(f"minatar_{d.parent.name}", d.name) for d in logdirs}
+    return [json.loads(path.read_text()) for path in sorted(out.glob("minatar_*/*/run.json"))
+            if (path.parent.parent.name, path.parent.name) not in present]
 
 
 def machine(host: str, cpu: str, cores: int | None) -> str:
@@ -211,7 +209,7 @@ def main() -> int:
     args = parser.parse_args()
     runs, out = ROOT / args.runs, ROOT / args.out
     logdirs = sorted(p for p in runs.glob("*/*") if (p / "config.yaml").exists())
-    kept = recorded_runs(out, runs)
+    kept = recorded_runs(out, logdirs)
     if not logdirs and not kept:
         print(f"no runs under {runs} and none recorded under {out}", file=sys.stderr)
         return 1

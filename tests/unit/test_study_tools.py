@@ -33,9 +33,8 @@ def test_recorded_runs_keep_only_the_runs_whose_directory_is_gone(tmp_path):
         (out / f"minatar_{game}" / str(seed)).mkdir(parents=True)
         info = {"task": f"minatar_{game}", "seed": seed, "steps_reached": step}
         (out / f"minatar_{game}" / str(seed) / "run.json").write_text(json.dumps(info))
-    (runs / "asterix" / "0").mkdir(parents=True)  # restarted here: it is collected again, not kept
-    (runs / "asterix" / "0" / "config.yaml").write_text("task: minatar_asterix\n")
-    kept = minatar_collect.recorded_runs(out, runs)
+    # asterix seed 0 restarted here: its run directory is collected again, not kept
+    kept = minatar_collect.recorded_runs(out, [runs / "asterix" / "0"])
     assert [(i["task"], i["steps_reached"]) for i in kept] == [("minatar_breakout", 250_000)]
 
 
