@@ -31,7 +31,7 @@ import torch
 from reverie import runtime
 from reverie.agent import Agent
 from reverie.checkpoint import list_checkpoints, read_checkpoint
-from reverie.config import load_config_file
+from reverie.config import load_config_file, set_value, validate
 from reverie.envs import make_env
 
 HEADER = ("| run | checkpoint | episode starts | steps | rewarded steps | reward head where rewarded | "
@@ -43,8 +43,13 @@ def mean(values: np.ndarray) -> str:
     return f"{values.mean():.3f}" if len(values) else "–"
 
 
-def run_row(logdir: Path, steps: int, chunk: int) -> str:
+def load_agent(logdir: Path, overrides: dict | None = None, fresh: bool = False) -> tuple[Agent, Path]:
+    """The run's agent at its newest checkpoint, with config ``overrides`` (dotted keys) applied;
+    ``fresh``: newly initialised from the run's seed instead (sizes may then be overridden too)."""
     config = load_config_file(logdir / "config.yaml")
+    for key, value in (overrides or {}).items():
+        set_value(config, key, value)
+    validate(config)
     runtime.configure(config)
     checkpoints = list_checkpoints(logdir)
     if not checkpoints:
@@ -52,7 +57,14 @@ def run_row(logdir: Path, steps: int, chunk: int) -> str:
     env = make_env(config, "eval", 1)
     agent = Agent(config, env.obs_space, env.act_space)
     env.close()
-    agent.load_state_dict(read_checkpoint(checkpoints[-1]).tensors["agent"])
+    if not fresh:
+        agent.load_state_dict(read_checkpoint(checkpoints[-1]).tensors["agent"])
+    return agent, checkpoints[-1]
+
+
+def newest_steps(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.ndarray], int]:
+    """The newest ``steps`` (rounded down to whole chunks) of the run's replay as ``[N, chunk, ...]``
+    sequences, each marked ``is_first`` at its start, and the number of episode starts in them."""
     files, total = [], 0  # newest first
     for path in sorted((logdir / "replay").glob("ep*.npz"), reverse=True):
         with np.load(path) as stored:
@@ -61,12 +73,18 @@ def run_row(logdir: Path, steps: int, chunk: int) -> str:
         if total >= steps:
             break
     data = {key: np.concatenate([f[key] for f in reversed(files)]) for key in files[0]}
-    usable = len(data["reward"]) // chunk * chunk
+    usable = min(steps, len(data["reward"])) // chunk * chunk
     if not usable:
         raise SystemExit(f"{logdir}: fewer than {chunk} stored steps; pass a smaller --chunk")
     batch = {key: value[-usable:].reshape(-1, chunk, *value.shape[1:]) for key, value in data.items()}
     starts = int(batch["is_first"].sum())  # before the chunks' own starts are marked
     batch["is_first"][:, 0] = True  # each chunk starts from the zero state, as a training sequence
+    return batch, starts
+
+
+def head_stats(agent: Agent, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reward head's mean prediction where the replay paid a reward and elsewhere, the
+    actor's entropy and its mode actions, on the posterior states of ``batch``."""
     with torch.no_grad():
         feat = agent.world_model.observe(batch).feat
         predicted = agent.world_model.heads["reward"](feat).mean.squeeze(-1).cpu().numpy().ravel()
@@ -74,12 +92,18 @@ def run_row(logdir: Path, steps: int, chunk: int) -> str:
         entropy = policy.entropy().cpu().numpy().ravel()
         modes = policy.probs.argmax(-1).cpu().numpy().ravel()
     paid = batch["reward"].ravel() != 0
-    rewarded, elsewhere = predicted[paid], predicted[~paid]
+    return {"rewarded": predicted[paid], "elsewhere": predicted[~paid], "entropy": entropy, "modes": modes}
+
+
+def run_row(logdir: Path, steps: int, chunk: int) -> str:
+    agent, checkpoint = load_agent(logdir)
+    batch, starts = newest_steps(logdir, steps, chunk)
+    stats = head_stats(agent, batch)
     actions = agent.world_model.action_dim
-    shares = np.bincount(modes, minlength=actions) / len(modes)
-    return (f"| {logdir} | {int(checkpoints[-1].name):,} | {starts} | {len(paid):,} | "
-            f"{len(rewarded):,} | {mean(rewarded)} | {mean(elsewhere)} | "
-            f"{entropy.mean():.3f} ({math.log(actions):.3f}) | "
+    shares = np.bincount(stats["modes"], minlength=actions) / len(stats["modes"])
+    return (f"| {logdir} | {int(checkpoint.name):,} | {starts} | {batch['reward'].size:,} | "
+            f"{len(stats['rewarded']):,} | {mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
+            f"{stats['entropy'].mean():.3f} ({math.log(actions):.3f}) | "
             f"{' '.join(f'{s:.2f}' for s in shares)} |")
 
 

@@ -1,0 +1,133 @@
+"""Which world-model settings let a MinAtar world model see its rewards? (issue #17)
+
+    .venv/bin/python benchmarks/minatar_reward_probe.py runs/minatar/asterix/0 \
+        --variant "" --variant world_model.loss_scales.reward=100 [--fresh] [--updates 3000]
+
+``minatar_heads.py`` found the reward heads of the Asterix, Freeway and Seaquest runs near the
+constant solution: rewards are rare (under 1 % of steps), and the Normal(μ, 1) reward loss
+gains at most 0.5·p(1 − p) nats per step from predicting them, against tens of nats of grid
+loss. This probe compares world-model settings on a fixed dataset, without a full run. Each
+``--variant`` is a comma-separated list of config overrides (dotted ``key=value``, as
+``reverie train`` takes them; ``""`` is the run's own config). For each variant it takes the
+run's world model at its newest checkpoint (weights and optimizer state), or a newly
+initialised one with ``--fresh`` (then sizes may change too), trains only the world model for
+``--updates`` steps on the run's own replay minus its newest ``--holdout`` steps (sampled as
+in training: ``B × L`` of the run's config, every sequence from the zero state), and then
+measures on those held-out steps, never trained on:
+
+- the reward head's mean prediction where the replay paid a reward and elsewhere;
+- the held-out per-step losses (grid, reward, KL), to show what a setting costs the rest.
+
+Every variant starts from the same weights and draws the same batches (``--seed``); the run's
+own config is the control. The replay is read from a temporary copy: the run directory is not
+changed. The actor is not trained: this says what the world model can learn from the data a
+run collected, not what the agent would then do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from minatar_heads import head_stats, load_agent, mean, newest_steps
+
+from reverie.config import load_config_file, parse_override, set_value, validate
+from reverie.errors import ConfigError
+from reverie.replay import Replay
+
+HEADER = ("| run | start | variant | updates | held-out steps | rewarded | reward head where rewarded | "
+          "reward head elsewhere | grid loss | reward loss | KL |")
+RULE = "|---" * (HEADER.count("|") - 1) + "|"
+
+
+def held_out_losses(agent, batch: dict[str, np.ndarray], per: int = 50) -> dict[str, float]:
+    """Per-step world-model losses on ``batch`` ``[N, chunk, ...]``, ``per`` sequences at a time."""
+    totals: dict[str, float] = {}
+    n = len(batch["reward"])
+    with torch.no_grad():
+        for i in range(0, n, per):
+            part = {key: value[i : i + per] for key, value in batch.items()}
+            _, metrics = agent.world_model.loss(agent.world_model.observe(part))
+            for key in ("image_loss", "reward_loss", "kl_loss"):
+                totals[key] = totals.get(key, 0.0) + float(metrics[key]) * len(part["reward"])
+    return {key: value / n for key, value in totals.items()}
+
+
+def parse_variant(text: str) -> dict:
+    """``"a.b=1,c.d=x"`` -> ``{"a.b": 1, "c.d": "x"}`` (values parsed as YAML, as the CLI does)."""
+    return dict(parse_override(item.strip()) for item in text.split(",") if item.strip())
+
+
+def probe(logdir: Path, variant: str, fresh: bool, updates: int, holdout: int, chunk: int, seed: int,
+          train_dir: Path) -> str:
+    agent, checkpoint = load_agent(logdir, parse_variant(variant), fresh=fresh)
+    config = agent.config
+    held, _ = newest_steps(logdir, holdout, chunk)
+    replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
+    torch.manual_seed(seed)
+    for _ in range(updates):
+        agent.train_world_model(replay.sample(config.replay.batch, config.replay.length))
+    torch.manual_seed(seed)  # the posterior samples its latents: same draws for every scale
+    stats = head_stats(agent, held)
+    losses = held_out_losses(agent, held)
+    start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
+    return (f"| {logdir} | {start} | {variant or 'as run'} | {updates:,} | {held['reward'].size:,} | {len(stats['rewarded']):,} | "
+            f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | {losses['image_loss']:.2f} | "
+            f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |")
+
+
+def training_copy(logdir: Path, holdout: int, into: Path) -> Path:
+    """A copy of the run's replay under ``into`` without its newest ``holdout`` steps."""
+    train_dir = into / "replay"
+    shutil.copytree(logdir / "replay", train_dir)
+    total = Replay.load(train_dir, 10**9).step
+    if total <= holdout:
+        raise SystemExit(f"{logdir}: its replay holds {total:,} steps, not more than --holdout {holdout:,}; "
+                         f"pass a smaller --holdout")
+    Replay.load(train_dir, 10**9, upto_step=total - holdout)  # cuts the copy: the held-out steps are gone
+    return train_dir
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("logdir", type=Path)
+    parser.add_argument("--variant", action="append", default=None,
+                        help='comma-separated overrides, repeatable; "" = the run\'s config (default: "" only)')
+    parser.add_argument("--fresh", action="store_true", help="start from new weights instead of the checkpoint")
+    parser.add_argument("--updates", type=int, default=3000, help="world-model updates per variant")
+    parser.add_argument("--holdout", type=int, default=20_000, help="newest replay steps kept out of training")
+    parser.add_argument("--chunk", type=int, default=100, help="steps per held-out sequence")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="also append the rows as Markdown here")
+    args = parser.parse_args()
+    variants = args.variant or [""]
+    for variant in variants:  # every variant checked before the first one trains for minutes
+        try:
+            config = load_config_file(args.logdir / "config.yaml")
+            for key, value in parse_variant(variant).items():
+                set_value(config, key, value)
+            validate(config)
+        except ConfigError as error:
+            parser.error(f"--variant {variant!r}: {error}")
+    torch.set_num_threads(1)
+    rows = [HEADER, RULE]
+    print(*rows, sep="\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="reward_probe_") as tmp:
+        train_dir = training_copy(args.logdir, args.holdout, Path(tmp))
+        for variant in variants:
+            rows.append(probe(args.logdir, variant, args.fresh, args.updates, args.holdout, args.chunk, args.seed,
+                              train_dir))
+            print(rows[-1], flush=True)
+    if args.out:
+        with args.out.open("a") as f:
+            f.write("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The MinAtar diagnostics of issue #17 (``benchmarks/minatar_heads.py``,
+``benchmarks/minatar_reward_probe.py``) on a run that ``reverie train`` really produced: the
+held-out steps are the replay's newest, in order, each sequence from the zero state; the
+training copy lacks exactly them; and neither tool changes the run directory."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("minatar")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+minatar_heads = pytest.importorskip("minatar_heads")
+minatar_reward_probe = pytest.importorskip("minatar_reward_probe")
+
+from reverie.replay import Replay  # noqa: E402
+
+TASK = ["--task", "minatar_breakout", "--preset", "minatar,debug", "--set", "device=cpu",
+        "--set", "run.prefill=100", "--set", "run.log_every=100", "--set", "run.eval_every=1000",
+        "--set", "run.checkpoint_every=1000", "--set", "run.pretrain=2", "--set", "env.time_limit=120"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    logdir = tmp_path_factory.mktemp("probe") / "run"
+    result = subprocess.run([sys.executable, "-m", "reverie", "train", *TASK, "--logdir", str(logdir),
+                             "--steps", "400"], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stderr
+    return logdir
+
+
+def snapshot(logdir: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(logdir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(logdir.rglob("*")) if p.is_file()}
+
+
+def test_newest_steps_are_the_replay_tail_in_order(run):
+    replay = Replay.load(run / "replay", 10**9)  # read-only here: the run finished cleanly
+    everything = {key: np.concatenate([e.data[key][: e.length] for e in replay._episodes])
+                  for key in ("reward", "vector", "is_first")}
+    batch, starts = minatar_heads.newest_steps(run, 250, 50)
+    assert batch["vector"].shape[:2] == (5, 50) and batch["is_first"][:, 0].all()
+    np.testing.assert_array_equal(batch["vector"].reshape(250, -1), everything["vector"][-250:])
+    np.testing.assert_array_equal(batch["reward"].ravel(), everything["reward"][-250:])
+    assert starts == int(everything["is_first"][-250:].sum()) >= 2  # 120-step episodes: several starts
+
+
+def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run_alone(run, tmp_path):
+    before = snapshot(run)
+    total = Replay.load(run / "replay", 10**9).step
+    train_dir = minatar_reward_probe.training_copy(run, 150, tmp_path)
+    assert Replay.load(train_dir, 10**9).step == total - 150
+    row = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, 150, 50, 0, train_dir)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["fresh", "world_model.loss_scales.reward=100", "2", "150"]
+    assert minatar_heads.run_row(run, 250, 50).startswith(f"| {run} | 400 |")
+    assert snapshot(run) == before
+    with pytest.raises(SystemExit, match="not more than --holdout"):
+        minatar_reward_probe.training_copy(run, total, tmp_path / "again")
+
+
+def test_probe_variants_are_parsed_as_the_cli_parses_overrides():
+    assert minatar_reward_probe.parse_variant("world_model.loss_scales.reward=100, behavior.entropy=0.001") == {
+        "world_model.loss_scales.reward": 100, "behavior.entropy": 0.001}
+    assert minatar_reward_probe.parse_variant("") == {}
