@@ -15,7 +15,10 @@ prints, as one Markdown row:
   not (a head that has learned the rewards puts the first near 1 and the second near 0; a
   head stuck at the constant solution puts both near the reward rate);
 - the actor's entropy on those posterior states against the uniform policy's ``ln |A|``, and
-  how often its most likely action is each action (the eval policy plays the mode).
+  how often its most likely action is each action (the eval policy plays the mode);
+- per object channel, how many of its cells are set per step and how many of those the
+  decoder, given the posterior state, puts below probability 0.5 (a world model that tracks
+  the game misses few; the reward cannot be predicted from objects the model has lost).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from reverie.agent import Agent
 from reverie.checkpoint import list_checkpoints, read_checkpoint
 from reverie.config import load_config_file, set_value, validate
 from reverie.envs import make_env
+from reverie.envs.minatar import channel_names
 
 HEADER = ("| run | checkpoint | episode starts | steps | rewarded steps | reward head where rewarded | "
-          "reward head elsewhere | actor entropy (uniform) | mode action shares |")
+          "reward head elsewhere | actor entropy (uniform) | mode action shares | "
+          "objects missed / set per step, by channel |")
 RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
 
@@ -91,20 +96,26 @@ def head_stats(agent: Agent, batch: dict[str, np.ndarray]) -> dict[str, np.ndarr
         policy = agent.behavior.actor(feat)
         entropy = policy.entropy().cpu().numpy().ravel()
         modes = policy.probs.argmax(-1).cpu().numpy().ravel()
+        decoded = agent.world_model.heads["decoder"](feat)["vector"].mean.cpu().numpy()
     paid = batch["reward"].ravel() != 0
-    return {"rewarded": predicted[paid], "elsewhere": predicted[~paid], "entropy": entropy, "modes": modes}
+    cells = batch["vector"].reshape(-1, 100, batch["vector"].shape[-1] // 100) > 0.5  # [N, 10·10, C], row-major
+    missed = cells & (decoded.reshape(cells.shape) < 0.5)
+    return {"rewarded": predicted[paid], "elsewhere": predicted[~paid], "entropy": entropy, "modes": modes,
+            "set": cells.sum(1).mean(0), "missed": missed.sum(1).mean(0)}
 
 
 def run_row(logdir: Path, steps: int, chunk: int) -> str:
     agent, checkpoint = load_agent(logdir)
     batch, starts = newest_steps(logdir, steps, chunk)
     stats = head_stats(agent, batch)
+    names = channel_names(agent.config.task.removeprefix("minatar_"))
     actions = agent.world_model.action_dim
     shares = np.bincount(stats["modes"], minlength=actions) / len(stats["modes"])
     return (f"| {logdir} | {int(checkpoint.name):,} | {starts} | {batch['reward'].size:,} | "
             f"{len(stats['rewarded']):,} | {mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
             f"{stats['entropy'].mean():.3f} ({math.log(actions):.3f}) | "
-            f"{' '.join(f'{s:.2f}' for s in shares)} |")
+            f"{' '.join(f'{s:.2f}' for s in shares)} | "
+            f"{', '.join(f'{name} {m:.2f}/{n:.2f}' for name, m, n in zip(names, stats['missed'], stats['set']))} |")
 
 
 def main() -> int:

@@ -16,6 +16,8 @@ in training: ``B × L`` of the run's config, every sequence from the zero state)
 measures on those held-out steps, never trained on:
 
 - the reward head's mean prediction where the replay paid a reward and elsewhere;
+- the objects (set cells, all channels) the decoder misses from the posterior state, per step
+  (as ``minatar_heads.py`` counts them);
 - the held-out per-step losses (grid, reward, KL), to show what a setting costs the rest.
 
 Every variant starts from the same weights and draws the same batches (``--seed``); the run's
@@ -41,7 +43,7 @@ from reverie.errors import ConfigError
 from reverie.replay import Replay
 
 HEADER = ("| run | start | variant | updates | held-out steps | rewarded | reward head where rewarded | "
-          "reward head elsewhere | grid loss | reward loss | KL |")
+          "reward head elsewhere | objects missed / set per step | grid loss | reward loss | KL |")
 RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
 
@@ -77,7 +79,8 @@ def probe(logdir: Path, variant: str, fresh: bool, updates: int, holdout: int, c
     losses = held_out_losses(agent, held)
     start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
     return (f"| {logdir} | {start} | {variant or 'as run'} | {updates:,} | {held['reward'].size:,} | {len(stats['rewarded']):,} | "
-            f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | {losses['image_loss']:.2f} | "
+            f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
+            f"{stats['missed'].sum():.2f}/{stats['set'].sum():.2f} | {losses['image_loss']:.2f} | "
             f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |")
 
 

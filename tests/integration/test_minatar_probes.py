@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("minatar")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -56,7 +57,7 @@ def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run
     assert Replay.load(train_dir, 10**9).step == total - 150
     row = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, 150, 50, 0, train_dir)
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:5] == ["fresh", "world_model.loss_scales.reward=100", "2", "150"]
+    assert cells[1:5] == ["fresh", "world_model.loss_scales.reward=100", "2", "150"] and len(cells) == 12
     assert minatar_heads.run_row(run, 250, 50).startswith(f"| {run} | 400 |")
     assert snapshot(run) == before
     with pytest.raises(SystemExit, match="not more than --holdout"):
@@ -67,3 +68,28 @@ def test_probe_variants_are_parsed_as_the_cli_parses_overrides():
     assert minatar_reward_probe.parse_variant("world_model.loss_scales.reward=100, behavior.entropy=0.001") == {
         "world_model.loss_scales.reward": 100, "behavior.entropy": 0.001}
     assert minatar_reward_probe.parse_variant("") == {}
+
+
+def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_between(run):
+    minatar_readout = pytest.importorskip("minatar_readout")
+    data, reward, step = minatar_readout.inputs(run, 250, 50)
+    batch, _ = minatar_heads.newest_steps(run, 250, 50)
+    grid = batch["vector"].reshape(250, -1)
+    width, actions = grid.shape[1], batch["action"].shape[-1]
+    assert step == 400 and reward.shape == (250,) and data["grid"].shape == (250, width)
+    transition = data["transition"]
+    np.testing.assert_array_equal(transition[:, width + actions:], grid)
+    np.testing.assert_array_equal(transition[:, width : width + actions], batch["action"].reshape(250, -1))
+    first = batch["is_first"].reshape(-1)
+    np.testing.assert_array_equal(transition[~first, :width], grid[np.flatnonzero(~first) - 1])
+    assert not transition[first, :width].any()  # nothing before a sequence's first step
+    assert data["features"].shape[0] == 250
+    net = minatar_readout.fit_readout(data["grid"], reward, 3, 0)
+    assert net(torch.as_tensor(data["grid"][:2])).shape == (2, 1)
+
+
+def test_heads_name_each_games_channels_in_observation_order():
+    from reverie.envs.minatar import channel_names
+
+    assert channel_names("asterix") == ["player", "enemy", "trail", "gold"]
+    assert channel_names("breakout") == ["paddle", "ball", "trail", "brick"]

@@ -53,6 +53,12 @@ def game_names() -> list[str]:
     return list(GAMES)
 
 
+def channel_names(game: str) -> list[str]:
+    """The game's object channels in observation order (``player``, ``enemy``, ... for asterix)."""
+    channels = minatar_module().Environment(game).env.channels
+    return sorted(channels, key=channels.get)
+
+
 class MinAtarEnv(Env):
     """One MinAtar game. Observation ``vector`` float32 ``[10·10·C]`` (0/1); action
     ``Discrete(6)`` (all actions) or ``Discrete(len(minimal set))``, one-hot or an int.

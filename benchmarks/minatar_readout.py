@@ -1,0 +1,103 @@
+"""Is a MinAtar game's reward in its data, and in the world model's features? (issue #17)
+
+    .venv/bin/python benchmarks/minatar_readout.py runs/minatar/asterix/0 [--train 100000 --holdout 20000]
+
+``minatar_heads.py`` found the reward heads of the runs that did not learn near the constant
+solution. That has two possible causes: the reward cannot be told from what the model sees,
+or the model's representation does not keep what tells it. This tool separates them. It
+takes the run's newest ``--train + --holdout`` replay steps and fits one new readout per
+input on the first ``--train`` of them, then measures it on the newest ``--holdout``:
+
+- ``transition``: the raw grids ``x_{t−1}``, ``x_t`` and the action ``a_{t−1}`` (zero before
+  an episode's first step): everything the reward of step ``t`` can depend on;
+- ``grid``: ``x_t`` alone;
+- ``features``: the world model's ``[h_t, z_t]`` at the run's newest checkpoint (the
+  posterior over sequences of ``--chunk`` steps, each from the zero state, as
+  ``minatar_heads.py`` computes it): what the reward head is given.
+
+Each readout is the reward head's shape in the ``minatar`` preset (MLP 2 × 128, ELU) trained
+with the head's loss (Normal(μ, 1), i.e. squared error), Adam 3e-4, batches of 256 steps,
+``--updates`` steps, the same seed. A readout that reaches near 1 at rewarded held-out steps
+on ``transition`` but not on ``features`` says the information is in the data and lost by
+the representation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from minatar_heads import load_agent, mean, newest_steps
+
+HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded (held out) | "
+          "readout where rewarded | readout elsewhere |")
+RULE = "|---" * (HEADER.count("|") - 1) + "|"
+
+
+def inputs(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """``({name: float32 [N, D]}, reward [N], checkpoint step)`` for the newest ``steps``."""
+    agent, checkpoint = load_agent(logdir)
+    batch, _ = newest_steps(logdir, steps, chunk)
+    first = batch["is_first"].reshape(-1)
+    grid = batch["vector"].reshape(len(first), -1).astype(np.float32)
+    action = batch["action"].reshape(len(first), -1).astype(np.float32)
+    previous = np.roll(grid, 1, axis=0)
+    previous[first] = 0  # nothing before an episode's (or a chunk's) first step
+    torch.manual_seed(0)  # the posterior samples its latents
+    with torch.no_grad():
+        feat = torch.cat([agent.world_model.observe({k: v[i : i + 50] for k, v in batch.items()}).feat.flatten(0, 1)
+                          for i in range(0, len(batch["reward"]), 50)]).cpu().numpy()
+    return ({"transition": np.concatenate([previous, action, grid], 1), "grid": grid, "features": feat},
+            batch["reward"].reshape(-1), int(checkpoint.name))
+
+
+def fit_readout(x: np.ndarray, y: np.ndarray, updates: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 128), torch.nn.ELU(), torch.nn.Linear(128, 128),
+                              torch.nn.ELU(), torch.nn.Linear(128, 1))
+    opt = torch.optim.Adam(net.parameters(), 3e-4)
+    rng = np.random.default_rng(seed)
+    x, y = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.float32)
+    for _ in range(updates):
+        index = torch.as_tensor(rng.integers(0, len(y), 256))
+        loss = 0.5 * (net(x[index]).squeeze(-1) - y[index]).pow(2).mean()  # −log N(y; μ, 1) + const
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("logdirs", nargs="+", type=Path)
+    parser.add_argument("--train", type=int, default=100_000, help="replay steps the readouts fit")
+    parser.add_argument("--holdout", type=int, default=20_000, help="newest replay steps they are measured on")
+    parser.add_argument("--updates", type=int, default=15_000, help="readout updates (batches of 256)")
+    parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [HEADER, RULE]
+    print(*rows, sep="\n", flush=True)
+    for logdir in args.logdirs:
+        data, reward, step = inputs(logdir, args.train + args.holdout, args.chunk)
+        held = len(reward) - min(args.holdout, len(reward) // 2)
+        paid = reward[held:] != 0
+        for name, x in data.items():
+            net = fit_readout(x[:held], reward[:held], args.updates, args.seed)
+            with torch.no_grad():
+                out = net(torch.as_tensor(x[held:])).squeeze(-1).numpy()
+            rows.append(f"| {logdir} | {step:,} | {name} | {held:,} | {len(paid):,} | {int(paid.sum()):,} | "
+                        f"{mean(out[paid])} | {mean(out[~paid])} |")
+            print(rows[-1], flush=True)
+    if args.out:
+        args.out.write_text("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
