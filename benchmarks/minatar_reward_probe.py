@@ -18,7 +18,8 @@ measures on those held-out steps, never trained on:
 - the reward head's mean prediction where the replay paid a reward and elsewhere;
 - the objects (set cells, all channels) the decoder misses from the posterior state, per step
   (as ``minatar_heads.py`` counts them);
-- the held-out per-step losses (grid, reward, KL), to show what a setting costs the rest.
+- the held-out per-step losses (grid, reward, KL), to show what a setting costs the rest;
+- the wall seconds of the updates (one torch thread; compare only rows taken side by side).
 
 Every variant starts from the same weights and draws the same batches (``--seed``); the run's
 own config is the control. The replay is read from a temporary copy: the run directory is not
@@ -32,6 +33,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,7 @@ from reverie.config import load_config_file, parse_override, set_value, validate
 from reverie.errors import ConfigError
 from reverie.replay import Replay
 
-HEADER = ("| run | start | variant | updates | held-out steps | rewarded | reward head where rewarded | "
+HEADER = ("| run | start | variant | updates | train seconds | held-out steps | rewarded | reward head where rewarded | "
           "reward head elsewhere | objects missed / set per step | grid loss | reward loss | KL |")
 RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
@@ -72,13 +74,15 @@ def probe(logdir: Path, variant: str, fresh: bool, updates: int, holdout: int, c
     held, _ = newest_steps(logdir, holdout, chunk)
     replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
     torch.manual_seed(seed)
+    began = time.perf_counter()
     for _ in range(updates):
         agent.train_world_model(replay.sample(config.replay.batch, config.replay.length))
+    seconds = time.perf_counter() - began
     torch.manual_seed(seed)  # the posterior samples its latents: same draws for every scale
     stats = head_stats(agent, held)
     losses = held_out_losses(agent, held)
     start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
-    return (f"| {logdir} | {start} | {variant or 'as run'} | {updates:,} | {held['reward'].size:,} | {len(stats['rewarded']):,} | "
+    return (f"| {logdir} | {start} | {variant or 'as run'} | {updates:,} | {seconds:.0f} | {held['reward'].size:,} | {len(stats['rewarded']):,} | "
             f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
             f"{stats['missed'].sum():.2f}/{stats['set'].sum():.2f} | {losses['image_loss']:.2f} | "
             f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |")
