@@ -229,8 +229,11 @@ def main() -> int:
         f"{fmt(i['last_evals_mean'], 2)} | {fmt(i['best_eval_mean'], 2)} | {fmt(i['wall_seconds'] / 3600, 2)} h | "
         f"{minutes(i['seconds_per_100k_steps'])} min | {minutes(i['seconds_per_100k_steps_fastest'])} min |"
         for i in infos)
-    heads = ("\n\n`heads.md`: what each run's reward head predicts at rewarded steps of its replay, and its actor's "
-             "entropy there (`benchmarks/minatar_heads.py`)." if (out / "heads.md").exists() else "")
+    heads = ("\n\n`heads.md`: what each run's reward head predicts at rewarded steps of its replay, its actor's "
+             "entropy there, and the objects its decoder misses (`benchmarks/minatar_heads.py`)."
+             if (out / "heads.md").exists() else "")
+    heads += ("\n\n`diagnosis.md`: why the games that were not learned fail, with the measurements behind it."
+              if (out / "diagnosis.md").exists() else "")
     text = f"""# MinAtar study (issue #17)
 
 Collected {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/minatar_collect.py` from the runs of
