@@ -41,7 +41,23 @@ from reverie.envs.minatar import channel_names
 HEADER = ("| run | checkpoint | episode starts | steps | rewarded steps | reward head where rewarded | "
           "reward head elsewhere | actor entropy (uniform) | mode action shares | "
           "objects missed / set per step, by channel |")
-RULE = "|---" * (HEADER.count("|") - 1) + "|"
+
+
+class Table:
+    """A Markdown table, printed row by row as it is measured, and saved at the end if asked."""
+
+    def __init__(self, header: str):
+        self.rows = [header, "|---" * (header.count("|") - 1) + "|"]
+        print(*self.rows, sep="\n", flush=True)
+
+    def add(self, row: str) -> None:
+        self.rows.append(row)
+        print(row, flush=True)
+
+    def save(self, path: Path | None, append: bool = False) -> None:
+        if path:
+            with path.open("a" if append else "w") as f:
+                f.write("\n".join(self.rows) + "\n")
 
 
 def mean(values: np.ndarray) -> str:
@@ -127,13 +143,10 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
-    rows = [HEADER, RULE]
-    print(HEADER, RULE, sep="\n", flush=True)
+    table = Table(HEADER)
     for logdir in args.logdirs:
-        rows.append(run_row(logdir, args.steps, args.chunk))
-        print(rows[-1], flush=True)
-    if args.out:
-        args.out.write_text("\n".join(rows) + "\n")
+        table.add(run_row(logdir, args.steps, args.chunk))
+    table.save(args.out)
     return 0
 
 

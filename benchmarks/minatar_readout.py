@@ -30,11 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from minatar_heads import load_agent, mean, newest_steps
+from minatar_heads import Table, load_agent, mean, newest_steps
 
 HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded (held out) | "
           "readout where rewarded | readout elsewhere |")
-RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
 
 def inputs(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
@@ -81,8 +80,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [HEADER, RULE]
-    print(*rows, sep="\n", flush=True)
+    table = Table(HEADER)
     for logdir in args.logdirs:
         data, reward, step = inputs(logdir, args.train + args.holdout, args.chunk)
         held = len(reward) - min(args.holdout, len(reward) // 2)
@@ -91,11 +89,9 @@ def main() -> int:
             net = fit_readout(x[:held], reward[:held], args.updates, args.seed)
             with torch.no_grad():
                 out = net(torch.as_tensor(x[held:])).squeeze(-1).numpy()
-            rows.append(f"| {logdir} | {step:,} | {name} | {held:,} | {len(paid):,} | {int(paid.sum()):,} | "
-                        f"{mean(out[paid])} | {mean(out[~paid])} |")
-            print(rows[-1], flush=True)
-    if args.out:
-        args.out.write_text("\n".join(rows) + "\n")
+            table.add(f"| {logdir} | {step:,} | {name} | {held:,} | {len(paid):,} | {int(paid.sum()):,} | "
+                      f"{mean(out[paid])} | {mean(out[~paid])} |")
+    table.save(args.out)
     return 0
 
 

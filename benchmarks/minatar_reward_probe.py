@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from minatar_heads import head_stats, load_agent, mean, newest_steps
+from minatar_heads import Table, head_stats, load_agent, mean, newest_steps
 
 from reverie.config import load_config_file, parse_override, set_value, validate
 from reverie.errors import ConfigError
@@ -46,7 +46,6 @@ from reverie.replay import Replay
 
 HEADER = ("| run | start | variant | updates | train seconds | held-out steps | rewarded | reward head where rewarded | "
           "reward head elsewhere | objects missed / set per step | grid loss | reward loss | KL |")
-RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
 
 def held_out_losses(agent, batch: dict[str, np.ndarray], per: int = 50) -> dict[str, float]:
@@ -122,17 +121,13 @@ def main() -> int:
         except ConfigError as error:
             parser.error(f"--variant {variant!r}: {error}")
     torch.set_num_threads(1)
-    rows = [HEADER, RULE]
-    print(*rows, sep="\n", flush=True)
+    table = Table(HEADER)
     with tempfile.TemporaryDirectory(prefix="reward_probe_") as tmp:
         train_dir = training_copy(args.logdir, args.holdout, Path(tmp))
         for variant in variants:
-            rows.append(probe(args.logdir, variant, args.fresh, args.updates, args.holdout, args.chunk, args.seed,
-                              train_dir))
-            print(rows[-1], flush=True)
-    if args.out:
-        with args.out.open("a") as f:
-            f.write("\n".join(rows) + "\n")
+            table.add(probe(args.logdir, variant, args.fresh, args.updates, args.holdout, args.chunk, args.seed,
+                            train_dir))
+    table.save(args.out, append=True)
     return 0
 
 
