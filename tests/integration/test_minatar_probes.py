@@ -90,6 +90,9 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
 
 def test_heads_name_each_games_channels_in_observation_order():
     from reverie.envs.minatar import channel_names
+    from reverie.errors import TaskError
 
     assert channel_names("asterix") == ["player", "enemy", "trail", "gold"]
     assert channel_names("breakout") == ["paddle", "ball", "trail", "brick"]
+    with pytest.raises(TaskError, match="unknown MinAtar game 'pong'"):
+        channel_names("pong")

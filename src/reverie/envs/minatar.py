@@ -55,6 +55,8 @@ def game_names() -> list[str]:
 
 def channel_names(game: str) -> list[str]:
     """The game's object channels in observation order (``player``, ``enemy``, ... for asterix)."""
+    if game not in GAMES:
+        raise TaskError(f"unknown MinAtar game {game!r}; the games are {', '.join(GAMES)}")
     channels = minatar_module().Environment(game).env.channels
     return sorted(channels, key=channels.get)
 
