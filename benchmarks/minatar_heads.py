@@ -34,7 +34,7 @@ import torch
 from reverie import runtime
 from reverie.agent import Agent
 from reverie.checkpoint import list_checkpoints, read_checkpoint
-from reverie.config import load_config_file, set_value, validate
+from reverie.config import Config, load_config_file, set_value, validate
 from reverie.envs import make_env
 from reverie.envs.minatar import channel_names
 
@@ -64,13 +64,19 @@ def mean(values: np.ndarray) -> str:
     return f"{values.mean():.3f}" if len(values) else "–"
 
 
-def load_agent(logdir: Path, overrides: dict | None = None, fresh: bool = False) -> tuple[Agent, Path]:
-    """The run's agent at its newest checkpoint, with config ``overrides`` (dotted keys) applied;
-    ``fresh``: newly initialised from the run's seed instead (sizes may then be overridden too)."""
+def run_config(logdir: Path, overrides: dict | None = None) -> Config:
+    """The run's resolved config with ``overrides`` (dotted keys) applied and checked
+    (``ConfigError`` naming a bad key or value)."""
     config = load_config_file(logdir / "config.yaml")
     for key, value in (overrides or {}).items():
         set_value(config, key, value)
-    validate(config)
+    return validate(config)
+
+
+def load_agent(logdir: Path, overrides: dict | None = None, fresh: bool = False) -> tuple[Agent, Path]:
+    """The run's agent at its newest checkpoint, with config ``overrides`` (dotted keys) applied;
+    ``fresh``: newly initialised from the run's seed instead (sizes may then be overridden too)."""
+    config = run_config(logdir, overrides)
     runtime.configure(config)
     checkpoints = list_checkpoints(logdir)
     if not checkpoints:

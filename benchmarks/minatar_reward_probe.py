@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from minatar_heads import Table, head_stats, load_agent, mean, newest_steps
+from minatar_heads import Table, head_stats, load_agent, mean, newest_steps, run_config
 
-from reverie.config import load_config_file, parse_override, set_value, validate
+from reverie.config import parse_override
 from reverie.errors import ConfigError
 from reverie.replay import Replay
 
@@ -66,18 +66,18 @@ def parse_variant(text: str) -> dict:
     return dict(parse_override(item.strip()) for item in text.split(",") if item.strip())
 
 
-def probe(logdir: Path, variant: str, fresh: bool, updates: int, holdout: int, chunk: int, seed: int,
+def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str, np.ndarray], seed: int,
           train_dir: Path) -> str:
+    """One variant's row: ``updates`` world-model steps on ``train_dir``, measured on ``held``."""
     agent, checkpoint = load_agent(logdir, parse_variant(variant), fresh=fresh)
     config = agent.config
-    held, _ = newest_steps(logdir, holdout, chunk)
     replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
     torch.manual_seed(seed)
     began = time.perf_counter()
     for _ in range(updates):
         agent.train_world_model(replay.sample(config.replay.batch, config.replay.length))
     seconds = time.perf_counter() - began
-    torch.manual_seed(seed)  # the posterior samples its latents: same draws for every scale
+    torch.manual_seed(seed)  # the posterior samples its latents: same draws for every variant
     stats = head_stats(agent, held)
     losses = held_out_losses(agent, held)
     start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
@@ -114,19 +114,16 @@ def main() -> int:
     variants = args.variant or [""]
     for variant in variants:  # every variant checked before the first one trains for minutes
         try:
-            config = load_config_file(args.logdir / "config.yaml")
-            for key, value in parse_variant(variant).items():
-                set_value(config, key, value)
-            validate(config)
+            run_config(args.logdir, parse_variant(variant))
         except ConfigError as error:
             parser.error(f"--variant {variant!r}: {error}")
     torch.set_num_threads(1)
     table = Table(HEADER)
     with tempfile.TemporaryDirectory(prefix="reward_probe_") as tmp:
         train_dir = training_copy(args.logdir, args.holdout, Path(tmp))
+        held, _ = newest_steps(args.logdir, args.holdout, args.chunk)  # read once, measured by every variant
         for variant in variants:
-            table.add(probe(args.logdir, variant, args.fresh, args.updates, args.holdout, args.chunk, args.seed,
-                            train_dir))
+            table.add(probe(args.logdir, variant, args.fresh, args.updates, held, args.seed, train_dir))
     table.save(args.out, append=True)
     return 0
 

@@ -55,7 +55,8 @@ def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run
     total = Replay.load(run / "replay", 10**9).step
     train_dir = minatar_reward_probe.training_copy(run, 150, tmp_path)
     assert Replay.load(train_dir, 10**9).step == total - 150
-    row = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, 150, 50, 0, train_dir)
+    held, _ = minatar_heads.newest_steps(run, 150, 50)
+    row = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, held, 0, train_dir)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:4] + cells[5:6] == ["fresh", "world_model.loss_scales.reward=100", "2", "150"] and len(cells) == 13
     assert minatar_heads.run_row(run, 250, 50).startswith(f"| {run} | 400 |")
