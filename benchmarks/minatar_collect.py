@@ -182,7 +182,7 @@ def table(infos: list[dict], target: int) -> str:
             steps_cells.append("–")
             continue
         values = [i["last_evals_mean"] for i in runs]
-        spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
+        spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
         reached = min(i["steps_reached"] for i in runs)
         partial = "" if all(i["finished"] for i in runs) else " (partial)"
         cells.append(f"**{np.mean(values):.1f}**{spread} ({len(runs)} seed{'s' if len(runs) > 1 else ''}, "
@@ -190,7 +190,7 @@ def table(infos: list[dict], target: int) -> str:
         walls += [i["seconds_per_100k_steps"] for i in runs if i["seconds_per_100k_steps"]]
         fastest += [i["seconds_per_100k_steps_fastest"] for i in runs if i["seconds_per_100k_steps_fastest"]]
     lines.append(f"| **Reverie** `--preset minatar` (minimal actions, sticky 0.1, eval returns, mean of the last {LAST} "
-                 f"evaluations of 5 episodes) | ≤ {target / 1e3:.0f}k | " + " | ".join(cells) + " |")
+                 f"evaluations of 5 episodes; ± the sample std over seeds) | ≤ {target / 1e3:.0f}k | " + " | ".join(cells) + " |")
     wall = "–" if not walls else f"{walls[0] / 60:.0f} min (one run)" if len(walls) == 1 else \
         f"{np.median(walls) / 60:.0f} min (median over {len(walls)} runs, range {min(walls) / 60:.0f}–{max(walls) / 60:.0f})"
     if fastest:
