@@ -56,12 +56,12 @@ def main() -> int:
     evals = {seed: {s: m for s, m, _, _ in minatar_collect.eval_points(r)} for seed, r in rows.items()}
     steps = sorted(set.intersection(*(set(e) for e in evals.values())))
     seeds = list(infos)
-    head = "| step | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |"
+    head = "| step | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sample std |"
     lines = [head, "|---" * (len(seeds) + 2) + "|"]
     for step in steps:
         values = [evals[s][step] for s in seeds]
         lines.append(f"| {step / 1e3:g}k | " + " | ".join(f"{v:.0f}" for v in values)
-                     + f" | **{np.mean(values):.0f} ± {np.std(values):.0f}** |")
+                     + f" | **{np.mean(values):.0f} ± {np.std(values, ddof=1):.0f}** |")
     signal_lines = ["| seed | step | eval | " + " | ".join(SIGNALS.values()) + " |", "|---" * (len(SIGNALS) + 3) + "|"]
     for seed in seeds:
         for step in sorted(evals[seed]):
@@ -85,7 +85,7 @@ The training signals logged last before each evaluation, per seed:
 
 {chr(10).join(signal_lines)}
 
-Curves: `curves.png` (mean over seeds, ±1 std shaded). Per seed: `gym_CartPole-v1/<seed>/`.
+Curves: `curves.png` (mean over seeds, ±1 sample std shaded). Per seed: `gym_CartPole-v1/<seed>/`.
 """
     if (out / "failures.md").exists():
         text += ("\nHow each checkpoint's eval episodes ended (track edge, pole, time limit), with the discount "

@@ -257,7 +257,7 @@ the start and end of every sitting).
 |---|---|---|---|---|---|---|---|---|
 {per_run}
 
-Curves: `curves.png` (eval return; mean over seeds, ±1 std shaded; dashed and dotted lines are the
+Curves: `curves.png` (eval return; mean over seeds, ±1 sample std shaded; dashed and dotted lines are the
 reference rows), `world_model.png` (world-model losses). Per run: `curve.csv`, `metrics.jsonl`,
 `config.yaml`, `run.json`. Redraw with `reverie plot {args.out} --out curves.png`.{heads}
 """

@@ -133,7 +133,8 @@ def _mean_by_x(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def seed_curves(runs, metric: str, points: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(frames, mean, std)`` over seeds of ``metric``, each seed interpolated onto a common grid
-    spanning the frames all seeds reached; ``None`` when no run logged the metric."""
+    spanning the frames all seeds reached; ``std`` is the sample std (ddof 1), as the results
+    tables give it, and zero for one seed; ``None`` when no run logged the metric."""
     series = [_mean_by_x(*run.series(metric)) for run in runs]
     series = [(x, y) for x, y in series if len(x)]
     if not series:
@@ -144,7 +145,7 @@ def seed_curves(runs, metric: str, points: int = 100) -> tuple[np.ndarray, np.nd
     lo, hi = max(x[0] for x, _ in series), min(x[-1] for x, _ in series)
     grid = np.linspace(lo, hi, points) if hi > lo else np.array([hi])
     values = np.stack([np.interp(grid, x, y) for x, y in series])
-    return grid, values.mean(0), values.std(0)
+    return grid, values.mean(0), values.std(0, ddof=1)
 
 
 def _frames_axis(ax) -> None:
@@ -157,7 +158,7 @@ def _frames_axis(ax) -> None:
 
 def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/return") -> Path:
     """Learning curves, one panel per task and one line per variant (``{variant: {task: {seed:
-    run}}}``, as ``rundirs.group_variants`` gives): mean over seeds, shaded ±1 std, and the
+    run}}}``, as ``rundirs.group_variants`` gives): mean over seeds, shaded ±1 sample std, and the
     paper's final DreamerV2, Rainbow and IQN scores (Table K1, 200M frames) dashed for the 55
     Atari games; for ``minatar_<game>`` the published returns of ``data/minatar_reference.csv``
     and the random policy's."""
@@ -177,7 +178,7 @@ def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/
             x, mean, std = curve
             name = "Reverie" if len(variants) == 1 else variant_label(variant)
             ax.plot(x, mean, color=color, label=f"{name} (mean over seeds)")
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, label="±1 std over seeds")
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, label="±1 sample std over seeds")
             drawn = True
         if not drawn:
             ax.text(0.5, 0.5, f"no {metric} logged", ha="center", va="center", transform=ax.transAxes)
