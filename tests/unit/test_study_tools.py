@@ -45,3 +45,17 @@ def test_study_only_picks_runs_of_the_study_in_the_given_order():
         minatar_study.parse_only("pong:0")
     with pytest.raises(ValueError, match="not a run of the study"):
         minatar_study.parse_only("breakout:x")
+
+
+def test_compare_reads_a_resumed_run_at_equal_steps():
+    minatar_compare = pytest.importorskip("minatar_compare")
+    # Sitting 1 logged 5k and 10k, died; sitting 2 replayed from its 5k checkpoint and logged 10k
+    # again: the later row is the one the run kept. Eval rows carry no training signal.
+    rows = [{"step": 5_000, "train/image_loss": 9.0}, {"step": 10_000, "train/image_loss": 8.0},
+            {"step": 10_000, "eval/return": 2.0},
+            {"step": 10_000, "train/image_loss": 7.5}, {"step": 15_000, "train/image_loss": 7.0}]
+    train = minatar_compare.training_rows(rows)
+    assert [r["step"] for r in train] == [5_000, 10_000, 15_000]
+    assert minatar_compare.at_step(train, "train/image_loss", 12_000) == 7.5
+    assert minatar_compare.at_step(train, "train/image_loss", 4_000) is None
+    assert minatar_compare.at_step(train, "train/kl_loss", 15_000) is None

@@ -1,0 +1,88 @@
+"""MinAtar runs side by side at equal agent steps (issue #17): the world model's losses, the
+imagined return, the actor's entropy and the returns, one Markdown table per signal.
+
+    .venv/bin/python benchmarks/minatar_compare.py \\
+        preset=benchmarks/results/learning/minatar/minatar_asterix/0 \\
+        larger=runs/minatar_pilot/asterix_wm256 [--every 25000] [--out compare.md]
+
+Each ``LABEL=DIR`` is a run directory or a run recorded by ``minatar_collect.py`` (both hold a
+``metrics.jsonl``). A training signal is the row logged last at or before the step (rows come
+every ``run.log_every`` steps); a resumed run's replayed rows count once, the later sitting's.
+The training return is the mean over the episodes that ended in the 5,000 steps before the step
+(ε-greedy, the collecting policy), the eval return the mean of that step's evaluation episodes
+(the actor's mode). A step a run has not reached is left blank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import minatar_collect  # noqa: E402
+
+SIGNALS = {
+    "train/image_loss": "grid loss (nats per step, Bernoulli over the 10·10·C cells)",
+    "train/reward_loss": "reward loss (nats; predicting 0 everywhere costs 0.919 + 0.5·Var r)",
+    "train/kl_loss": "KL(post ‖ prior) (nats)",
+    "train/return_mean": "imagined λ-return, mean over starts",
+    "train/actor_ent": "actor entropy (nats; uniform is ln |A|)",
+}
+
+
+def training_rows(rows: list[dict]) -> list[dict]:
+    """The training-metrics rows, each step once: after a resume the later sitting's row wins."""
+    by_step = {}
+    for row in rows:
+        if any(key in row for key in SIGNALS):
+            by_step[int(row["step"])] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def at_step(rows: list[dict], key: str, step: int) -> float | None:
+    values = [r[key] for r in rows if key in r and r["step"] <= step]
+    return float(values[-1]) if values else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="LABEL=DIR")
+    parser.add_argument("--every", type=int, default=10_000, help="agent steps between table rows")
+    parser.add_argument("--out", help="also write the tables to this Markdown file")
+    args = parser.parse_args()
+    runs = {}
+    for spec in args.runs:
+        label, sep, path = spec.partition("=")
+        if not sep or not (Path(path) / "metrics.jsonl").exists():
+            parser.error(f"{spec!r}: expected LABEL=DIR with DIR/metrics.jsonl; give a run directory or a recorded run")
+        runs[label] = minatar_collect.read_jsonl(Path(path) / "metrics.jsonl")
+    reached = {label: max((int(r["step"]) for r in rows), default=0) for label, rows in runs.items()}
+    steps = range(args.every, max(reached.values()) + 1, args.every)
+    train = {label: training_rows(rows) for label, rows in runs.items()}
+    episodes = {label: {w["step"]: w["episode/return"] for w in minatar_collect.episode_windows(rows)}
+                for label, rows in runs.items()}
+    evals = {label: {s: m for s, m, _, _ in minatar_collect.eval_points(rows)} for label, rows in runs.items()}
+
+    def table(title: str, value) -> str:
+        lines = [f"{title}:", "", "| step | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
+        for step in steps:
+            cells = [value(label, step) if step <= reached[label] else None for label in runs]
+            lines.append(f"| {step / 1e3:g}k | " + " | ".join("" if c is None else f"{c:.3g}" for c in cells) + " |")
+        return "\n".join(lines)
+
+    tables = [table(title, lambda label, step, key=key: at_step(train[label], key, step))
+              for key, title in SIGNALS.items()]
+    tables.append(table("training return (ε-greedy; mean over the episodes of the 5k steps before)",
+                        lambda label, step: episodes[label].get(step)))
+    tables.append(table("eval return (mode of the actor; mean of the evaluation's episodes)",
+                        lambda label, step: evals[label].get(step)))
+    text = "\n\n".join(tables) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
