@@ -13,7 +13,14 @@ input on the first ``--train`` of them, then measures it on the newest ``--holdo
 - ``grid``: ``x_t`` alone;
 - ``features``: the world model's ``[h_t, z_t]`` at the run's newest checkpoint (the
   posterior over sequences of ``--chunk`` steps, each from the zero state, as
-  ``minatar_heads.py`` computes it): what the reward head is given.
+  ``minatar_heads.py`` computes it): what the reward head is given;
+- ``features_mode``: the same, with the posterior's mode in place of its sample at every step
+  (``draw="mode"``, so ``h_t`` is built from modes too): what is left when the latents'
+  sampling noise is taken out;
+- ``posterior_probs``: ``[h_t, p(z_t | h_t, x_t)]`` along the sampled path: the posterior's
+  class probabilities instead of its one-hot sample.
+
+``--inputs`` picks which (all of them by default).
 
 Each readout is the reward head's shape in the ``minatar`` preset (MLP 2 × 128, ELU) trained
 with the head's loss (Normal(μ, 1), i.e. squared error), Adam 3e-4, batches of 256 steps,
@@ -36,7 +43,23 @@ HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded 
           "readout where rewarded | readout elsewhere |")
 
 
-def inputs(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+INPUTS = ("transition", "grid", "features", "features_mode", "posterior_probs")
+
+
+def posterior_features(world_model, batch: dict[str, np.ndarray], draw: str) -> dict[str, np.ndarray]:
+    """``[h_t, z_t]`` (``features``) and ``[h_t, p(z_t)]`` (``probs``) of the posterior over
+    ``batch [N, chunk, ...]``, each sequence from the zero state, ``float32 [N·chunk, D]``."""
+    feats, probs = [], []
+    with torch.no_grad():
+        for i in range(0, len(batch["reward"]), 50):
+            data = world_model.preprocess({k: v[i : i + 50] for k, v in batch.items()})
+            post, _ = world_model.rssm.observe(world_model.encoder(data), data["action"], data["is_first"], draw=draw)
+            feats.append(world_model.rssm.get_feat(post).flatten(0, 1))
+            probs.append(torch.cat([post["deter"], post["logits"].softmax(-1).flatten(-2)], -1).flatten(0, 1))
+    return {"features": torch.cat(feats).float().cpu().numpy(), "probs": torch.cat(probs).float().cpu().numpy()}
+
+
+def inputs(logdir: Path, steps: int, chunk: int, names=INPUTS) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """``({name: float32 [N, D]}, reward [N], checkpoint step)`` for the newest ``steps``."""
     agent, checkpoint = load_agent(logdir)
     batch, _ = newest_steps(logdir, steps, chunk)
@@ -46,11 +69,12 @@ def inputs(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.ndarray],
     previous = np.roll(grid, 1, axis=0)
     previous[first] = 0  # nothing before an episode's (or a chunk's) first step
     torch.manual_seed(0)  # the posterior samples its latents
-    with torch.no_grad():
-        feat = torch.cat([agent.world_model.observe({k: v[i : i + 50] for k, v in batch.items()}).feat.flatten(0, 1)
-                          for i in range(0, len(batch["reward"]), 50)]).cpu().numpy()
-    return ({"transition": np.concatenate([previous, action, grid], 1), "grid": grid, "features": feat},
-            batch["reward"].reshape(-1), int(checkpoint.name))
+    sampled = posterior_features(agent.world_model, batch, "sample")
+    data = {"transition": np.concatenate([previous, action, grid], 1), "grid": grid,
+            "features": sampled["features"], "posterior_probs": sampled["probs"]}
+    if "features_mode" in names:
+        data["features_mode"] = posterior_features(agent.world_model, batch, "mode")["features"]
+    return {name: data[name] for name in names}, batch["reward"].reshape(-1), int(checkpoint.name)
 
 
 def fit_readout(x: np.ndarray, y: np.ndarray, updates: int, seed: int) -> torch.nn.Module:
@@ -77,12 +101,16 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=15_000, help="readout updates (batches of 256)")
     parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inputs", default=",".join(INPUTS), help=f"comma-separated, of {', '.join(INPUTS)}")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
+    names = tuple(args.inputs.split(","))
+    if unknown := [n for n in names if n not in INPUTS]:
+        parser.error(f"unknown --inputs {', '.join(unknown)}; choose from {', '.join(INPUTS)}")
     torch.set_num_threads(1)
     table = Table(HEADER)
     for logdir in args.logdirs:
-        data, reward, step = inputs(logdir, args.train + args.holdout, args.chunk)
+        data, reward, step = inputs(logdir, args.train + args.holdout, args.chunk, names)
         held = len(reward) - min(args.holdout, len(reward) // 2)
         paid = reward[held:] != 0
         for name, x in data.items():

@@ -85,6 +85,17 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
     np.testing.assert_array_equal(transition[~first, :width], grid[np.flatnonzero(~first) - 1])
     assert not transition[first, :width].any()  # nothing before a sequence's first step
     assert data["features"].shape[0] == 250
+    # The mode path and the posterior's probabilities share h's width with the sampled
+    # features; the probabilities of each latent sum to 1, the mode is one-hot.
+    feat, mode, probs = data["features"], data["features_mode"], data["posterior_probs"]
+    assert mode.shape == feat.shape == probs.shape
+    agent, _ = minatar_heads.load_agent(run)
+    deter, rssm = agent.world_model.rssm.deter, agent.world_model.rssm
+    np.testing.assert_allclose(probs[:, deter:].reshape(250, rssm.stoch, rssm.classes).sum(-1), 1.0, rtol=1e-5)
+    assert set(np.unique(mode[:, deter:])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(feat[:, :deter], probs[:, :deter])  # the same sampled path
+    only, _, _ = minatar_readout.inputs(run, 250, 50, ("grid",))
+    assert list(only) == ["grid"]
     net = minatar_readout.fit_readout(data["grid"], reward, 3, 0)
     assert net(torch.as_tensor(data["grid"][:2])).shape == (2, 1)
 
