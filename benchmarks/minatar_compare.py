@@ -77,7 +77,8 @@ def main() -> int:
                         lambda label, step: episodes[label].get(step)))
     tables.append(table("eval return (mode of the actor; mean of the evaluation's episodes)",
                         lambda label, step: evals[label].get(step)))
-    text = "\n\n".join(tables) + "\n"
+    names = ", ".join(f"{label} = `{spec.partition('=')[2]}`" for label, spec in zip(runs, args.runs))
+    text = "\n\n".join([f"Runs: {names}; every {args.every:,} agent steps.", *tables]) + "\n"
     if args.out:
         Path(args.out).write_text(text)
     print(text)
