@@ -30,12 +30,6 @@ SIGNALS = {"train/actor_ent": "actor entropy (nats, of ln 2 = 0.69)", "train/cri
            "train/model_kl": "KL(post ‖ prior)", "train/discount_loss": "discount loss"}
 
 
-def nearest(rows: list[dict], key: str, step: int) -> float | None:
-    """The logged ``key`` at the last training-metrics row at or before ``step``."""
-    values = [(r["step"], r[key]) for r in rows if key in r and r["step"] <= step]
-    return values[-1][1] if values else None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="runs/cartpole")
@@ -65,7 +59,7 @@ def main() -> int:
     signal_lines = ["| seed | step | eval | " + " | ".join(SIGNALS.values()) + " |", "|---" * (len(SIGNALS) + 3) + "|"]
     for seed in seeds:
         for step in sorted(evals[seed]):
-            cells = [nearest(rows[seed], key, step) for key in SIGNALS]
+            cells = [minatar_collect.last_at(rows[seed], key, step) for key in SIGNALS]
             signal_lines.append(f"| {seed} | {step / 1e3:g}k | {evals[seed][step]:.0f} | "
                                 + " | ".join("–" if c is None else f"{c:.3g}" for c in cells) + " |")
     walls = ", ".join(f"seed {s}: {i['wall_seconds'] / 60:.0f} min to {i['steps_reached']:,} steps" for s, i in infos.items())

@@ -70,6 +70,12 @@ def eval_points(rows: list[dict]) -> list[tuple[int, float, float, int]]:
     return [(s, float(np.mean(v)), float(np.std(v)), len(v)) for s, v in sorted(by_step.items())]
 
 
+def last_at(rows: list[dict], key: str, step: int) -> float | None:
+    """``key`` in the last row that has it at or before ``step`` (``None`` before the first)."""
+    values = [r[key] for r in rows if key in r and r["step"] <= step]
+    return float(values[-1]) if values else None
+
+
 def episode_windows(rows: list[dict], window: int = WINDOW) -> list[dict]:
     """Training-episode returns averaged per ``window`` steps, as metrics rows at the window's end."""
     windows: dict[int, list[float]] = {}

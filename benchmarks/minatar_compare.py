@@ -40,11 +40,6 @@ def training_rows(rows: list[dict]) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def at_step(rows: list[dict], key: str, step: int) -> float | None:
-    values = [r[key] for r in rows if key in r and r["step"] <= step]
-    return float(values[-1]) if values else None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="LABEL=DIR")
@@ -71,7 +66,7 @@ def main() -> int:
             lines.append(f"| {step / 1e3:g}k | " + " | ".join("" if c is None else f"{c:.3g}" for c in cells) + " |")
         return "\n".join(lines)
 
-    tables = [table(title, lambda label, step, key=key: at_step(train[label], key, step))
+    tables = [table(title, lambda label, step, key=key: minatar_collect.last_at(train[label], key, step))
               for key, title in SIGNALS.items()]
     tables.append(table("training return (ε-greedy; mean over the episodes of the 5k steps before)",
                         lambda label, step: episodes[label].get(step)))

@@ -52,9 +52,9 @@ def posterior_features(world_model, batch: dict[str, np.ndarray], draw: str) -> 
     feats, probs = [], []
     with torch.no_grad():
         for i in range(0, len(batch["reward"]), 50):
-            data = world_model.preprocess({k: v[i : i + 50] for k, v in batch.items()})
-            post, _ = world_model.rssm.observe(world_model.encoder(data), data["action"], data["is_first"], draw=draw)
-            feats.append(world_model.rssm.get_feat(post).flatten(0, 1))
+            observed = world_model.observe({k: v[i : i + 50] for k, v in batch.items()}, draw=draw)
+            post = observed.post
+            feats.append(observed.feat.flatten(0, 1))
             probs.append(torch.cat([post["deter"], post["logits"].softmax(-1).flatten(-2)], -1).flatten(0, 1))
     return {"features": torch.cat(feats).float().cpu().numpy(), "probs": torch.cat(probs).float().cpu().numpy()}
 
@@ -68,10 +68,11 @@ def inputs(logdir: Path, steps: int, chunk: int, names=INPUTS) -> tuple[dict[str
     action = batch["action"].reshape(len(first), -1).astype(np.float32)
     previous = np.roll(grid, 1, axis=0)
     previous[first] = 0  # nothing before an episode's (or a chunk's) first step
-    torch.manual_seed(0)  # the posterior samples its latents
-    sampled = posterior_features(agent.world_model, batch, "sample")
-    data = {"transition": np.concatenate([previous, action, grid], 1), "grid": grid,
-            "features": sampled["features"], "posterior_probs": sampled["probs"]}
+    data = {"transition": np.concatenate([previous, action, grid], 1), "grid": grid}
+    if {"features", "posterior_probs"} & set(names):
+        torch.manual_seed(0)  # the posterior samples its latents
+        sampled = posterior_features(agent.world_model, batch, "sample")
+        data.update(features=sampled["features"], posterior_probs=sampled["probs"])
     if "features_mode" in names:
         data["features_mode"] = posterior_features(agent.world_model, batch, "mode")["features"]
     return {name: data[name] for name in names}, batch["reward"].reshape(-1), int(checkpoint.name)

@@ -56,6 +56,6 @@ def test_compare_reads_a_resumed_run_at_equal_steps():
             {"step": 10_000, "train/image_loss": 7.5}, {"step": 15_000, "train/image_loss": 7.0}]
     train = minatar_compare.training_rows(rows)
     assert [r["step"] for r in train] == [5_000, 10_000, 15_000]
-    assert minatar_compare.at_step(train, "train/image_loss", 12_000) == 7.5
-    assert minatar_compare.at_step(train, "train/image_loss", 4_000) is None
-    assert minatar_compare.at_step(train, "train/kl_loss", 15_000) is None
+    assert minatar_collect.last_at(train, "train/image_loss", 12_000) == 7.5
+    assert minatar_collect.last_at(train, "train/image_loss", 4_000) is None
+    assert minatar_collect.last_at(train, "train/kl_loss", 15_000) is None

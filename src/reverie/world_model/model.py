@@ -21,7 +21,7 @@ from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, autocast, preproces
 from reverie.spaces import action_dim
 from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
-from reverie.world_model.rssm import RSSM, latent_dist
+from reverie.world_model.rssm import RSSM, Draw, latent_dist
 
 REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
 
@@ -145,13 +145,14 @@ class WorldModel(nn.Module):
             data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
         return data
 
-    def observe(self, batch: Batch) -> Observed:
+    def observe(self, batch: Batch, draw: Draw = "sample") -> Observed:
         """The forward pass on a batch ``[B, T, ...]``: preprocess, encode, and the posterior
-        and prior over every sequence, each starting from the zero state."""
+        and prior over every sequence, each starting from the zero state (``draw="mode"``:
+        the posterior path deterministic, for analysis; training samples)."""
         data = self.preprocess(batch)
         with self._autocast():
             embed = self.encoder(data)
-            post, prior = self.rssm.observe(embed, data["action"], data["is_first"])
+            post, prior = self.rssm.observe(embed, data["action"], data["is_first"], draw=draw)
             feat = self.rssm.get_feat(post)
         return Observed(data, post, prior, feat)
 
