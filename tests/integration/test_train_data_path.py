@@ -20,9 +20,9 @@ def test_every_training_sequence_starts_from_the_zero_state(tmp_path: Path, monk
     calls = []
     observe = RSSM.observe
 
-    def spy(self, embed, action, is_first, state=None):
+    def spy(self, embed, action, is_first, state=None, **kwargs):
         calls.append((is_first.detach().clone(), None if state is None else {k: v.clone() for k, v in state.items()}))
-        return observe(self, embed, action, is_first, state)
+        return observe(self, embed, action, is_first, state, **kwargs)
 
     monkeypatch.setattr(RSSM, "observe", spy)
     config = load_config(["gym", "debug"], ["task=gym_CartPole-v1", "device=cpu", "run.steps=300", "run.prefill=100",
