@@ -30,8 +30,10 @@ MODES = ("train", "eval", "random")
 class Agent:
     """DreamerV2: world model + actor-critic, their three optimizers and the update counter.
 
-    ``updates`` counts ``train`` calls; the learning-rate, ρ and η schedules are evaluated
-    at it and the slow critic is refreshed from it.
+    ``updates`` counts ``train`` calls; the slow critic is refreshed from it. ``step`` is the
+    clock of the schedules (learning rates, ρ, η, action noise): the agent step, prefill
+    included, which the training loop sets before each action, as the official agent's
+    ``tfstep`` (the official schedules read the agent step, not the update count).
     """
 
     def __init__(self, config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space):
@@ -47,6 +49,7 @@ class Agent:
         self.actor_opt = Optimizer("actor", self.behavior.actor.parameters(), config.behavior.actor_opt)
         self.critic_opt = Optimizer("critic", self.behavior.critic.parameters(), config.behavior.critic_opt)
         self.updates = 0
+        self.step = 0  # agent steps; the schedules' clock (set by the training loop)
         self._expl_noise = parse_schedule(config.behavior.expl_noise)
         self._eval_noise = parse_schedule(config.behavior.eval_noise)
         # Under bf16, acting keeps bf16 copies of the acting networks' matmul weights (before
@@ -91,7 +94,7 @@ class Agent:
     def _action_noise(self, action: torch.Tensor, mode: str) -> torch.Tensor:
         """The official code's ``action_noise``: at ε = 0 the action as it is (no draw); else a
         uniform one-hot with probability ε (discrete) or Normal(action, ε) clipped to [−1, 1]."""
-        amount = (self._expl_noise if mode == "train" else self._eval_noise)(self.updates)
+        amount = (self._expl_noise if mode == "train" else self._eval_noise)(self.step)
         if amount == 0:
             return action
         if self.behavior.actor.discrete:
@@ -129,7 +132,7 @@ class Agent:
         (detached), metrics as 0-dim tensors)``; ``updates`` is not advanced."""
         observed = self.world_model.observe(batch)
         wm_loss, metrics = self.world_model.loss(observed)
-        metrics.update(self.model_opt.step(wm_loss, self.updates))
+        metrics.update(self.model_opt.step(wm_loss, self.step))
         # Imagination starts from the detached posteriors: the actor-critic losses cannot
         # reach the representation through the start states.
         return {k: v.detach() for k, v in observed.post.items()}, metrics
@@ -140,9 +143,9 @@ class Agent:
         the slow-critic refresh. Metrics as 0-dim tensors."""
         is_terminal = torch.as_tensor(is_terminal, device=self.device)
         with self._autocast():
-            losses = self.behavior.losses(self.world_model, post, is_terminal, self.updates)
-            metrics = {**losses.metrics, **self.actor_opt.step(losses.actor, self.updates),
-                       **self.critic_opt.step(losses.critic, self.updates)}
+            losses = self.behavior.losses(self.world_model, post, is_terminal, self.step)
+            metrics = {**losses.metrics, **self.actor_opt.step(losses.actor, self.step),
+                       **self.critic_opt.step(losses.critic, self.step)}
         self.behavior.update_slow_critic(self.updates)
         return metrics
 
@@ -167,6 +170,7 @@ class Agent:
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
+            "step": self.step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -179,6 +183,7 @@ class Agent:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates = int(state["updates"])
+        self.step = int(state.get("step", 0))  # checkpoints before the agent step was saved: the loop sets it
 
     def _autocast(self) -> torch.autocast:
         return autocast(self.device, self.config.precision)

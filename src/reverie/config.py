@@ -31,7 +31,8 @@ from reverie.errors import ConfigError
 from reverie.schedules import parse_schedule, schedule_endpoints
 
 # A hyper parameter that may be a constant or a schedule string such as
-# ``linear(3e-4,1e-4,2500000)``, evaluated at the update step (see ``reverie.schedules``).
+# ``linear(3e-4,1e-4,2500000)``, evaluated at the agent step (``Agent.step``: agent steps,
+# prefill included, as the official code's ``tfstep``; see ``reverie.schedules``).
 Schedule = float | str
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_file", "set_value", "get_value", "all_keys",
@@ -89,8 +90,15 @@ class RunConfig:
     steps: int = value(50_000_000, at_least(1))  # agent steps; frames = steps × env.action_repeat (200M frames)
     train_every: int = value(4, at_least(1), paper=True)  # agent steps per update (Table D1 "environment steps per update")
     train_steps: int = value(1, at_least(1))  # gradient updates each time training is due
-    prefill: int = value(50_000, at_least(0))  # agent steps of uniform random policy before learning (official code)
-    pretrain: int = value(1, at_least(0))  # updates run once right after prefill (official code)
+    # Agent steps of uniform random policy before learning (official code). Acting stays random
+    # after them until the replay can give a sequence under replay.ongoing and replay.minlen
+    # (the official prefill runs until an episode has finished, too).
+    prefill: int = value(50_000, at_least(0))
+    # Updates run once when prefill ends. Then one update on the first policy step and one every
+    # train_every agent steps after it (the official ``Every`` fires on its first call). The
+    # official loop makes one more update at the start, to build its variables, before its own
+    # ``pretrain``: official pretrain p is Reverie's p + 1 (atari_official: 2).
+    pretrain: int = value(1, at_least(0))
     log_every: int = value(10_000, at_least(1))  # agent steps between metric/video writes
     eval_every: int = value(250_000, at_least(0))  # agent steps between evaluations (official: 2.5e5; 0 = none)
     eval_episodes: int = value(1, at_least(1))  # episodes per evaluation, mode="eval"
@@ -119,10 +127,21 @@ class ReplayConfig:
     batch: int = value(50, at_least(1), paper=True)  # B, sequences per batch (Table D1)
     length: int = value(50, at_least(1), paper=True)  # L, sequence length (Table D1)
     chunk: int = value(1024, at_least(1))  # agent steps per on-disk chunk of a running episode
-    # Sequence start: uniform in [0, len) clipped to len − L (paper sec. 2.1), or, with
-    # prioritize_ends, uniform in [0, len] clipped (official replay with minlen = maxlen = L:
-    # the last start is 1/len likelier).
+    # Sequence start. With prioritize_ends, uniform in [0, len] clipped to len − L (official
+    # replay, minlen = maxlen = L): the episode's last window is drawn L + 1 times as often as
+    # any other start. Without it, clip_start decides: uniform in [0, len) clipped to len − L
+    # (paper sec. 2.1, "to observe enough episode ends": the last window L times as often), or,
+    # clip_start false, uniform over the len − L + 1 starts that fit (official replay with
+    # prioritize_ends false, its DMC setting: every window equally often).
     prioritize_ends: bool = False
+    clip_start: bool = True
+    # Sample the running episode too (official ``ongoing``: false). Reverie's default: true, so a
+    # long Atari episode (up to 27,000 agent steps) is learned from before it ends.
+    ongoing: bool = True
+    # Never sample an episode with fewer than minlen agent steps (the reset step not counted;
+    # official ``minlen``: 50 = L); 0 keeps every episode, and one shorter than L continues into
+    # the next stored episode behind an is_first (Reverie's default). Such episodes stay stored.
+    minlen: int = value(0, at_least(0))
 
 
 @dataclass
@@ -226,7 +245,7 @@ class BehaviorConfig:
     # Action noise of the official code (``expl_noise``, ``eval_noise``; both 0 there and in the
     # paper): with probability ε the action is replaced by a uniform one (discrete), or
     # Normal(action, ε) clipped to [−1, 1] (continuous). A number or a schedule, evaluated at
-    # the update step. The ``minatar`` preset explores with it; see that preset.
+    # the agent step. The ``minatar`` preset explores with it; see that preset.
     expl_noise: Schedule = value(0.0, between(0, 1))  # ε while acting to collect data (mode "train")
     eval_noise: Schedule = value(0.0, between(0, 1))  # ε in evaluation episodes (mode "eval")
     actor: ActorConfig = field(default_factory=ActorConfig)

@@ -78,7 +78,8 @@ class AgentContract(Protocol):
 
     config: Any
     device: torch.device
-    updates: int
+    updates: int  # train calls so far
+    step: int  # the schedules' clock: agent steps, set by the training loop before each action
 
     def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None = None,
                mode: str = "train") -> tuple[np.ndarray, PolicyState]: ...

@@ -1,8 +1,9 @@
-"""Hyper parameter schedules, evaluated at the update step.
+"""Hyper parameter schedules, evaluated at the agent step (``Agent.step``: agent steps taken,
+prefill included), as the official code evaluates them at its ``tfstep``.
 
 A schedule is a number or a string: ``linear(initial,final,duration)`` interpolates from
-``initial`` to ``final`` over ``duration`` updates and then stays at ``final``;
-``warmup(duration,value)`` ramps linearly from 0 to ``value`` over ``duration`` updates;
+``initial`` to ``final`` over ``duration`` steps and then stays at ``final``;
+``warmup(duration,value)`` ramps linearly from 0 to ``value`` over ``duration`` steps;
 ``exp(initial,final,halflife)`` decays ``initial`` towards ``final`` with that half-life.
 Same semantics as the official DreamerV2 code (``common/other.py: schedule``).
 """

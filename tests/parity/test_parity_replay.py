@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from official import common, numpy_bool
+from official import common, numpy_bool, official_config
 
 from reverie.config import load_config
 from reverie.replay.episodes import Replay
@@ -176,3 +176,96 @@ def test_start_frequencies_near_episode_ends_with_the_real_rngs(replays, table):
     tolerance = float(5 * stderr / np.abs(b).max())
     table.check("replay, real RNGs, 20,000 sequences each",
                 f"P(start = len − L − k), k = 0..4, {len(keys)} indices (5σ)", a, b, tolerance)
+
+
+# ---------------------------------------------------------------- the other official rules
+RUNNING = 70  # steps of an episode still running when sampling (official: an ongoing episode)
+SHORT = LENGTH  # rows of a finished episode of L − 1 agent steps, shorter than minlen = L (official: not stored)
+
+
+def rule_replays(tmp_path_factory, ongoing: bool, prioritize_ends: bool):
+    """Both replays holding ``EPISODES``, a finished episode of ``SHORT`` steps after the first
+    one, and a running episode of ``RUNNING`` steps; rewards are global step indices as above."""
+    eps = episodes()
+    short = {k: v[:SHORT].copy() for k, v in eps[1].items()}
+    short["is_last"][-1] = short["is_terminal"][-1] = True
+    short["reward"] += 1000
+    running = {k: v[:RUNNING].copy() for k, v in eps[3].items()}
+    running["reward"] += 2000
+    finished = [eps[0], short, *eps[1:]]
+    mine = Replay(tmp_path_factory.mktemp("reverie"), capacity=10**6, seed=0)
+    theirs = common.Replay(tmp_path_factory.mktemp("official"), capacity=0, ongoing=ongoing, minlen=LENGTH,
+                           maxlen=LENGTH, prioritize_ends=prioritize_ends)
+    for ep in finished:
+        theirs.add_episode({k: list(v) for k, v in ep.items()})
+    for ep in [*finished, running]:
+        for t in range(len(ep["reward"])):
+            step = {k: v[t] for k, v in ep.items()}
+            mine.add(step)
+            if ep is running:
+                theirs.add_step(step)
+    return mine, theirs
+
+
+def exact_distribution(sample, episodes_n: int) -> dict:
+    """``P(first reward of the sequence)`` over every (episode, start) draw pair: ``sample(e, r)``
+    returns the sequence's first reward and the bound of the start draw."""
+    probs = {}
+    for e in range(episodes_n):
+        n = sample(e, 0)[1]
+        for r in range(n):
+            first = sample(e, r)[0]
+            probs[first] = probs.get(first, 0.0) + 1.0 / (episodes_n * n)
+    return probs
+
+
+def reverie_rule_distribution(replay, **rule):
+    def sample(e, r):
+        replay._rng = probe = ScriptedGenerator([e, r])
+        seq = replay.sample(1, LENGTH, rule["prioritize_ends"], clip_start=rule["clip_start"],
+                            ongoing=rule["ongoing"], minlen=rule["minlen"])
+        return int(seq["reward"][0, 0]), probe.bounds[1]
+
+    count = len(replay.sampleable(rule["ongoing"], rule["minlen"]))
+    return exact_distribution(sample, count)
+
+
+def official_rule_distribution(replay):
+    count = len(replay._complete_eps) + (sum(len(x["action"]) - 1 >= LENGTH for x in replay._ongoing_eps.values())
+                                         if replay._ongoing else 0)
+
+    def sample(e, r):
+        replay._random = probe = ScriptedRandomState(e, r)
+        with numpy_bool():
+            seq = replay._sample_sequence()
+        return int(seq["reward"][0]), probe.bound
+
+    return exact_distribution(sample, count)
+
+
+@pytest.mark.parametrize("ongoing", [False, True])
+@pytest.mark.parametrize("prioritize_ends", [False, True])
+def test_ongoing_minlen_and_start_rules(tmp_path_factory, table, ongoing, prioritize_ends):
+    """``replay.ongoing``, ``replay.minlen`` and the start rule against the official replay, exact:
+    with ``clip_start: false`` (the ``dmc`` preset) ``prioritize_ends: false`` draws over the
+    ``len − L + 1`` starts that fit; the running episode is drawn only with ``ongoing``; the
+    episode shorter than ``minlen`` never."""
+    mine, theirs = rule_replays(tmp_path_factory, ongoing, prioritize_ends)
+    official = official_rule_distribution(theirs)
+    probs = reverie_rule_distribution(mine, prioritize_ends=prioritize_ends, clip_start=False, ongoing=ongoing,
+                                      minlen=LENGTH)
+    keys = sorted(set(probs) | set(official))
+    assert not any(1000 <= k < 2000 for k in keys)  # the short episode: never a start
+    assert any(k >= 2000 for k in keys) == ongoing  # the running episode: only with ongoing
+    section = f"replay rules, L = minlen = {LENGTH}, a running episode of {RUNNING} and a finished one of {SHORT}"
+    quantity = f"P(start), exact, ongoing={ongoing}, prioritize_ends={prioritize_ends}, clip_start=false"
+    table.check(section, quantity, as_vector(probs, keys), as_vector(official, keys), 1e-12)
+
+
+def test_the_dmc_preset_draws_starts_as_the_official_dmc_config(tmp_path_factory, table):
+    """The ``dmc`` preset's replay fields are the official ``dmc_vision`` config's replay."""
+    config = load_config("dmc")
+    assert (config.replay.prioritize_ends, config.replay.clip_start, config.replay.ongoing,
+            config.replay.minlen) == (False, False, False, config.replay.length)
+    official = official_config("dmc_vision")
+    assert (official.replay.prioritize_ends, official.replay.ongoing, official.replay.minlen) == (False, False, 50)

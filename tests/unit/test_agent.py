@@ -139,7 +139,9 @@ def test_action_noise_is_off_by_default_and_follows_its_schedule():
     assert make_agent()._action_noise(action, "train") is action  # ε = 0: no draw at all
     assert (agent._action_noise(action, "train").argmax(-1) != 0).float().mean() > 0.6  # ε = 1: uniform
     assert agent._action_noise(action, "eval") is action  # eval_noise stays 0
-    agent.updates = 10  # the schedule's end: ε = 0
+    agent.updates = 10  # the update count is not the schedules' clock
+    assert (agent._action_noise(action, "train").argmax(-1) != 0).float().mean() > 0.6
+    agent.step = 10  # the agent step is: the schedule's end, ε = 0
     assert agent._action_noise(action, "train") is action
 
 

@@ -194,13 +194,12 @@ class Replay:
             self._evicted_files.extend(reversed(episode.files))
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, batch: int, length: int, prioritize_ends: bool = False) -> dict[str, np.ndarray]:
+    def sample(self, batch: int, length: int, prioritize_ends: bool = False, *, clip_start: bool = True,
+               ongoing: bool = True, minlen: int = 0) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` steps: ``{key: [B, L, ...]}``, dtypes as stored.
 
-        Each sequence picks an episode uniformly (the running one included) and a start
-        uniformly in ``[0, len)``, clipped to ``len − L`` (paper sec. 2.1, so that episode
-        ends are seen often enough). ``prioritize_ends`` draws it in ``[0, len]`` instead, as
-        the official replay does with ``minlen = maxlen = L`` (``upper = len − L + 1 + L``). An episode shorter than ``L`` is continued with the next
+        Each sequence picks an episode uniformly among the sampleable ones (``sampleable``) and
+        a start in it (``start``). An episode shorter than ``L`` is continued with the next
         stored episodes (wrapping to the oldest), whose first step has ``is_first=True``.
 
         The first step of every sequence is marked ``is_first`` (official ``replay.py``,
@@ -210,13 +209,15 @@ class Replay:
         if self._num_steps < length:
             raise ValueError(f"replay holds {self._num_steps} steps, fewer than the sequence length "
                              f"L={length}; collect more steps (run.prefill) before sampling")
+        if not self.sampleable(ongoing, minlen):
+            raise ValueError(f"replay holds no episode to sample with ongoing={ongoing} and minlen={minlen} "
+                             "(a finished one, of at least minlen agent steps); collect more episodes first")
         out = {key: np.empty((batch, length, *shape), dtype) for key, (shape, dtype) in self._spec.items()}
-        episodes = self._episodes
+        episodes, choices = self._episodes, self.sampleable(ongoing, minlen)
         for b in range(batch):
-            index = int(self._rng.integers(len(episodes)))
+            index = choices[int(self._rng.integers(len(choices)))]
             episode = episodes[index]
-            start = int(self._rng.integers(episode.length + int(prioritize_ends)))
-            start = max(0, min(start, episode.length - length))
+            start = self.start(episode.length, length, prioritize_ends, clip_start)
             filled = 0
             while filled < length:
                 n = min(length - filled, episode.length - start)
@@ -227,6 +228,30 @@ class Replay:
                 episode, start = episodes[index], 0
         out["is_first"][:, 0] = True
         return out
+
+    def start(self, total: int, length: int, prioritize_ends: bool, clip_start: bool) -> int:
+        """A start index in an episode of ``total`` rows (the reset step included), drawn as the
+        config says (``ReplayConfig.prioritize_ends``, ``clip_start``): with ``prioritize_ends``
+        uniform in ``[0, total]`` and clipped to ``total − L`` (official, ``upper = total − L + 1
+        + L``); else with ``clip_start`` uniform in ``[0, total)`` and clipped (paper sec. 2.1);
+        else uniform over the ``total − L + 1`` starts that fit (official, ``upper = total − L +
+        1``). An episode shorter than ``L`` starts at 0 (and continues into the next)."""
+        if prioritize_ends or clip_start:
+            start = int(self._rng.integers(total + int(prioritize_ends)))
+        else:
+            start = int(self._rng.integers(max(total - length + 1, 1)))
+        return max(0, min(start, total - length))
+
+    def sampleable(self, ongoing: bool = True, minlen: int = 0) -> list[int]:
+        """Indices of the episodes a sequence may start in: finished ones with at least ``minlen``
+        agent steps (rows − 1, as the official ``eplen``), and the running one too if ``ongoing``."""
+        return [i for i, episode in enumerate(self._episodes)
+                if episode.length - 1 >= minlen and (ongoing or episode is not self._running)]
+
+    def can_sample(self, length: int, ongoing: bool = True, minlen: int = 0) -> bool:
+        """Whether ``sample`` can give sequences of ``length``: a sampleable episode, and ``length``
+        steps held (a short episode continues into the next)."""
+        return self._num_steps >= length and bool(self.sampleable(ongoing, minlen))
 
     # ----------------------------------------------------------- bookkeeping
     @property

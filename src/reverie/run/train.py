@@ -111,6 +111,7 @@ class LoopState:
     step: int = 0  # agent steps taken
     episodes: int = 0  # training episodes finished
     pretrain: Once = dataclasses.field(default_factory=Once)  # the run.pretrain updates right after prefill
+    learn_start: int = -1  # the agent step of those updates; run.train_every counts from the step after it
     wall_seconds: float = 0.0  # wall time of the run's earlier invocations
     last_return: float | None = None  # of the last training episode
     last_eval: float | None = None  # mean return of the last evaluation
@@ -133,11 +134,14 @@ class LoopState:
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "episodes": self.episodes, "pretrained": self.pretrain.done,
+                "learn_start": self.learn_start,
                 "wall_seconds": self.elapsed(), "last_return": self.last_return, "last_eval": self.last_eval,
                 "train_metrics": {key: dataclasses.asdict(mean) for key, mean in self.train_metrics.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.episodes, self.pretrain = state["step"], state["episodes"], Once(state["pretrained"])
+        # Checkpoints before learn_start existed trained on multiples of train_every: -1 keeps that.
+        self.learn_start = state.get("learn_start", -1)
         self.wall_seconds, self.started = state["wall_seconds"], time.time()
         self.last_return, self.last_eval = state["last_return"], state["last_eval"]
         self.train_metrics = {key: Mean(**mean) for key, mean in state["train_metrics"].items()}
@@ -148,7 +152,7 @@ class Schedule:
     """When the loop does what (``reverie.run.when``), from ``config.run``."""
 
     explore: Before  # act uniformly at random before run.prefill agent steps (the replay's prefill)
-    train: Ratio  # run.train_steps updates every run.train_every agent steps
+    train: Ratio  # run.train_steps updates every run.train_every agent steps, counted from the first policy step
     log: Every  # metrics and status.json
     video: Every  # open-loop video, on log steps (run.video_every; 0 = every log)
     eval: Every  # evaluation episodes (run.eval_every; 0 = never)
@@ -235,10 +239,10 @@ class Trainer:
         loop, when, steps = self.loop, self.when, self.config.run.steps
         self.write_status("running")
         while loop.step < steps:
-            self.act(at_random=when.explore(loop.step))
+            self.act(at_random=self.prefilling())
             step = loop.step
-            if not when.explore(step) and self.replay.num_steps >= self.config.replay.length:
-                self.learn(self.config.run.pretrain if loop.pretrain() else when.train(step))
+            if not self.prefilling():
+                self.learn(self.updates_due(step))
             if when.log(step):
                 self.log(step)
             if when.eval(step):
@@ -247,9 +251,29 @@ class Trainer:
                 self.save()
             self.show_progress(step)
 
+    def prefilling(self) -> bool:
+        """Whether the loop still fills the replay at random: before ``run.prefill`` agent steps,
+        and after them until the replay can give a training sequence (with ``replay.ongoing``
+        false, until an episode long enough has finished, as the official prefill)."""
+        replay = self.config.replay
+        return self.when.explore(self.loop.step) or not self.replay.can_sample(replay.length, replay.ongoing,
+                                                                               replay.minlen)
+
+    def updates_due(self, step: int) -> int:
+        """After agent step ``step`` of learning: ``run.pretrain`` updates the first time, then
+        ``run.train_steps`` on the next step and every ``run.train_every`` after it (the official
+        loop's ``Every``, which fires on its first call)."""
+        if self.loop.pretrain():
+            self.loop.learn_start = step
+            self.agent.step = step  # the official tfstep during pretraining: the steps taken so far
+            return self.config.run.pretrain
+        return self.when.train(step - self.loop.learn_start - 1)
+
     def act(self, at_random: bool) -> None:
         """One agent step into the replay (an episode's first observation too); a finished
-        episode is counted and logged."""
+        episode is counted and logged. The agent's schedules read the steps taken before this
+        one, as the official policy sets ``tfstep`` when it acts."""
+        self.agent.step = self.loop.step
         if self.driver.obs is None:
             self.replay.add(self.driver.reset())
         transition, finished = self.driver.step("random" if at_random else "train")
@@ -265,7 +289,9 @@ class Trainer:
         """``updates`` updates of the world model and the actor-critic, each on a new batch."""
         replay = self.config.replay
         for _ in range(updates):
-            self.last_batch = self.replay.sample(replay.batch, replay.length, replay.prioritize_ends)
+            self.last_batch = self.replay.sample(replay.batch, replay.length, replay.prioritize_ends,
+                                                 clip_start=replay.clip_start, ongoing=replay.ongoing,
+                                                 minlen=replay.minlen)
             self.loop.add(self.agent.train(self.last_batch))
 
     def log(self, step: int) -> None:
