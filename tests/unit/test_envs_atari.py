@@ -25,6 +25,32 @@ def run(env, actions):
     return [env.step(one_hot(a)) for a in actions]
 
 
+class RecordingALE:
+    """Stands between an env and its real ALE: passes every call through, and records per
+    frame the action ``act`` received and the reward it returned (or, given ``rewards``,
+    returns those scripted rewards instead of the game's)."""
+
+    def __init__(self, ale, rewards=None):
+        self.ale, self.actions, self.rewards = ale, [], []
+        self.script = None if rewards is None else iter(rewards)
+
+    def act(self, action):
+        reward = self.ale.act(action)
+        if self.script is not None:
+            reward = next(self.script)
+        self.actions.append(action.value)
+        self.rewards.append(reward)
+        return reward
+
+    def __getattr__(self, name):
+        return getattr(self.ale, name)
+
+
+def recorded(env, **kwargs):
+    env.ale = RecordingALE(env.ale, **kwargs)
+    return env.ale
+
+
 def test_settings_read_back_from_ale():
     env = make()
     assert env.sticky_actions == 0.25  # applied by the env, frame by frame, not inside the ALE:
@@ -57,6 +83,17 @@ def test_time_limit_is_truncation_not_terminal():
     assert env._frames == 40  # counted in frames = agent steps × action repeat
     with pytest.raises(TaskError, match="call reset"):
         env.step(0)
+
+
+def test_time_limit_counts_frames_and_cuts_the_last_repeat_short():
+    # 42 frames = 10 full steps of 4 frames and 2 frames of the 11th: a limit in agent steps,
+    # or one checked only between steps, would stop at another frame.
+    env = make(time_limit=42)
+    env.reset()
+    obs = run(env, [0] * 11)
+    assert [o["is_last"] for o in obs] == [False] * 10 + [True]
+    assert not any(o["is_terminal"] for o in obs)
+    assert env.ale.getEpisodeFrameNumber() == 42  # the ALE's own count of frames played
 
 
 def test_life_loss_is_terminal_only_when_asked():
@@ -115,6 +152,26 @@ def test_frames_match_a_hand_rolled_reference():
         np.testing.assert_array_equal(obs["image"][:, :, 0], expected)
 
 
+def test_reward_is_the_sum_over_the_repeated_frames():
+    # Scripted per-frame rewards 1, 2, 4, 8: their sum tells which frames were counted.
+    env = make(sticky_actions=0.0)
+    env.reset()
+    recorded(env, rewards=[1.0, 2.0, 4.0, 8.0] * 3)
+    assert [o["reward"] for o in run(env, [0, 3, 5])] == [15.0] * 3
+
+
+def test_reward_is_the_sum_over_the_repeated_frames_of_real_pong():
+    """The real twin of the scripted rewards: Pong's points, with a repeat of 3 so that they
+    fall on the first, middle and last frame of a repeat (with 4 they all fall on the last)."""
+    env = make(sticky_actions=0.0, action_repeat=3)
+    env.reset()
+    ale = recorded(env)
+    rewards = [o["reward"] for o in run(env, [0] * 200)]
+    per_frame = np.reshape(ale.rewards, (200, 3))
+    assert {frame for frame in range(3) if per_frame[:, frame].any()} == {0, 1, 2}
+    assert rewards == per_frame.sum(axis=1).tolist()
+
+
 def test_sticky_actions_repeat_the_previous_action_per_frame():
     """Probability 1: the action after a reset (NOOP) sticks forever; 0: every action is taken."""
     actions = np.random.default_rng(4).integers(1, 18, size=40)
@@ -128,6 +185,28 @@ def test_sticky_actions_repeat_the_previous_action_per_frame():
 def _reset(env):
     env.reset()
     return env
+
+
+def test_sticky_actions_draw_once_per_frame_with_their_probability():
+    """The actions the ALE receives, frame by frame, while the agent alternates two actions:
+    each frame gets the agent's action or, with probability p, the previous frame's."""
+    agent = np.tile([2, 3], 250)
+    received = {}
+    for p in (0.0, 0.25):
+        env = _reset(make(sticky_actions=p))
+        ale = recorded(env)
+        run(env, agent)
+        received[p] = np.reshape(ale.actions, (len(agent), 4))
+    np.testing.assert_array_equal(received[0.0], np.repeat(agent[:, None], 4, axis=1))  # p = 0: never
+    frames = received[0.25].ravel()
+    wanted = np.repeat(agent, 4)
+    before = np.concatenate([[0], frames[:-1]])  # NOOP is in effect after a reset
+    assert np.all((frames == wanted) | (frames == before))
+    chances = wanted != before  # frames where the previous action could stick
+    assert abs(np.mean(frames[chances] == before[chances]) - 0.25) < 0.05
+    # A fresh draw each frame: some steps take the agent's action only after their first frame.
+    late = (received[0.25][:, 0] != agent) & (received[0.25][:, -1] == agent)
+    assert late.any()
 
 
 def test_get_state_restores_emulator_and_sticky_rng():
@@ -200,3 +279,24 @@ def test_noop_starts_play_1_to_noops_noop_frames_from_the_seeded_generator():
     restored.reset()
     again.reset()
     assert restored.ale.getEpisodeFrameNumber() == again.ale.getEpisodeFrameNumber()
+
+
+def test_noop_starts_are_noop_frames_uniform_over_1_to_noops():
+    """The actions the ALE receives during reset: ``noops=5`` plays 1..5 NOOP frames, each
+    count about equally often; ``noops=0`` plays none."""
+    env = make(noops=5)
+    ale = recorded(env)
+    counts = []
+    for _ in range(100):
+        before = len(ale.actions)
+        env.reset()
+        counts.append(len(ale.actions) - before)
+    assert set(ale.actions) == {0}  # NOOP only
+    histogram = np.bincount(counts, minlength=6)
+    assert histogram[0] == 0 and len(histogram) == 6  # from 1 to 5, both ends included
+    assert histogram[1:].min() >= 10  # 20 expected each: uniform, not a fixed count
+    plain = make()
+    ale = recorded(plain)
+    for _ in range(3):
+        plain.reset()
+    assert ale.actions == []
