@@ -17,7 +17,8 @@ def test_bench_debug_writes_every_field(tmp_path, capsys):
     path = tmp_path / "results" / "bench.json"
     args = ["bench", "--preset", "debug", "--updates", "2", "--env-steps", "50", "--json", str(path)]
     assert main(args) == 0
-    assert "200M frames projected" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "200M frames projected" in out and "s per 1,000 agent steps" in out
     assert main(args) == 0  # a second run appends to the same file
     runs = json.loads(path.read_text())["runs"]
     assert len(runs) == 2
@@ -38,6 +39,11 @@ def test_bench_debug_writes_every_field(tmp_path, capsys):
     cycle = run["median_ms"]["train"] + 4 * (run["median_ms"]["policy"] + run["env"]["env_step_ms"])
     assert abs(projection["ms_per_update_cycle"] - cycle) < 0.01  # medians are rounded to µs
     assert abs(projection["days"] - 12_500_000 * projection["ms_per_update_cycle"] / 1e3 / 86400) < 1e-9
+    # The preset's own cost per agent step: debug trains once every 5 agent steps.
+    step = run["agent_step"]
+    assert (step["train_every"], step["train_steps"]) == (5, 1)
+    per_step = run["median_ms"]["train"] / 5 + run["median_ms"]["policy"] + run["env"]["env_step_ms"]
+    assert abs(step["ms"] - per_step) < 0.01 and abs(step["sec_per_1k_steps"] - per_step) < 0.01
 
 
 def _bench(tmp_path, *args):

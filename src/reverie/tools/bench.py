@@ -10,7 +10,10 @@ uint8 ``[B, L, 64, 64, 1]``, 18 one-hot actions) and measures, after warm-up:
   run (a measured, not a datasheet, peak);
 - parameter counts, peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA);
 - the projected wall time of the paper's 200M frames: 12.5M × (update + 4 × (policy + env
-  step)), the env step measured for the task by ``reverie.envs.bench.bench_env``.
+  step)), the env step measured for the task by ``reverie.envs.bench.bench_env``;
+- the cost of one agent step at the preset's own train ratio: update × train_steps ÷
+  train_every + policy + env step, and the seconds per 1,000 agent steps it adds up to (the
+  figure a small preset's user waits for; a regression in any part shows here).
 
 CUDA timings synchronise before reading the clock (kernels are asynchronous).
 """
@@ -162,6 +165,8 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
                "train": statistics.median(train_ms), "policy": statistics.median(policy_ms)}
     achieved = flops["total"] / (medians["train"] / 1e3)
     step_ms = medians["train"] + PAPER_TRAIN_EVERY * (medians["policy"] + env["env_step_ms"])
+    run = config.run
+    agent_step_ms = medians["train"] * run.train_steps / run.train_every + medians["policy"] + env["env_step_ms"]
     return {
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": {**machine_info(device), "load_average_1m_start": load_at_start},
@@ -177,6 +182,8 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
         "env": env,
         "projection": {"frames": PAPER_FRAMES, "updates": PAPER_UPDATES, "ms_per_update_cycle": step_ms,
                        "days": PAPER_UPDATES * step_ms / 1e3 / 86400},
+        "agent_step": {"train_every": run.train_every, "train_steps": run.train_steps, "ms": agent_step_ms,
+                       "sec_per_1k_steps": agent_step_ms},  # ms per step × 1,000 steps ÷ 1,000 ms per s
     }
 
 
@@ -217,6 +224,8 @@ def format_table(result: dict[str, Any]) -> str:
         ("parameters", f"{p['total'] / 1e6:.2f}M (actor {p['actor'] / 1e6:.2f}M, critic {p['critic'] / 1e6:.2f}M)"),
         ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB"),
         (f"env step ({env['task']})", f"{env['env_step_ms']:.3f} ms"),
+        ("per agent step (train_every {train_every}, train_steps {train_steps})".format(**result["agent_step"]),
+         f"{result['agent_step']['ms']:.2f} ms = {result['agent_step']['sec_per_1k_steps']:.1f} s per 1,000 agent steps"),
         ("200M frames projected", f"{result['projection']['days']:.1f} days"),
     ]
     width = max(len(name) for name, _ in rows)
