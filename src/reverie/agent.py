@@ -24,7 +24,7 @@ from reverie.schedules import parse_schedule
 from reverie.utils import resolve_device
 from reverie.world_model.model import WorldModel
 
-MODES = ("train", "eval", "random")
+MODES = ("train", "eval", "eval_sample", "random")
 
 
 class Agent:
@@ -69,7 +69,9 @@ class Agent:
                mode: str = "train") -> tuple[np.ndarray, PolicyState]:
         """One step for N environments: ``obs`` values ``[N, ...]`` (with ``is_first``) →
         ``(action float32 [N, A], state)``. ``train`` samples, ``eval`` takes the mode,
-        ``random`` acts uniformly but still tracks the latent so modes can be switched."""
+        ``eval_sample`` samples (evaluation of the stochastic policy; ``behavior.eval_noise``
+        as ``eval``), ``random`` acts uniformly but still tracks the latent so modes can be
+        switched."""
         if mode not in MODES:
             raise ValueError(f"policy mode must be one of {MODES}, got {mode!r}")
         wm = self.world_model
@@ -86,7 +88,7 @@ class Agent:
                 action = self._random_action(n)
             else:
                 dist = actor(rssm.get_feat(latent))
-                action = dist.sample() if mode == "train" else dist.mode()
+                action = dist.mode() if mode == "eval" else dist.sample()
                 action = self._action_noise(action, mode)
         action = action.float()
         return action.cpu().numpy(), (latent, action)

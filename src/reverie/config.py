@@ -102,6 +102,10 @@ class RunConfig:
     log_every: int = value(10_000, at_least(1))  # agent steps between metric/video writes
     eval_every: int = value(250_000, at_least(0))  # agent steps between evaluations (official: 2.5e5; 0 = none)
     eval_episodes: int = value(1, at_least(1))  # episodes per evaluation, mode="eval"
+    # Also evaluate the sampled-action policy (the actor's samples, not its mode) on the same
+    # eval episodes' seeds, logged as eval/return_sample; eval/return stays the mode (paper,
+    # official code). Off by default: it doubles the evaluation's cost.
+    eval_sample: bool = False
     checkpoint_every: int = value(100_000, at_least(1))  # agent steps between checkpoints
     keep_checkpoints: int = value(3, at_least(1))  # newest complete checkpoints kept on disk
     video_every: int = value(0, at_least(0))  # agent steps between open-loop videos (0 = with every log)

@@ -43,3 +43,21 @@ def reverie(*args: str) -> None:
 
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_eval_sample_plays_the_same_episodes_with_sampled_actions(tmp_path):
+    """``run.eval_sample``: each evaluation also plays the sampled-action policy on the same
+    eval seeds, logged as ``eval/return_sample``; ``eval/return`` is the mode policy's, unchanged."""
+    from reverie.config import load_config
+    from reverie.run.train import train
+
+    overrides = ["task=gym_CartPole-v1", "device=cpu", "run.prefill=100", "run.pretrain=2", "run.steps=200",
+                 "run.eval_every=200", "run.eval_episodes=3", "run.checkpoint_every=200", "run.log_every=100"]
+    rows = {}
+    for sample in (False, True):
+        train(load_config("gym,debug", [*overrides, f"run.eval_sample={sample}"]), tmp_path / str(sample), quiet=True)
+        rows[sample] = read_jsonl(tmp_path / str(sample) / "metrics.jsonl")
+    mode = lambda lines: [r["eval/return"] for r in lines if "eval/return" in r]  # noqa: E731
+    sampled = [r["eval/return_sample"] for r in rows[True] if "eval/return_sample" in r]
+    assert mode(rows[True]) == mode(rows[False]) and len(sampled) == 3
+    assert not any("eval/return_sample" in r for r in rows[False])

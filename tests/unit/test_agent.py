@@ -69,7 +69,7 @@ def random_batch(agent, obs_space=None, seed=0):
     return batch
 
 
-@pytest.mark.parametrize("mode", ["train", "eval", "random"])
+@pytest.mark.parametrize("mode", ["train", "eval", "eval_sample", "random"])
 def test_policy_modes_return_one_hot_actions_and_a_state(mode):
     agent = make_agent()
     rng = np.random.default_rng(0)
@@ -93,6 +93,26 @@ def test_eval_policy_is_deterministic_and_is_first_resets_the_state():
     torch.manual_seed(1)
     again, _ = agent.policy(obs, state, "eval")
     assert np.array_equal(first, again)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_eval_acts_on_the_actors_mode_and_eval_sample_on_its_samples(discrete, monkeypatch):
+    """Under one posterior draw per row, ``eval`` returns the actor's mode in every row and
+    ``eval_sample`` its samples: for an actor spread over its actions the samples differ from
+    the mode in most rows (the paper's and the official evaluation is the mode)."""
+    act_space = gym.spaces.Discrete(4) if discrete else gym.spaces.Box(-1, 1, (2,), np.float32)
+    agent = make_agent("debug" if discrete else "dmc,debug", VECTOR, act_space)
+    obs = random_obs(VECTOR, 500, np.random.default_rng(0))
+    seen = []
+    actor = agent.behavior.actor
+    forward = type(actor).forward
+    monkeypatch.setattr(type(actor), "forward", lambda self, feat: seen.append(forward(self, feat)) or seen[-1])
+    for mode in ("eval", "eval_sample"):
+        torch.manual_seed(3)  # the same posterior draws in both modes
+        action, _ = agent.policy(obs, None, mode)
+        mode_action = seen[-1].mode().float().numpy()
+        same = np.all(np.isclose(action, mode_action, atol=1e-6), axis=-1)
+        assert same.all() if mode == "eval" else same.mean() < 0.5, (mode, same.mean())
 
 
 def test_unknown_policy_mode_fails_clearly():

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 
 def run_episodes(agent: AgentContract, config: Config, episodes: int, step: int, video_dir: Path | None = None,
-                 tag: str = "eval") -> list[Episode]:
-    """Play ``episodes`` full episodes: the evaluation of the agent at agent step ``step``.
+                 tag: str = "eval", mode: str = "eval") -> list[Episode]:
+    """Play ``episodes`` full episodes: the evaluation of the agent at agent step ``step``, with
+    policy ``mode`` (``eval``: the actor's mode; ``eval_sample``: its samples).
 
     The eval env and a forked torch RNG are both seeded with ``eval_seed(config.seed, step)``
     (the one rule, in ``reverie.envs.registry``): evaluating never changes the random stream
@@ -41,7 +42,7 @@ def run_episodes(agent: AgentContract, config: Config, episodes: int, step: int,
                 frames = [env.render()] if video_dir else None
                 finished = None
                 while finished is None:
-                    _, finished = driver.step("eval")
+                    _, finished = driver.step(mode)
                     if frames is not None:
                         frames.append(env.render())
                 results.append(finished)

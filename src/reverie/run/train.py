@@ -312,13 +312,19 @@ class Trainer:
                 save_video(path, video)
 
     def evaluate(self, step: int) -> None:
-        """``run.eval_episodes`` episodes on the eval env of this step (``envs.eval_seed``)."""
+        """``run.eval_episodes`` episodes on the eval env of this step (``envs.eval_seed``), with
+        the actor's mode; with ``run.eval_sample`` the same episodes' seeds again with its samples."""
         from reverie.run.evaluate import run_episodes
 
         episodes = run_episodes(self.agent, self.config, self.config.run.eval_episodes, step)
         for episode in episodes:
             self.logger.write(step, {"eval/return": episode.score, "eval/length": episode.length},
                               self.loop.elapsed())
+        if self.config.run.eval_sample:
+            sampled = run_episodes(self.agent, self.config, self.config.run.eval_episodes, step, mode="eval_sample")
+            for episode in sampled:
+                self.logger.write(step, {"eval/return_sample": episode.score, "eval/length_sample": episode.length},
+                                  self.loop.elapsed())
         self.loop.last_eval = float(np.mean([episode.score for episode in episodes]))
 
     def save(self) -> None:
