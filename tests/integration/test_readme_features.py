@@ -21,7 +21,7 @@ from reverie.config import load_config_file, preset_names, read_preset
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ["device=cpu", "run.steps=60", "run.prefill=40", "run.pretrain=1", "run.train_every=10",
          "run.log_every=30", "run.eval_every=60", "run.eval_episodes=1", "run.checkpoint_every=60",
-         "env.time_limit=160"]
+         "env.time_limit=80", "replay.minlen=10"]  # presets with replay.ongoing false learn from step 40 on
 
 
 def composition(preset: str) -> list[str]:

@@ -105,17 +105,28 @@ def official_config(preset: str = "atari", **updates) -> common.Config:
     return config.update({"precision": 32, "jit": False, **updates})
 
 
-def build_official(config: common.Config):
-    """The official ``Agent`` for 64×64×1 images and 18 actions (``common.Atari`` spaces)."""
+def build_official(config: common.Config, image_shape: tuple[int, ...] = (64, 64, 1), act_space=None):
+    """The official ``Agent`` for ``image_shape`` images and ``act_space`` (a gymnasium
+    ``Discrete`` or ``Box``; default 18 actions: the ``common.Atari`` spaces)."""
     obs_space = {
-        "image": Space((64, 64, 1), np.uint8),
+        "image": Space(image_shape, np.uint8),
         "reward": Space((), np.float32),
         "is_first": Space((), bool),
         "is_last": Space((), bool),
         "is_terminal": Space((), bool),
     }
-    act_space = {"action": Space((NUM_ACTIONS,), np.float32, n=NUM_ACTIONS)}
-    return official_agent.Agent(config, obs_space, act_space, common.Counter(0))
+    return official_agent.Agent(config, obs_space, {"action": official_act_space(act_space)}, common.Counter(0))
+
+
+def official_act_space(space=None) -> Space:
+    """A gymnasium action space as the official code reads it: ``Discrete(n)`` → one-hot
+    ``[n]`` with ``.n`` (its one-hot actor), ``Box([d])`` → ``[d]`` (its truncated-normal actor)."""
+    import gymnasium
+
+    space = gymnasium.spaces.Discrete(NUM_ACTIONS) if space is None else space
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return Space((int(space.n),), np.float32, n=int(space.n))
+    return Space(space.shape, np.float32)
 
 
 def create_variables(agent, batch: dict[str, np.ndarray]) -> None:
@@ -194,8 +205,8 @@ class WeightMap:
         deconvs = [m for m in dec.net if isinstance(m, torch.nn.ConvTranspose2d)]
         for i, m in enumerate(deconvs):
             layer(f"decoder.conv{i}", m, odec[f"conv{i}"], conv)
-        # MLP heads, actor, critics.
-        for name in ("reward", "discount"):
+        # MLP heads (the discount head only where the config predicts it), actor, critics.
+        for name in ("reward", "discount") if "discount" in owm.heads else ("reward",):
             self._mlp(f"heads.{name}", wm.heads[name].mlp, owm.heads[name], feat_dense, dense)
         behavior, obeh = reverie_agent.behavior, official._task_behavior
         self._mlp("actor", behavior.actor.mlp, obeh.actor, feat_dense, dense)
@@ -210,11 +221,28 @@ class WeightMap:
     def _mlp(self, name, mlp, official_mlp, first, rest):
         linears = [m for m in mlp.net if isinstance(m, torch.nn.Linear)]
         mods = official_mlp._modules
-        keras = [mods[f"dense{i}"] for i in range(len(linears) - 1)] + [mods["out"]._modules["out"]]
+        out = mods["out"]._modules
+        keras = [mods[f"dense{i}"] for i in range(len(linears) - 1)] + [out["out"]]
         for i, (m, k) in enumerate(zip(linears, keras, strict=True)):
             kernel = first if i == 0 else rest
+            if i == len(linears) - 1 and "std" in out:
+                self._split_output(f"{name}.{i}", m, out["out"], out["std"], kernel)
+                continue
             self._add(f"{name}.{i}.weight", m.weight, k.kernel, *kernel)
             self._add(f"{name}.{i}.bias", m.bias, k.bias, lambda b: b, lambda b: b)
+
+    def _split_output(self, name, linear, mean_layer, std_layer, kernel):
+        """A normal-type output (the continuous actor): Reverie's one layer ``[2·A, in]`` is the
+        official ``out`` (its first A rows, the mean) and ``std`` (the last A rows) layers."""
+        size = linear.out_features // 2
+
+        def no_gradient(_):
+            raise NotImplementedError(f"{name}: the gradient of half a layer has no Reverie layout")
+
+        for rows, layer, half in ((slice(None, size), mean_layer, "mean"), (slice(size, None), std_layer, "std")):
+            self._add(f"{name}.weight[{half}]", linear.weight, layer.kernel,
+                      lambda w, rows=rows: kernel[0](w[rows]), no_gradient)
+            self._add(f"{name}.bias[{half}]", linear.bias, layer.bias, lambda b, rows=rows: b[rows], no_gradient)
 
     def copy_to_official(self) -> None:
         for _, param, variable, to_tf, _ in self.pairs:
@@ -295,13 +323,16 @@ class Draws:
 class Pair:
     """Reverie's ``Agent`` and the official ``Agent`` with the same weights (Reverie's copied over).
 
-    ``presets``/``overrides``: Reverie's config; ``official``: the official config (``atari`` +
-    ``official_updates``). Networks at the given configs' sizes (the atari presets: 64×64×1
-    images, 18 actions, deter = hidden = 600, 32×32 latents, 4×400 MLPs).
+    ``presets``/``overrides``: Reverie's config; ``official``: the official config
+    (``official_preset`` + ``official_updates``). Networks at the given configs' sizes (the atari
+    presets: 64×64×1 images, 18 actions, deter = hidden = 600, 32×32 latents, 4×400 MLPs).
+    ``image_shape`` and ``act_space`` (gymnasium ``Discrete`` or ``Box``; default 18 actions)
+    are both sides' spaces: e.g. ``dmc`` against ``dmc_vision`` with 64×64×3 and ``Box([d])``.
     """
 
     def __init__(self, presets: str = "atari", overrides: tuple[str, ...] = (), official_updates: dict | None = None,
-                 seed: int = 0):
+                 seed: int = 0, official_preset: str = "atari", image_shape: tuple[int, ...] = (64, 64, 1),
+                 act_space=None):
         import gymnasium
 
         from reverie.agent import Agent
@@ -309,12 +340,13 @@ class Pair:
 
         torch.manual_seed(seed)
         tf.random.set_seed(seed)
+        act_space = gymnasium.spaces.Discrete(NUM_ACTIONS) if act_space is None else act_space
         self.config = load_config(presets, overrides=["device=cpu", *overrides])
-        obs_space = {"image": gymnasium.spaces.Box(0, 255, (64, 64, 1), np.uint8)}
-        self.reverie = Agent(self.config, obs_space, gymnasium.spaces.Discrete(NUM_ACTIONS))
-        self.official_config = official_config("atari", **(official_updates or {}))
-        self.official = build_official(self.official_config)
-        create_variables(self.official, synthetic_batch(2, 3, seed))
+        obs_space = {"image": gymnasium.spaces.Box(0, 255, image_shape, np.uint8)}
+        self.reverie = Agent(self.config, obs_space, act_space)
+        self.official_config = official_config(official_preset, **(official_updates or {}))
+        self.official = build_official(self.official_config, image_shape, act_space)
+        create_variables(self.official, synthetic_batch(2, 3, seed, image_shape[-1], act_space))
         self.weights = WeightMap(self.reverie, self.official)
         self.weights.copy_to_official()
 
@@ -327,15 +359,20 @@ class Pair:
         return self.official.wm
 
 
-def synthetic_batch(batch: int, length: int, seed: int) -> dict[str, np.ndarray]:
+def synthetic_batch(batch: int, length: int, seed: int, channels: int = 1, act_space=None) -> dict[str, np.ndarray]:
     """A batch ``[B, L, ...]`` from Reverie's real ``Replay``: synthetic Atari-like episodes
-    (moving blobs on 64×64×1 frames, one-hot actions, rewards in {−1, 0, 0.5, 1}) of 3 to
-    2·L steps, so that sequences cross episode starts (``is_first`` inside them) and end on
-    terminal and truncated steps. No env is needed on the official side."""
+    (moving blobs on 64×64×``channels`` frames, one-hot actions, rewards in {−1, 0, 0.5, 1}) of 3
+    to 2·L steps, so that sequences cross episode starts (``is_first`` inside them) and end on
+    terminal and truncated steps. No env is needed on the official side. ``act_space``
+    (gymnasium; default ``Discrete(18)``): a ``Box`` gives uniform continuous actions."""
     import tempfile
+
+    import gymnasium
 
     from reverie.replay.episodes import Replay
 
+    continuous = isinstance(act_space, gymnasium.spaces.Box)
+    actions = int(act_space.n) if isinstance(act_space, gymnasium.spaces.Discrete) else NUM_ACTIONS
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:64, 0:64]
     with tempfile.TemporaryDirectory() as directory:
@@ -346,10 +383,15 @@ def synthetic_batch(batch: int, length: int, seed: int) -> dict[str, np.ndarray]
             cy, cx, vy, vx = rng.uniform(10, 54, 2).tolist() + rng.uniform(-3, 3, 2).tolist()
             for t in range(steps):
                 blob = 200 * np.exp(-((yy - cy - vy * t) ** 2 + (xx - cx - vx * t) ** 2) / 40.0)
-                image = np.clip(blob + rng.normal(0, 8, blob.shape) + 30, 0, 255).astype(np.uint8)[..., None]
-                action = np.zeros(NUM_ACTIONS, np.float32)
-                if t:
-                    action[rng.integers(NUM_ACTIONS)] = 1.0
+                # One channel: the same numbers as (blob + noise + 30)[..., None] drawn as [64, 64].
+                noise = rng.normal(0, 8, (*blob.shape, channels))
+                image = np.clip(blob[..., None] + noise + 30, 0, 255).astype(np.uint8)
+                if continuous:
+                    action = (rng.uniform(-1, 1, act_space.shape) if t else np.zeros(act_space.shape)).astype(np.float32)
+                else:
+                    action = np.zeros(actions, np.float32)
+                    if t:
+                        action[rng.integers(actions)] = 1.0
                 last = t == steps - 1
                 replay.add({
                     "image": image, "action": action,
