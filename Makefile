@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: demo test test-all bench lint install system-deps clean parity
+.PHONY: demo test test-all bench lint install system-deps clean parity learning-parity
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,22 @@ $(PSTAMP): pyproject.toml tests/parity/requirements.txt tests/parity/constraints
 
 parity: $(PSTAMP)
 	REVERIE_PARITY=1 REVERIE_PARITY_DOC=docs/PARITY.md $(PBIN)/python -m pytest -q tests/parity
+
+# Learning parity (benchmarks/learning_parity.py): the official agent trained by its own loop
+# (dreamerv2.api.train, in .venv-parity, which also gets minatar) next to `reverie train`, same
+# hyper parameters, tasks and seeds; curves, areas and wall time in
+# benchmarks/results/learning_parity/. The defaults take about 10 core-hours (5 h on 2 cores);
+# LP_ARGS overrides them, e.g. make learning-parity LP_ARGS="--tasks gym_CartPole-v1 --seeds 0,1".
+# The report is written even when a run crashed (listed as such); then make fails with run's code.
+LP_ARGS ?=
+
+$(PVENV)/.minatar: $(PSTAMP)
+	$(PBIN)/pip install -q -e ".[dev,minatar]" $(PCONSTRAINT)
+	touch $@
+
+learning-parity: $(STAMP) $(PSTAMP) $(PVENV)/.minatar
+	$(BIN)/python benchmarks/learning_parity.py run $(LP_ARGS); code=$$?; [ $$code -ne 2 ] || exit 2; \
+	$(BIN)/python benchmarks/learning_parity.py report $(LP_ARGS) && exit $$code
 
 clean:
 	rm -rf $(VENV) $(PVENV) build *.egg-info
