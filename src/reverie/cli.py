@@ -42,9 +42,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config, logdir = resolve_train_config(args)
+    prepare_process(config)  # the config's thread wait policy, before torch loads
     from reverie.run.train import train
 
-    config, logdir = resolve_train_config(args)
     summary = train(config, logdir)
     print(f"\nrun finished: {summary['step']:,} agent steps ({summary['frames']:,} frames)")
     print(f"  metrics:     {logdir / 'metrics.jsonl'}   (tensorboard --logdir {logdir})")
@@ -111,6 +112,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    prepare_process(load_config(args.preset, list(args.set)))  # before torch loads (bench_config checks it all)
     from reverie.tools.bench import cli_bench
 
     return cli_bench(args)

@@ -271,6 +271,13 @@ class Config:
     # faster on one: their ops are too small to split, and each split waits for the other
     # threads (docs/SPEED.md: debug update 63 → 36 ms on 2 cores).
     threads: int = value(0, at_least(0))
+    # How torch's idle CPU threads wait for the next op (OpenMP's OMP_WAIT_POLICY, which the
+    # CLI sets before torch loads): "passive" sleeps at once, which keeps a run fast when other
+    # processes compete for the cores; "active" spins, which saves a wake-up per op, worth it
+    # for small models with many short ops on an otherwise idle machine (gym,cartpole on 2
+    # threads: 118 vs 264 ms per update), and several times slower when a core is shared
+    # (789 ms at load 2.7). No effect with threads = 1; an OMP_WAIT_POLICY you set wins.
+    wait: Literal["passive", "active"] = "passive"
     run: RunConfig = field(default_factory=RunConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)

@@ -4,11 +4,14 @@ Importing ``reverie`` or building an ``Agent`` changes nothing global. The entry
 (the ``reverie`` CLI, and through it the sweep's workers; ``reverie.run.train.train``;
 ``reverie bench``; ``reverie eval``) call:
 
-- ``prepare_process()`` before torch is imported: ``OMP_WAIT_POLICY=PASSIVE`` unless the user
-  set it. OpenMP threads that spin while waiting made torch 10–100× slower on CPU as soon as
-  another process competed for the cores (a small update 13 s instead of 0.2 s on 2 busy
-  cores); passive waiting costs little on an idle machine. OpenMP reads it once, when torch
-  loads it, so a library user who wants it sets it in the environment or calls this first.
+- ``prepare_process(config)`` before torch is imported: ``OMP_WAIT_POLICY`` from
+  ``config.wait`` (``PASSIVE`` without a config), unless the user set it. OpenMP threads that
+  spin while waiting made torch 10–100× slower on CPU as soon as another process competed for
+  the cores (a small update 13 s instead of 0.2 s on 2 busy cores); passive waiting costs
+  a wake-up per op, which only small models on an idle machine notice (``gym,cartpole``
+  spins: ``wait: active``). OpenMP reads it once, when torch loads it, so the CLI calls this
+  again once it knows the config, before any import of torch; a library user sets it in the
+  environment or calls this first.
 - ``configure(config)`` once the run's config is known: glibc keeps freed memory on the CPU
   (``utils.keep_freed_memory``: no page faults on every large activation), ``config.threads``
   sets torch's CPU threads, and on CUDA fp32 matmuls and convolutions use TF32 tensor cores
@@ -29,9 +32,29 @@ from contextlib import contextmanager
 from typing import Any
 
 
-def prepare_process() -> None:
-    """Settings that must precede ``import torch``; an explicit user setting wins."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_USER_WAIT = os.environ.get("OMP_WAIT_POLICY")  # the user's own setting, read at import
+
+
+def prepare_process(config: Any = None) -> None:
+    """Settings that must precede ``import torch``; an explicit user setting wins. Without a
+    config: passive waiting, unless set already; with one (before torch loads): its ``wait``."""
+    if _USER_WAIT is not None:
+        return
+    if config is None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    elif not _torch_loaded():
+        os.environ["OMP_WAIT_POLICY"] = config.wait.upper()
+
+
+def wait_policy() -> str:
+    """The OpenMP wait policy this process runs with (``passive`` unless it was set otherwise)."""
+    return os.environ.get("OMP_WAIT_POLICY", "PASSIVE").lower()
+
+
+def _torch_loaded() -> bool:
+    import sys
+
+    return "torch" in sys.modules
 
 
 def configure(config: Any) -> None:

@@ -344,7 +344,8 @@ class Trainer:
         write_status(self.logdir, state=state, step=loop.step, frames=loop.step * self.config.env.action_repeat,
                      updates=self.agent.updates, total_steps=run.steps, wall_seconds=round(loop.elapsed(), 1),
                      last_eval_return=loop.last_eval, last_episode_return=loop.last_return,
-                     torch_threads=torch.get_num_threads())  # what `threads` / OMP_NUM_THREADS gave the run
+                     torch_threads=torch.get_num_threads(),  # what `threads` / OMP_NUM_THREADS gave the run
+                     wait=runtime.wait_policy())  # what `wait` / OMP_WAIT_POLICY gave it
 
     def close(self, quiet: bool = False) -> None:
         """Close the console line, the metric files (``quiet``: drop their errors) and the env."""

@@ -126,7 +126,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     info = {"hostname": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "wait": runtime.wait_policy(), "torch": torch.__version__,
             "python": platform.python_version(), "load_average_1m": round(os.getloadavg()[0], 2)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -212,7 +212,8 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("machine", result["machine"]["name"]),
         ("device / precision / compile", f"{result['device']} / {result['precision']} / {result['compile']}"),
-        ("threads / load (1 min, start→end)", f"{result['machine']['torch_threads']} / "
+        ("threads, wait / load (1 min, start→end)", f"{result['machine']['torch_threads']}, "
+         f"{result['machine'].get('wait', 'passive')} / "
          f"{result['machine']['load_average_1m_start']}→{result['machine']['load_average_1m']}"),
         ("world-model update", f"{ms['world_model']:.1f} ms (median of {result['repeats']['world_model']})"),
         ("actor-critic update", f"{ms['actor_critic']:.1f} ms (median of {result['repeats']['actor_critic']})"),
