@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
 _USER_WAIT = os.environ.get("OMP_WAIT_POLICY")  # the user's own setting, read at import
 
 
