@@ -9,9 +9,11 @@ official side must be exactly zero on Reverie's too.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -113,9 +115,50 @@ class ParityTable:
             status = "pass" if r.ok else "FAIL"
             lines.append(f"| {r.section} | {r.quantity} | {r.size:,} | {r.max_abs:.2e} | {r.max_rel:.2e} | "
                          f"{r.tolerance} | {status} | {r.note} |")
-        lines.append("")
+        lines += ["", *learning_parity_section(path)]
         with open(path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines))
+
+
+LEARNING = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "learning_parity"
+
+
+def learning_parity_section(doc: str) -> list[str]:
+    """The whole-run comparison (``make learning-parity``), from its ``summary.json``: one
+    paragraph, one row per task and the figures; nothing before that study has run."""
+    summary_path = LEARNING / "summary.json"
+    if not summary_path.exists():
+        return []
+    summary = json.loads(summary_path.read_text())
+    rel = os.path.relpath(LEARNING, Path(doc).resolve().parent)
+    lines = ["## Learning parity: whole runs, curve by curve", "",
+             "The checks above compare one update. `make learning-parity` (`benchmarks/learning_parity.py`) trains "
+             "the official agent with its own loop (`dreamerv2.api.train`) and `reverie train` with the same hyper "
+             "parameters, replay rules and env code, and compares the training-episode return against agent steps: "
+             "the area under each seed's curve (a mean return), the 95 % bootstrap interval of the difference of the "
+             "mean areas (Reverie − official), the final score and the wall time per 1,000 agent steps "
+             f"(both sides side by side, one thread each). Machine: {summary.get('machine', 'not recorded')}. "
+             f"Details, curves and the differences the loops keep: [{rel}/README.md]({rel}/README.md).", "",
+             "| task | agent steps | official area (mean ± std, seeds) | Reverie area | difference, 95 % CI | "
+             "official / Reverie s per 1k steps |", "|---|---:|---|---|---|---|"]
+    for task, row in summary["tasks"].items():
+        ci = row.get("auc_diff_ci95")
+        ci_text = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "–"
+        sides = [_area(row[side]) for side in ("official", "reverie")]
+        speed = " / ".join(f"{row[side]['sec_per_1k_steps']:.0f}" if row[side].get("sec_per_1k_steps") else "–"
+                           for side in ("official", "reverie"))
+        lines.append(f"| {task} | {row['steps']:,} | {sides[0]} | {sides[1]} | {ci_text} | {speed} |")
+    lines.append("")
+    lines += [f"![{png.stem}]({rel}/{png.name})" for png in sorted(LEARNING.glob("*.png"))]
+    return [*lines, ""]
+
+
+def _area(side: dict) -> str:
+    values = [v for v in side.get("auc", []) if v is not None]
+    if not values:
+        return "–"
+    spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.1f}{spread} ({len(values)})"
 
 
 def _cpu_name() -> str:
