@@ -197,7 +197,8 @@ def net_rows(reverie: str, official: str) -> list[Row]:
 def coder_rows(part: str) -> list[Row]:
     wm = f"world_model.{part}"
     return [row((f"{wm}.mlp_layers", f"{wm}.mlp_units"), f"{part}.mlp_layers", lambda n, units: [units] * n),
-            row(f"{wm}.depth", f"{part}.cnn_depth"), row(f"{wm}.kernels", f"{part}.cnn_kernels")]
+            row(f"{wm}.depth", f"{part}.cnn_depth"), row(f"{wm}.kernels", f"{part}.cnn_kernels"),
+            row(f"{wm}.kind", (), require("mlp", f"the official {part} of vectors is an MLP"))]
 
 
 MAPPING: list[Row] = [
@@ -249,6 +250,9 @@ UNMAPPED = {
     "task": ENV_BUILT_BY_REVERIE, "logdir": "each side's --logdir",
     "deterministic": "torch only", "compile": "torch only",
     "threads": "the official driver sets TF's intra- and inter-op threads to it",
+    "wait": "OpenMP's wait policy of Reverie's threads; TF has its own thread pools",
+    **{f"world_model.{part}.grid_{key}": "the grid nets' size: unused with kind=mlp, the official code's only kind"
+       for part in ("encoder", "decoder") for key in ("layers", "depth")},
     "run.eval_every": "0: api.train has no evaluation", "run.eval_episodes": "no evaluation",
     "run.eval_sample": "no evaluation",
     "run.keep_checkpoints": "Reverie's checkpoint files", "run.video_every": "no videos of vector observations",

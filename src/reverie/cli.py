@@ -9,13 +9,14 @@ parses (``reverie train``'s arguments into a config) is resolved here.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from reverie.config import Config, load_config, load_config_file, model_changes
 from reverie.errors import CheckpointError, ReverieError, describe_os_error
-from reverie.runtime import prepare_process
+from reverie.runtime import Terminated, prepare_process
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -291,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a file the command reads or writes: name it, no traceback
         print(f"reverie: error: {describe_os_error(error)}", file=sys.stderr)
         return 1
+    except Terminated as stop:  # SIGTERM during `reverie train` (a KeyboardInterrupt: before it)
+        print(f"reverie: {stop}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("reverie: interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ import re
 import tokenize
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -162,16 +163,35 @@ class RSSMConfig:
 class EncoderConfig:
     depth: int = value(48, at_least(1))  # CNN channels depth×(1,2,4,8)
     kernels: list[int] = value([4, 4, 4, 4], each(at_least(1)))  # stride 2 each
+    # Encoder of ``vector`` observations (images always take the CNN above): "mlp", an MLP on the
+    # flat vector (the official code; the default, the minatar preset's too), or "grid": 3×3
+    # convolutions, stride 1, padding 1, ELU after each, over the vector folded back to its grid
+    # of 0/1 cells [H, W, C], one set of weights for every cell. Needs an env that gives the grid
+    # (MinAtar). The MinAtar DreamerV2 ports (RajGhugare19/dreamerv2, kenjyoung/dreamerv2_JAX)
+    # encode with 3 such convs, unpadded, of 16·(1, 2, 4) channels (10→8→6→4); padded ones of one
+    # width keep 10×10, so every cell keeps its own column of the embedding, and the zero border
+    # reads as empty cells.
+    kind: Literal["mlp", "grid"] = "mlp"
     mlp_layers: int = value(4, at_least(0))  # MLP encoder for vector observations
     mlp_units: int = value(400, at_least(1))  # MLP hidden units
+    grid_layers: int = value(3, at_least(1))  # grid encoder: number of 3×3 convs (the ports: 3)
+    grid_depth: int = value(16, at_least(1))  # grid encoder: channels of every conv; embedding H·W·grid_depth
 
 
 @dataclass
 class DecoderConfig:
     depth: int = value(48, at_least(1))  # transposed-CNN channels
     kernels: list[int] = value([5, 5, 6, 6], each(at_least(1)))  # stride 2 each
+    # Decoder of ``vector`` observations: "mlp", or "grid" (see world_model.encoder.kind):
+    # features → Linear → [H, W, grid_depth], ELU, then grid_layers 3×3 convs (stride 1, padding
+    # 1, ELU between), the last giving C values per cell; the likelihood (vector_dist) is that of
+    # the MLP, over the same flat vector. The ports: Linear, then 3 transposed 3×3 convs from
+    # 4×4 (kenjyoung/dreamerv2_JAX: Bernoulli logits; RajGhugare19/dreamerv2: Normal(mean, 1)).
+    kind: Literal["mlp", "grid"] = "mlp"
     mlp_layers: int = value(4, at_least(0))  # MLP decoder for vector observations
     mlp_units: int = value(400, at_least(1))  # MLP hidden units
+    grid_layers: int = value(3, at_least(1))  # grid decoder: 3×3 convs after the Linear, the last to C per cell
+    grid_depth: int = value(16, at_least(1))  # grid decoder: channels of the Linear's grid and of the hidden convs
     # Likelihood of ``vector`` observations: Normal(mean, 1) as the paper's image decoder, or
     # Bernoulli(logits) for 0/1 grids (MinAtar), where a missed one-cell object costs ~4.6 nats
     # at p = 0.01 instead of 0.5. Images always use Normal(mean, 1).
@@ -241,7 +261,9 @@ class BehaviorConfig:
     # γ (Table D1: 0.995). Also the discount-head target γ·(1 − terminal). The paper's
     # section 2.1 text says 0.999, which is the official code's value (atari_official).
     discount: float = value(0.995, between(0, 1, low_open=True), paper=True)
-    return_lambda: float = value(0.95, between(0, 1), paper=True)  # λ, λ-target parameter (Table D1)
+    # λ, λ-target parameter (Table D1); 1 = Monte Carlo bootstrapped at H. 0 is accepted on purpose:
+    # the one-step TD target r_t + γ·d_t·v_{t+1} (d: the discount head's continuation); nothing divides by λ.
+    return_lambda: float = value(0.95, between(0, 1), paper=True)
     reinforce_mix: Schedule = value(1.0, between(0, 1), paper=True)  # ρ, actor gradient mixing: 1 = Reinforce, 0 = dynamics
     entropy: Schedule = value(1e-3, at_least(0), paper=True)  # η, actor entropy loss scale (Table D1)
     slow_critic_every: int = value(100, at_least(1), paper=True)  # updates between slow-critic refreshes (Table D1)
@@ -336,14 +358,25 @@ def load_config(
     ``presets`` is a comma-separated string or a list (``"atari,no_layer_norm"``);
     ``overrides`` are dotted ``key=value`` strings (``"replay.batch=16"``), parsed as YAML
     values and checked against the field's type.
+
+    A preset that names a ``task`` (``atari``, ``dmc``, ``gym,cartpole``) is a base that later
+    presets refine. One that names none (``debug``, an ablation, ``schedules``) is a change a
+    user asked for: a later preset that changes one of its values warns, naming both presets
+    and the key (``debug,atari`` would train 50M steps), instead of silently undoing it.
     """
     config = Config()
     if base:
         _apply_nested(config, base, source="base config")
     if isinstance(presets, str):
         presets = [p.strip() for p in presets.split(",") if p.strip()]
+    owners: dict[str, str] = {}  # key → the earlier preset without a task that set it
     for name in presets or []:
-        _apply_nested(config, read_preset(name), source=f"preset {name!r}")
+        data = read_preset(name)
+        before = {key: get_value(config, key) for key in owners}
+        _apply_nested(config, data, source=f"preset {name!r}")
+        _warn_undone(config, name, before, owners)
+        if "task" not in data:
+            owners.update(dict.fromkeys(_leaf_keys(data), name))
     for item in overrides or []:
         key, value = parse_override(item)
         set_value(config, key, value)
@@ -494,6 +527,24 @@ def model_changes(old: Config, new: Config) -> list[str]:
         for key in all_keys()
         if key.startswith(MODEL_KEYS) and get_value(old, key) != get_value(new, key)
     ]
+
+
+def _warn_undone(config: Config, name: str, before: dict[str, Any], owners: dict[str, str]) -> None:
+    """One line per earlier preset whose values preset ``name`` changed (``before``: those
+    values); the changed keys leave ``owners``."""
+    undone: dict[str, list[str]] = {}
+    for key, value in before.items():
+        if get_value(config, key) != value:
+            undone.setdefault(owners.pop(key), []).append(f"{key} = {value!r}")
+    for owner, values in undone.items():
+        warnings.warn(f"preset {name!r} changes {', '.join(values)} set by preset {owner!r} (presets apply left "
+                      f"to right: name {owner!r} after {name!r} to keep them)", stacklevel=3)
+
+
+def _leaf_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys a preset's nested mapping sets: ``{"run": {"steps": 1}}`` → ``["run.steps"]``."""
+    return [leaf for name, value in data.items()
+            for leaf in (_leaf_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [prefix + name])]
 
 
 def _apply_nested(config: Config, data: dict[str, Any], source: str, prefix: str = "") -> None:

@@ -20,6 +20,9 @@ Importing ``reverie`` or building an ``Agent`` changes nothing global. The entry
   one thread (batch 1: every op is tiny, and splitting it across threads only adds a
   synchronisation per op, which stalls for a scheduler slice whenever another process holds
   a core; measured 7× slower at load 5 on 2 cores).
+- ``sigterm_stops()`` around a run (``reverie.run.train.train``): SIGTERM (``kill``, a
+  scheduler, a container stop) raises ``Terminated``, a ``KeyboardInterrupt``, so the run
+  unwinds as on Ctrl-C and records where it stopped; the previous handler is restored after.
 
 docs/SPEED.md has the measurements behind each setting.
 """
@@ -27,6 +30,8 @@ docs/SPEED.md has the measurements behind each setting.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -86,3 +91,26 @@ def acting_threads(device: Any) -> Iterator[None]:
     finally:
         if single:
             torch.set_num_threads(threads)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside ``sigterm_stops()``: a request to stop, handled as Ctrl-C is."""
+
+
+@contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """Inside the block SIGTERM raises ``Terminated`` in the main thread instead of ending the
+    process on the spot; the previous handler is restored after. Python lets only the main
+    thread set handlers: in another thread the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:  # None: a handler set outside Python, which cannot be put back; the default then
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

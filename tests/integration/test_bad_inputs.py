@@ -129,11 +129,22 @@ CASES = [
     ("lambda_above_1", ["config", "--set", "behavior.return_lambda=1.5"], _nothing, ["'behavior.return_lambda'"]),
     ("expl_noise_above_1", ["config", "--set", "behavior.expl_noise=1.5"], _nothing, ["'behavior.expl_noise'", "[0, 1]"]),
     # MinAtar (issue #17): an unknown game, and a preset with frame skip. Its observations are
-    # flat 0/1 vectors, so no preset's image encoder is ever asked to fit a 10×10 grid.
+    # flat 0/1 vectors (with their grid shape), so no preset's image encoder is asked to fit a
+    # 10×10 grid; only an image task shrunk to one (env.size) is, and the grid nets refuse
+    # observations without a grid (a plain vector, an image).
     ("minatar_unknown_game", ["train", "--task", "minatar_pong", "--preset", "minatar", "--logdir", "{new}"],
      _nothing, ["unknown MinAtar game 'pong'", "minatar_breakout"]),
     ("minatar_frame_skip", ["train", "--task", "minatar_breakout", "--preset", "atari", "--logdir", "{new}"],
      _nothing, ["env.action_repeat=1", "--preset minatar"]),
+    ("grid_encoder_on_a_vector", ["train", *CARTPOLE, "--set", "world_model.encoder.kind=grid", "--logdir", "{new}"],
+     _nothing, ["world_model.encoder.kind=grid needs a grid observation", "--preset minatar",
+                "gym_CartPole-v1 gives vector[4]"]),
+    ("grid_decoder_on_an_image", ["train", "--task", "atari_pong", "--preset", "atari,debug", "--set", "device=cpu",
+                                  "--set", "world_model.decoder.kind=grid", "--logdir", "{new}"], _nothing,
+     ["world_model.decoder.kind=grid needs a grid observation", "--preset minatar", "atari_pong gives image[64, 64, 1]"]),
+    ("cnn_on_a_10x10_grid", ["train", "--task", "atari_pong", "--preset", "atari,debug", "--set", "device=cpu",
+                             "--set", "env.size=[10,10]", "--logdir", "{new}"], _nothing,
+     ["image 10×10", "env.size=[64, 64]", "--preset atari", "--preset minatar", "world_model.encoder.kind=grid"]),
     ("sticky_negative", ["config", "--set", "env.sticky_actions=-0.1"], _nothing, ["'env.sticky_actions'"]),
     ("lr_infinite", ["config", "--set", "world_model.opt.lr=.inf"], _nothing, ["finite"]),
     ("length_above_capacity", ["config", "--set", "replay.capacity=10", "--set", "run.prefill=100"], _nothing,
@@ -273,6 +284,8 @@ def test_an_env_returning_nan_or_inf_is_refused_naming_it(tmp_path, task, words)
                      "--steps", "200", prelude="import test_bad_inputs; test_bad_inputs.register_non_finite_envs()")
     line = one_error_line(result)
     assert task in line and "at step 5 of an episode" in line and all(word in line for word in words), line
+    status = json.loads((logdir / "status.json").read_text())
+    assert status["state"] == "failed" and task in status["error"] and status["resume_step"] == 0, status
     assert not list((logdir / "replay").glob("*.npz")) or all(
         np.all(np.isfinite(np.load(path)["reward"])) for path in (logdir / "replay").glob("*.npz"))
 
@@ -309,6 +322,9 @@ def test_a_fault_mid_run_stops_in_one_line_and_the_resume_is_exact(tmp_path, fau
     assert last in (200, 300) and f"the last complete checkpoint is step {last}" in line, line
     assert f"resume with: reverie train --logdir {broken}" in line and os.strerror(FAULTS[fault][3]) in line
     assert not list((broken / "checkpoints").glob(".tmp-*")), "a partial checkpoint was left behind"
+    status = json.loads((broken / "status.json").read_text())
+    assert status["state"] == "failed" and status["resume_step"] == last, status
+    assert os.strerror(FAULTS[fault][3]) in status["error"] and status["resume"] == f"reverie train --logdir {broken}"
     assert reverie("train", "--logdir", str(broken)).returncode == 0  # the saved config: --steps 400
     assert _comparable(whole) == _comparable(broken)
     assert_same_checkpoint(whole, broken)

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("minatar")
+pytest.importorskip("minatar")  # the optional package; the project's own tools below must import
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-minatar_heads = pytest.importorskip("minatar_heads")
-minatar_reward_probe = pytest.importorskip("minatar_reward_probe")
+import minatar_heads  # noqa: E402
+import minatar_readout  # noqa: E402
+import minatar_reward_probe  # noqa: E402
 
 from reverie.replay import Replay  # noqa: E402
 
@@ -72,7 +73,6 @@ def test_probe_variants_are_parsed_as_the_cli_parses_overrides():
 
 
 def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_between(run):
-    minatar_readout = pytest.importorskip("minatar_readout")
     data, reward, step = minatar_readout.inputs(run, 250, 50)
     batch, _ = minatar_heads.newest_steps(run, 250, 50)
     grid = batch["vector"].reshape(250, -1)

@@ -25,15 +25,17 @@ SHORT = ["device=cpu", "run.steps=60", "run.prefill=40", "run.pretrain=1", "run.
 
 
 def composition(preset: str) -> list[str]:
-    """The presets a preset is trained with, `debug` giving the small sizes. A suite's own
-    preset (`atari`, `dmc`, `gym`, ...) comes first, then `debug`; any other preset comes
-    last, after its task's suite preset (`atari` for ablations, which name no task) and
-    `debug`, so that nothing overrides what it changes (`gaussian,debug` would not be Gaussian)."""
+    """The presets a preset is trained with: its task's suite preset (`atari` for ablations,
+    which name no task), the preset, then `debug` for the small sizes. Presets apply left to
+    right; `debug` sets sizes and the schedule, never a key of a preset that names no task, so
+    every value of an ablation reaches the run (`gaussian,debug` is Gaussian; it once was not,
+    debug set `classes`), while a task preset's sizes (`cartpole`) give way to debug's.
+    `load_config` warns when a later preset changes a value of one that names no task."""
     task = read_preset(preset).get("task")
     family = task.split("_", 1)[0] if task else "atari"
     if preset in (family, "debug"):
         return [family, "debug"]
-    return [family, "debug", preset] if family in preset_names() else ["debug", preset]
+    return [family, preset, "debug"] if family in preset_names() else [preset, "debug"]
 
 
 def leaves(data: dict, prefix: str = "") -> dict:

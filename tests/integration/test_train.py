@@ -123,6 +123,34 @@ def test_kill_minus_9_then_resume_continues_from_last_checkpoint(tmp_path):
     assert load_checkpoint(logdir).step == killed_at + 200
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_run_stopped_by_sigterm_or_ctrl_c_says_stopped_and_resumes(tmp_path, stop):
+    # `kill`, a scheduler or a container stop send SIGTERM, Ctrl-C SIGINT: either way status.json
+    # must not stay "running"; it says where the run stopped and how it resumes.
+    logdir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "reverie", "train", *CARTPOLE, *SMALL, "--logdir", str(logdir),
+           "--steps", "3000", "--set", "run.checkpoint_every=100"]
+    # SIGINT as a terminal delivers it: a shell's background job starts with SIGINT ignored.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((logdir / "checkpoints").glob("*/COMPLETE")):
+            time.sleep(0.1)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + stop and err.strip().splitlines()[-1].startswith("reverie: ")
+    assert "Traceback" not in err, err
+    status, checkpoint = json.loads((logdir / "status.json").read_text()), load_checkpoint(logdir).step
+    assert status["state"] == "stopped" and status["step"] >= status["resume_step"] == checkpoint >= 100
+    assert status["resume"] == f"reverie train --logdir {logdir}" and "error" not in status
+    reverie(*status["resume"].split()[1:], "--steps", str(checkpoint + 100))  # the command it names
+    status = json.loads((logdir / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == checkpoint + 100 and "resume" not in status
+
+
 def test_bad_task_is_a_clear_error(tmp_path):
     result = reverie("train", "--task", "atari_pongg", "--preset", "atari,debug", "--logdir", str(tmp_path / "x"),
                      check=False)

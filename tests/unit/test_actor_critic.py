@@ -139,6 +139,17 @@ def test_target_bootstraps_from_the_slow_critic():
     torch.testing.assert_close(target[-1], traj["reward"][-2] + 0.9 * value[-1])
 
 
+def test_lambda_zero_from_the_config_gives_the_one_step_td_target():
+    # `behavior.return_lambda` accepts 0 on purpose: R_t = r_t + γ·d_t·v_{t+1}, every step
+    # its own one-step target; discount 0 at step 2 cuts the bootstrap there.
+    head = FixedDiscount([0.5, 0.0, 0.5])
+    config, ac, wm, start, is_terminal = _setup(horizon=3, discount_head=head, return_lambda=0.0)
+    traj = imagine(wm, ac.actor, start, is_terminal, 3, 0.9)
+    target, value = critic_target(traj, ac.slow_critic, config.return_lambda)
+    torch.testing.assert_close(target, traj["reward"][:-1] + traj["discount"][:-1] * value[1:])
+    assert not torch.allclose(target, critic_target(traj, ac.slow_critic, 0.95)[0])  # λ changes the target
+
+
 def test_entropy_term_is_eta_times_entropy_once():
     config, ac, wm, start, is_terminal = _setup(horizon=4)
     traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)

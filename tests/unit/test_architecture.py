@@ -52,11 +52,11 @@ def test_import_and_agent_change_nothing_process_wide():
     import sys
 
     code = """
-import os, torch, gymnasium, numpy as np
+import os, signal, torch, gymnasium, numpy as np
 # Third-party settings first: gymnasium sets PYGAME_HIDE_SUPPORT_PROMPT at import, torch's
 # fused Adam sets TORCHINDUCTOR_CACHE_DIR on first use. Only Reverie's own effects are tested.
 torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], fused=True)
-env, threads = dict(os.environ), torch.get_num_threads()
+env, threads, sigterm = dict(os.environ), torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
 mask = os.umask(0o027); os.umask(mask)
 import reverie
 from reverie.agent import Agent
@@ -70,6 +70,10 @@ assert torch.get_num_threads() == threads
 new = os.umask(0); os.umask(new); assert new == mask, (new, mask)
 assert not torch.backends.cuda.matmul.allow_tf32
 from reverie import runtime
+assert signal.getsignal(signal.SIGTERM) is sigterm
+with runtime.sigterm_stops():
+    assert signal.getsignal(signal.SIGTERM) is not sigterm
+assert signal.getsignal(signal.SIGTERM) is sigterm
 runtime.prepare_process(); runtime.configure(config)
 assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and torch.get_num_threads() == 1
 print("ok")
@@ -77,3 +81,19 @@ print("ok")
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_sigterm_inside_sigterm_stops_raises_terminated_a_keyboard_interrupt():
+    import os
+    import signal
+    import time
+
+    from reverie import runtime
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(runtime.Terminated, match="stopped by SIGTERM"), runtime.sigterm_stops():
+        assert signal.getsignal(signal.SIGTERM) is not previous  # else the signal below ends pytest
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at the next bytecode, well before this ends
+    assert issubclass(runtime.Terminated, KeyboardInterrupt)  # every Ctrl-C path handles it
+    assert signal.getsignal(signal.SIGTERM) is previous

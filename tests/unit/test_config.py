@@ -6,7 +6,16 @@ import sys
 
 import pytest
 
-from reverie.config import ConfigError, load_config, load_config_file, model_changes, preset_names
+from reverie.config import (
+    ConfigError,
+    _leaf_keys,
+    get_value,
+    load_config,
+    load_config_file,
+    model_changes,
+    preset_names,
+    read_preset,
+)
 from reverie.schedules import parse_schedule
 
 TABLE_D1 = {
@@ -101,6 +110,44 @@ def test_presets_compose_left_to_right():
     assert load_config("dmc,humanoid").world_model.kl.scale == 2.0
     assert load_config("humanoid,dmc").world_model.kl.scale == 1.0  # later wins
     assert load_config(["atari", "atari_official"]).replay.batch == 16
+
+
+VARIANTS = [name for name in preset_names() if "task" not in read_preset(name) and name != "debug"]  # ablations, schedules
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_debug_sizes_compose_with_every_ablation_in_either_order(name, recwarn):
+    # `gaussian,debug` once gave categorical latents: debug set `classes`, the key that makes
+    # latents Gaussian. Debug sets sizes and the schedule, never a key of an ablation or variant.
+    before, after = load_config(f"{name},debug"), load_config(f"debug,{name}")
+    assert before == after
+    for preset in (name, "debug"):
+        for key in _leaf_keys(read_preset(preset)):
+            assert get_value(before, key) == get_value(load_config(preset), key), (preset, key)
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
+
+
+def test_gaussian_debug_is_a_gaussian_model_at_debug_sizes():
+    rssm = load_config("gaussian,debug").world_model.rssm
+    assert rssm.classes == 0 and (rssm.stoch, rssm.deter) == (4, 32)
+
+
+def test_a_preset_that_undoes_an_earlier_ablation_or_debug_warns_naming_both_and_the_key():
+    with pytest.warns(UserWarning) as caught:
+        config = load_config("schedules,no_reinforce")
+    assert config.behavior.reinforce_mix == 0.0  # still left to right; the warning says so
+    assert [str(w.message) for w in caught] == [
+        "preset 'no_reinforce' changes behavior.reinforce_mix = 'linear(0.9,1.0,2500000)' set by preset "
+        "'schedules' (presets apply left to right: name 'schedules' after 'no_reinforce' to keep them)"]
+    with pytest.warns(UserWarning, match=r"preset 'atari' changes run\.steps = 2000, .* set by preset 'debug'"):
+        load_config("debug,atari")
+
+
+@pytest.mark.parametrize("presets", ["atari,debug", "dmc,humanoid,debug", "gym,cartpole", "atari,atari_official",
+                                     "minatar,debug", "atari,no_layer_norm,gaussian"])
+def test_a_preset_that_refines_a_task_preset_does_not_warn(presets, recwarn):
+    load_config(presets)
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
 
 
 def test_overrides_are_parsed_to_field_types():

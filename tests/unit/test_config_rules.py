@@ -76,8 +76,11 @@ def test_cross_field_rules_name_both_keys(overrides, keys):
 def test_values_at_the_edges_of_their_rules_are_accepted():
     config = load_config("atari", ["behavior.discount=1", "world_model.kl.balance=0", "world_model.rssm.classes=0",
                                    "run.prefill=50", "replay.capacity=50", "run.eval_every=0",
-                                   "behavior.entropy=linear(1e-3,0,1000)", "world_model.opt.lr=warmup(100,3e-4)"])
+                                   "behavior.entropy=linear(1e-3,0,1000)", "world_model.opt.lr=warmup(100,3e-4)",
+                                   "behavior.return_lambda=0"])
     assert config.world_model.rssm.classes == 0 and config.behavior.discount == 1.0
+    # λ = 0 is the one-step TD target (unit/test_actor_critic.py shows it), not a degenerate case.
+    assert config.behavior.return_lambda == 0.0
 
 
 def test_a_preset_value_breaking_a_rule_names_the_preset(monkeypatch):

@@ -13,6 +13,7 @@ from reverie.config import load_config  # noqa: E402
 from reverie.envs import make_env  # noqa: E402
 from reverie.envs.minatar import GAMES, MinAtarEnv, minatar_reference  # noqa: E402
 from reverie.errors import TaskError  # noqa: E402
+from reverie.spaces import grid_shape  # noqa: E402
 
 CHANNELS = {"asterix": 4, "breakout": 4, "freeway": 7, "seaquest": 10, "space_invaders": 6}
 
@@ -44,6 +45,7 @@ def test_preset_settings_and_spaces(game):
     assert env.time_limit == 10_000
     space = env.obs_space["vector"]
     assert space.shape == (10 * 10 * CHANNELS[game],) and space.dtype == np.float32
+    assert grid_shape(space) == (10, 10, CHANNELS[game])  # for world_model.encoder.kind=grid
     obs = env.reset()
     assert obs["vector"].dtype == np.float32 and set(np.unique(obs["vector"])) <= {0.0, 1.0}
     assert obs["is_first"] and not obs["is_last"] and obs["reward"] == 0.0
@@ -59,13 +61,16 @@ def test_all_six_actions_and_the_minimal_set():
 
 @pytest.mark.parametrize("game", GAMES)
 def test_observations_and_rewards_match_the_package(game):
-    """Same seed, same actions: our vector is the package's bool grid, flattened row-major."""
+    """Same seed, same actions: our vector is the package's bool grid, flattened row-major (so
+    the space's grid shape folds it back)."""
     actions = np.random.default_rng(0).integers(6, size=300)
     env = MinAtarEnv(game, seed=3, time_limit=0)
     reference = minatar.Environment(game, sticky_action_prob=0.1, difficulty_ramping=True)
     reference.seed(3)
     reference.reset()
-    np.testing.assert_array_equal(env.reset()["vector"], reference.state().reshape(-1))
+    first = env.reset()["vector"]
+    np.testing.assert_array_equal(first, reference.state().reshape(-1))
+    np.testing.assert_array_equal(first.reshape(grid_shape(env.obs_space["vector"])), reference.state())
     for action in actions:
         obs = env.step(action)
         reward, terminal = reference.act(int(action))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-lp = pytest.importorskip("learning_parity")
+import learning_parity as lp  # noqa: E402
 
 from reverie.cli import build_parser, resolve_train_config  # noqa: E402
 from reverie.config import get_value  # noqa: E402

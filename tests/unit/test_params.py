@@ -69,3 +69,16 @@ def test_config_params_cli_counts_the_tasks_network(capsys):
 def _printed_counts(text):
     """``{module: count}`` from lines like ``encoder  0.02M  (21,632)``."""
     return {line.split()[0]: int(line.split("(")[1].rstrip(")").replace(",", "")) for line in text.splitlines()}
+
+
+def test_grid_nets_are_counted_on_the_real_minatar_grid():
+    pytest.importorskip("minatar")
+    config = load_config("minatar", ["world_model.encoder.kind=grid", "world_model.decoder.kind=grid", "device=cpu"])
+    counts = parameter_counts(config)
+    assert counts["total"] == _agent_counts(config)[1]
+    # Breakout's grid (10, 10, 4) from the env; 3×3 convs of 16 channels, biases included.
+    depth, channels, cells = 16, 4, 10 * 10
+    feat = config.world_model.rssm.deter + config.world_model.rssm.stoch * config.world_model.rssm.classes
+    conv = lambda c_in, c_out: (9 * c_in + 1) * c_out  # noqa: E731
+    assert counts["encoder"] == conv(channels, depth) + 2 * conv(depth, depth)  # no term in the grid's size
+    assert counts["decoder"] == (feat + 1) * cells * depth + 2 * conv(depth, depth) + conv(depth, channels)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-minatar_collect = pytest.importorskip("minatar_collect")
+import minatar_collect  # noqa: E402
+import minatar_compare  # noqa: E402
+import minatar_study  # noqa: E402
 
 
 def test_segment_seconds_of_a_resumed_run_keep_the_later_sitting():
@@ -39,7 +41,6 @@ def test_recorded_runs_keep_only_the_runs_whose_directory_is_gone(tmp_path):
 
 
 def test_study_only_picks_runs_of_the_study_in_the_given_order():
-    minatar_study = pytest.importorskip("minatar_study")
     assert minatar_study.parse_only("freeway:0, asterix:0") == [("freeway", 0), ("asterix", 0)]
     with pytest.raises(ValueError, match="'pong:0' is not a run of the study"):
         minatar_study.parse_only("pong:0")
@@ -48,7 +49,6 @@ def test_study_only_picks_runs_of_the_study_in_the_given_order():
 
 
 def test_compare_reads_a_resumed_run_at_equal_steps():
-    minatar_compare = pytest.importorskip("minatar_compare")
     # Sitting 1 logged 5k and 10k, died; sitting 2 replayed from its 5k checkpoint and logged 10k
     # again: the later row is the one the run kept. Eval rows carry no training signal.
     rows = [{"step": 5_000, "train/image_loss": 9.0}, {"step": 10_000, "train/image_loss": 8.0},

@@ -82,7 +82,7 @@ def test_construct_every_preset_at_full_size(preset):
 
 @pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_trains_one_adam_step_at_debug_size(preset):
-    config = load_config(["debug", preset], ["device=cpu"])
+    config = load_config([preset, "debug"], ["device=cpu"])  # debug last: its sizes win
     obs_space, act_space = spaces_for(config)
     torch.manual_seed(0)
     model = WorldModel(config, obs_space, act_space)

@@ -10,7 +10,9 @@ with one binary channel per object: ``asterix``, ``breakout``, ``freeway``, ``se
 - Observation: ``vector`` float32 ``[10·10·C]``, the game's bool grid ``[10, 10, C]``
   flattened row-major with 0/1 values (C = 4 breakout, 7 freeway, 10 seaquest, 6 space
   invaders, 4 asterix). A flat vector keeps every cell exact for the MLP encoder, where
-  stride-2 convolutions over 10×10 would blur or drop border cells.
+  stride-2 convolutions over 10×10 would blur or drop border cells. Its space is a
+  ``GridBox`` (``reverie.spaces``): the same flat Box, plus ``grid = (10, 10, C)``, which the
+  grid encoder and decoder (``world_model.encoder.kind=grid``) fold the vector back with.
 - One agent step is one game frame (``env.action_repeat`` must be 1). An episode ends at the
   game's own end (``is_terminal``; Freeway's 2,500-frame clock is part of its rules) or
   after ``env.time_limit`` frames (``is_last`` only; 0 = none), since Asterix, Breakout,
@@ -31,6 +33,7 @@ from gymnasium import spaces
 
 from reverie.envs.base import Env, Obs, discrete_action, make_obs, rng_state, set_rng_state
 from reverie.errors import TaskError
+from reverie.spaces import GridBox
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 # Pixels per grid cell in render() frames, and one colour per channel (channel order of the game).
@@ -62,9 +65,10 @@ def channel_names(game: str) -> list[str]:
 
 
 class MinAtarEnv(Env):
-    """One MinAtar game. Observation ``vector`` float32 ``[10·10·C]`` (0/1); action
-    ``Discrete(6)`` (all actions) or ``Discrete(len(minimal set))``, one-hot or an int.
-    ``time_limit`` counts frames (= agent steps; 0 = none)."""
+    """One MinAtar game. Observation ``vector`` float32 ``[10·10·C]`` (0/1; its space a
+    ``GridBox`` with ``grid = (10, 10, C)``); action ``Discrete(6)`` (all actions) or
+    ``Discrete(len(minimal set))``, one-hot or an int. ``time_limit`` counts frames (= agent
+    steps; 0 = none)."""
 
     def __init__(self, game: str, seed: int = 0, *, sticky_actions: float = 0.1, full_action_space: bool = True,
                  time_limit: int = 10_000, difficulty_ramping: bool = True):
@@ -78,7 +82,7 @@ class MinAtarEnv(Env):
         self.actions = list(range(self.env.num_actions())) if full_action_space else self.env.minimal_action_set()
         self.shape = tuple(self.env.state_shape())
         self.time_limit = int(time_limit)
-        self.obs_space = {"vector": spaces.Box(0.0, 1.0, (int(np.prod(self.shape)),), np.float32)}
+        self.obs_space = {"vector": GridBox(self.shape)}
         self.act_space = spaces.Discrete(len(self.actions))
         self._frames, self._done = 0, True
 

@@ -1,6 +1,8 @@
-"""Layers shared by the world model and the actor-critic: MLP, LN-GRU, conv encoder/decoder.
+"""Layers shared by the world model and the actor-critic: MLP, LN-GRU, conv encoder/decoder,
+grid encoder/decoder.
 
-Shapes: MLPs take any leading dims ``[..., D]``; convolutional layers take ``[N, C, H, W]``.
+Shapes: MLPs take any leading dims ``[..., D]``; convolutional layers take ``[N, C, H, W]``;
+the grid nets take and give flat grids ``[..., H·W·C]`` (row-major, channels last).
 """
 
 from __future__ import annotations
@@ -146,6 +148,19 @@ def conv_transpose2d_phases(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch
     return y[..., : (x.shape[-2] - 1) * 2 + k, : (x.shape[-1] - 1) * 2 + k]
 
 
+GRID_SIDE_MAX = 16  # inputs up to this side are grids rather than frames, for cnn_size_hint
+
+
+def cnn_size_hint(height: int, width: int) -> str:
+    """The end of the CNN's size errors: the presets whose frames it takes (64×64), and for a
+    grid-sized input (MinAtar's 10×10) the grid nets, which take grids as flat vectors."""
+    hint = " (the paper's CNN, as in --preset atari or dmc)"
+    if max(height, width) <= GRID_SIDE_MAX:
+        hint += ("; a grid of cells such as MinAtar's 10×10 takes the grid nets: --task minatar_<game> "
+                 "--preset minatar --set world_model.encoder.kind=grid")
+    return hint
+
+
 class ConvEncoder(nn.Module):
     """CNN of stride-2 convs, channels ``depth·(1, 2, 4, 8, …)``, ELU, flattened.
 
@@ -162,7 +177,8 @@ class ConvEncoder(nn.Module):
         sizes = [conv_out_sizes(s, kernels)[-1] for s in (height, width)]
         if min(sizes) < 1:
             raise ConfigError(f"image {height}×{width} (env.size) is too small for the encoder kernels {kernels} "
-                              "(world_model.encoder.kernels); use env.size=[64, 64]")
+                              "(world_model.encoder.kernels); use env.size=[64, 64]"
+                              f"{cnn_size_hint(height, width)}")
         layers: list[nn.Module] = []
         for i, k in enumerate(kernels):
             layers += [nn.Conv2d(channels, depth * 2**i, k, stride=2), nn.ELU()]
@@ -231,6 +247,7 @@ class ConvDecoder(nn.Module):
             raise ConfigError(
                 f"the image decoder with kernels {kernels} produces {side}×{side} images, "
                 f"got {height}×{width}; set env.size=[{side}, {side}]"
+                f"{cnn_size_hint(height, width)}"
             )
         self.linear = nn.Linear(in_dim, 32 * depth)
         layers: list[nn.Module] = []
@@ -262,3 +279,62 @@ class ConvDecoder(nn.Module):
     # convolutions in fp32: oneDNN's fp32 transposed kernels are slow for them (atari image
     # layer at N = 250: 75 → 49 ms forward + backward; debug 4-channel layer 2.2 → 1.9 ms).
     PHASES_MAX_CHANNELS = 4
+
+
+def grid_convs(channels: list[int], last_activation: bool) -> nn.Sequential:
+    """3×3 convolutions, stride 1, padding 1 (the grid keeps its size), ``channels[i] →
+    channels[i + 1]``, ELU after each (after the last one too if ``last_activation``)."""
+    layers: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(zip(channels, channels[1:])):
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1))
+        if last_activation or i < len(channels) - 2:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+class GridEncoder(nn.Module):
+    """``layers`` 3×3 convs of ``depth`` channels over a grid of cells, ELU after each, flattened.
+
+    The weights are shared by every cell and the zero padding reads as empty cells, so the
+    conv stack is translation equivariant: the same object in another cell gives the same
+    features in that cell. Input: the flat grid ``[..., H·W·C]`` (``shape = (H, W, C)``, as
+    ``reverie.spaces.GridBox`` gives it); output ``[..., out_dim]``, ``out_dim = H·W·depth``
+    (channels last).
+    """
+
+    def __init__(self, shape: tuple[int, int, int], depth: int, layers: int):
+        super().__init__()
+        self.shape = tuple(shape)
+        height, width, channels = self.shape
+        self.net = grid_convs([channels] + [depth] * layers, last_activation=True)
+        self.out_dim = height * width * depth
+        self.apply(official_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        grid = x.reshape(-1, *self.shape).permute(0, 3, 1, 2)  # [N, C, H, W]
+        return self.net(grid).permute(0, 2, 3, 1).reshape(*lead, self.out_dim)
+
+
+class GridDecoder(nn.Module):
+    """Linear to a ``[H, W, depth]`` grid, ELU, then ``layers`` 3×3 convs (ELU between, none at
+    the end), the last to the ``C`` channels of each cell. Input ``[..., in_dim]``; output the
+    flat grid ``[..., H·W·C]``, ordered as the observation (row-major, channels last), so the
+    MLP decoder's likelihood applies to it unchanged.
+    """
+
+    def __init__(self, in_dim: int, shape: tuple[int, int, int], depth: int, layers: int):
+        super().__init__()
+        self.shape = tuple(shape)
+        height, width, channels = self.shape
+        self.depth = depth
+        self.linear = nn.Linear(in_dim, height * width * depth)
+        self.net = grid_convs([depth] * layers + [channels], last_activation=False)
+        self.out_dim = height * width * channels
+        self.apply(official_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        height, width, _ = self.shape
+        grid = F.elu(self.linear(x.reshape(-1, x.shape[-1]))).unflatten(-1, (height, width, self.depth))
+        return self.net(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(*lead, self.out_dim)

@@ -50,7 +50,10 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     ``logdir`` that is a file or cannot be created or written. Nothing in an existing run
     directory changes until the env, the agent, the checkpoint and the replay have loaded.
     A file-system fault during the run (a full disk) stops it with a ``RunError`` naming the
-    fault, the last complete checkpoint and the command that resumes from it.
+    fault, the last complete checkpoint and the command that resumes from it. ``status.json``
+    says how the run ended: "finished"; "stopped" by Ctrl-C or SIGTERM (which, while ``train``
+    runs in the main thread, raises ``runtime.Terminated``, a ``KeyboardInterrupt``); or
+    "failed" by an error.
 
     Returns ``{"step", "frames", "checkpoint", "last_eval"}``.
     """
@@ -58,7 +61,8 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     validate(config)
     check_logdir(logdir)
     try:
-        return _train(config, logdir, quiet)
+        with runtime.sigterm_stops():
+            return _train(config, logdir, quiet)
     except OSError as error:
         raise stopped_by(error, logdir) from None
 
@@ -179,8 +183,9 @@ def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
         trainer.run()
         if trainer.checkpoint is None:  # run.steps reached before this invocation did anything
             trainer.save()
-    except BaseException:
+    except BaseException as error:
         trainer.close(quiet=True)  # the error in flight is the one to report
+        trainer.write_end(error)
         raise
     trainer.close()
     trainer.write_status("finished")
@@ -339,13 +344,27 @@ class Trainer:
         self.progress.update(step, (step - self.start[1]) / seconds, (self.agent.updates - self.start[2]) / seconds,
                              self.loop.last_return, self.loop.last_eval, force=step == self.config.run.steps)
 
-    def write_status(self, state: str) -> None:
+    def write_status(self, state: str, **end: Any) -> None:
         loop, run = self.loop, self.config.run
         write_status(self.logdir, state=state, step=loop.step, frames=loop.step * self.config.env.action_repeat,
                      updates=self.agent.updates, total_steps=run.steps, wall_seconds=round(loop.elapsed(), 1),
                      last_eval_return=loop.last_eval, last_episode_return=loop.last_return,
                      torch_threads=torch.get_num_threads(),  # what `threads` / OMP_NUM_THREADS gave the run
-                     wait=runtime.wait_policy())  # what `wait` / OMP_WAIT_POLICY gave it
+                     wait=runtime.wait_policy(),  # what `wait` / OMP_WAIT_POLICY gave it
+                     **end)
+
+    def write_end(self, error: BaseException) -> None:
+        """status.json of a run that ends early: "stopped" (Ctrl-C, SIGTERM) or "failed" (an
+        error, named), with the step the resume starts from (the last complete checkpoint's)
+        and its command. Best effort: a second fault (the full disk) must not hide the first."""
+        stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
+        reason = {} if stopped else {"error": " ".join(f"{type(error).__name__}: {error}".split())}
+        try:
+            self.write_status("stopped" if stopped else "failed", **reason,
+                              resume_step=int(self.checkpoint.name) if self.checkpoint else 0,
+                              resume=f"reverie train --logdir {self.logdir}")
+        except OSError:
+            pass
 
     def close(self, quiet: bool = False) -> None:
         """Close the console line, the metric files (``quiet``: drop their errors) and the env."""

@@ -13,12 +13,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from reverie.config import Config, DecoderConfig, EncoderConfig
+from reverie.config import Config, DecoderConfig, EncoderConfig, WorldModelConfig
 from reverie.contracts import Batch, Observed
 from reverie.errors import TaskError
 from reverie.nn.distributions import Bernoulli, Normal
-from reverie.nn.layers import MLP, ConvDecoder, ConvEncoder, autocast, preprocess_image
-from reverie.spaces import action_dim
+from reverie.nn.layers import (
+    MLP,
+    ConvDecoder,
+    ConvEncoder,
+    GridDecoder,
+    GridEncoder,
+    autocast,
+    preprocess_image,
+)
+from reverie.spaces import action_dim, grid_shape
 from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
 from reverie.world_model.rssm import RSSM, Draw, latent_dist
@@ -42,15 +50,48 @@ def _check_unit_interval(space: gymnasium.spaces.Box) -> None:
                         f"lie in [{np.min(space.low)}, {np.max(space.high)}]; use vector_dist=normal")
 
 
+def describe_obs(obs_space: dict[str, gymnasium.spaces.Box]) -> str:
+    """``vector[4]``, ``image[64, 64, 1]``, ``vector[400] (grid 10×10×4)``: for error messages."""
+    parts = []
+    for key in ("image", "vector"):
+        if key in obs_space:
+            grid = grid_shape(obs_space[key])
+            parts.append(f"{key}{list(obs_space[key].shape)}" + (f" (grid {'×'.join(map(str, grid))})" if grid else ""))
+    return " and ".join(parts) or "no image or vector"
+
+
+def vector_grid(obs_space: dict[str, gymnasium.spaces.Box], config: WorldModelConfig,
+                task: str) -> tuple[int, int, int] | None:
+    """The ``(H, W, C)`` grid of the ``vector`` observation when ``world_model.encoder.kind`` or
+    ``decoder.kind`` is ``grid`` (None when neither is); a ``TaskError`` naming the preset
+    that fits when the task gives no grid (an image, a plain vector such as CartPole's)."""
+    parts = [part for part in ("encoder", "decoder") if getattr(config, part).kind == "grid"]
+    if not parts:
+        return None
+    grid = grid_shape(obs_space["vector"]) if "vector" in obs_space else None
+    if grid is None:
+        asked = " and ".join(f"world_model.{part}.kind=grid" for part in parts)
+        raise TaskError(f"{asked} {'needs' if len(parts) == 1 else 'need'} a grid observation (MinAtar: --task "
+                        f"minatar_<game> --preset minatar); {task} gives {describe_obs(obs_space)}; use kind=mlp")
+    return grid
+
+
 class ObsEncoder(nn.Module):
     """CNN for ``image`` (uint8 ``[B, T, H, W, C]``, converted here by ``preprocess_image``),
-    MLP for ``vector`` ``[B, T, D]``; ``embed [B, T, out_dim]`` = concat of both."""
+    MLP (``kind=mlp``) or grid convolutions (``kind=grid``, on ``grid = (H, W, C)``) for
+    ``vector`` ``[B, T, D]``; ``embed [B, T, out_dim]`` = concat of both."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], config: EncoderConfig):
+    def __init__(self, shapes: dict[str, tuple[int, ...]], config: EncoderConfig,
+                 grid: tuple[int, int, int] | None = None):
         super().__init__()
         self.cnn = ConvEncoder(shapes["image"], config.depth, config.kernels) if "image" in shapes else None
-        self.mlp = MLP(shapes["vector"][0], 0, config.mlp_layers, config.mlp_units) if "vector" in shapes else None
-        self.out_dim = sum(net.out_dim for net in (self.cnn, self.mlp) if net is not None)
+        # One net for the vector; the MLP keeps its name (``mlp``) so saved runs load unchanged.
+        self.mlp = self.grid = None
+        if "vector" in shapes and config.kind == "mlp":
+            self.mlp = MLP(shapes["vector"][0], 0, config.mlp_layers, config.mlp_units)
+        elif "vector" in shapes:
+            self.grid = GridEncoder(_grid(grid, "encoder"), config.grid_depth, config.grid_layers)
+        self.out_dim = sum(net.out_dim for net in (self.cnn, self.mlp, self.grid) if net is not None)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
@@ -59,29 +100,45 @@ class ObsEncoder(nn.Module):
             parts.append(self.cnn(image.flatten(0, -4)).unflatten(0, image.shape[:-3]))
         if self.mlp is not None:
             parts.append(self.mlp(obs["vector"]))
+        if self.grid is not None:
+            parts.append(self.grid(obs["vector"]))
         return torch.cat(parts, -1)
 
 
 class ObsDecoder(nn.Module):
     """``feat [B, T, F]`` → ``{"image": Normal(mean [B, T, C, H, W], 1), "vector": Normal(mean [B, T, D], 1)}``
-    for the keys present (``vector``: ``Bernoulli(logits [B, T, D])`` with ``vector_dist=bernoulli``).
-    Image targets are ``preprocess_image(image)``."""
+    for the keys present (``vector``: ``Bernoulli(logits [B, T, D])`` with ``vector_dist=bernoulli``),
+    the vector's values from an MLP (``kind=mlp``) or grid convolutions (``kind=grid``; the same
+    flat ``[B, T, D]``, so the same likelihood). Image targets are ``preprocess_image(image)``."""
 
-    def __init__(self, feat_dim: int, shapes: dict[str, tuple[int, ...]], config: DecoderConfig):
+    def __init__(self, feat_dim: int, shapes: dict[str, tuple[int, ...]], config: DecoderConfig,
+                 grid: tuple[int, int, int] | None = None):
         super().__init__()
         self.vector_dist = config.vector_dist
         self.cnn = ConvDecoder(feat_dim, shapes["image"], config.depth, config.kernels) if "image" in shapes else None
-        self.mlp = MLP(feat_dim, shapes["vector"][0], config.mlp_layers, config.mlp_units) if "vector" in shapes else None
+        self.mlp = self.grid = None
+        if "vector" in shapes and config.kind == "mlp":
+            self.mlp = MLP(feat_dim, shapes["vector"][0], config.mlp_layers, config.mlp_units)
+        elif "vector" in shapes:
+            self.grid = GridDecoder(feat_dim, _grid(grid, "decoder"), config.grid_depth, config.grid_layers)
 
     def forward(self, feat: torch.Tensor) -> dict[str, Normal | Bernoulli]:
         dists = {}
         if self.cnn is not None:
             mean = self.cnn(feat.flatten(0, -2)).unflatten(0, feat.shape[:-1])
             dists["image"] = Normal(mean.float(), 1.0, event_dims=3)
-        if self.mlp is not None:
-            out = self.mlp(feat).float()
+        net = self.mlp if self.mlp is not None else self.grid
+        if net is not None:
+            out = net(feat).float()
             dists["vector"] = Bernoulli(out, event_dims=1) if self.vector_dist == "bernoulli" else Normal(out, 1.0, event_dims=1)
         return dists
+
+
+def _grid(grid: tuple[int, int, int] | None, part: str) -> tuple[int, int, int]:
+    if grid is None:
+        raise TaskError(f"world_model.{part}.kind=grid needs the grid shape (H, W, C) of the vector observation "
+                        "(a reverie.spaces.GridBox, as MinAtar's); use kind=mlp")
+    return grid
 
 
 class Head(nn.Module):
@@ -114,10 +171,11 @@ class WorldModel(nn.Module):
         if cfg.decoder.vector_dist == "bernoulli" and "vector" in obs_space:
             _check_unit_interval(obs_space["vector"])
         self.action_dim = action_dim(act_space)
-        self.encoder = ObsEncoder(self.shapes, cfg.encoder)
+        grid = vector_grid(obs_space, cfg, config.task)
+        self.encoder = ObsEncoder(self.shapes, cfg.encoder, grid)
         self.rssm = RSSM(cfg.rssm, self.encoder.out_dim, self.action_dim)
         feat = self.rssm.feat_dim
-        self.heads = nn.ModuleDict({"decoder": ObsDecoder(feat, self.shapes, cfg.decoder)})
+        self.heads = nn.ModuleDict({"decoder": ObsDecoder(feat, self.shapes, cfg.decoder, grid)})
         self.heads["reward"] = Head(feat, cfg.heads.layers, cfg.heads.units, "normal")
         if cfg.heads.discount:
             self.heads["discount"] = Head(feat, cfg.heads.layers, cfg.heads.units, "bernoulli")
