@@ -1,12 +1,17 @@
 """What the README promises, run end to end through the real entry points: every preset in a
 short real run, `reverie tasks` and `config --params`, the Python API snippet, `reverie demo`
-(slow). Scores and plots of real runs and studies: test_scores_plot_cli.py and test_sweep.py;
-eval --video, resume refusals and checkpoint pruning: test_train.py; bench: unit/test_bench.py."""
+(slow). Every command in the README's code blocks: those that finish in seconds (`config`,
+`tasks`, `scores --baseline`) run, the error examples print the line the README shows, and
+every other one (200M-frame runs, studies) is parsed by the real CLI parser, so a renamed
+option or command fails here; its `make` targets exist. Scores and plots of real runs and
+studies: test_scores_plot_cli.py and test_sweep.py; eval --video, resume refusals and
+checkpoint pruning: test_train.py; bench: unit/test_bench.py."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from reverie.cli import main
+from reverie.cli import build_parser, main
 from reverie.config import load_config_file, preset_names, read_preset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +119,76 @@ def test_readme_python_api_snippet_runs():
     action, _ = agent.policy(batch_obs(env.reset()), None, "train")
     assert action.shape == (1, 18) and action.sum() == 1
     env.close()
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The lines of the README's fenced blocks opened by ```language (``""``: a bare ```)."""
+    lines, inside = [], None
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            inside = line[3:].strip() if inside is None else None
+        elif inside == language:
+            lines.append(line)
+    return lines
+
+
+def readme_commands(program: str) -> list[list[str]]:
+    """Every line of the README's ```bash blocks that calls ``program``, split as a shell
+    would, its comment cut and the README's `...` elisions dropped."""
+    lines = readme_blocks("bash")
+    commands = [[word for word in shlex.split(line, comments=True) if word != "..."] for line in lines]
+    return [command for command in commands if command and command[0] == program]
+
+
+def readme_error_examples() -> list[tuple[list[str], str]]:
+    """The README's `$ reverie ...` lines, each with the error line printed under it."""
+    lines = readme_blocks("")
+    return [(shlex.split(line[2:])[1:], lines[i + 1]) for i, line in enumerate(lines) if line.startswith("$ reverie ")]
+
+
+def test_readme_shows_commands_and_one_error_example_of_each_kind():
+    """The parsers below find what they look for: a README reorganised out of their reach fails here."""
+    subcommands = {command[1] for command in readme_commands("reverie")}
+    assert {"train", "config", "tasks", "eval", "scores", "plot", "sweep", "bench"} <= subcommands
+    assert len(readme_error_examples()) >= 4 and {"demo", "test"} <= {c[1] for c in readme_commands("make")}
+
+
+@pytest.mark.parametrize("argv", [c[1:] for c in readme_commands("reverie")], ids=shlex.join)
+def test_every_readme_command_is_accepted_by_the_cli(argv):
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:
+        pytest.fail(f"the CLI refuses the README's `reverie {shlex.join(argv)}` (exit {stop.code})")
+    assert args.command == argv[0]
+
+
+FAST = [c[1:] for c in readme_commands("reverie") if c[1] in ("config", "tasks") or c[1] == "scores" and "--baseline" in c]
+
+
+@pytest.mark.parametrize("argv", FAST, ids=shlex.join)
+def test_readme_commands_that_finish_in_seconds_run(argv, capsys):
+    assert main(argv) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("argv, shown", [pytest.param(a, s, id=shlex.join(a)) for a, s in readme_error_examples()])
+def test_readme_error_examples_print_the_line_shown(argv, shown, tmp_path, monkeypatch, capsys):
+    """`...` in the README's line stands for any text; the command is refused before any work."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # an argparse error
+        code = stop.code
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code != 0 and len(err) == 1, err
+    assert re.fullmatch(".*".join(map(re.escape, shown.split("..."))), err[0]), (err[0], shown)
+    assert not any(tmp_path.iterdir())
+
+
+def test_readme_make_targets_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    for command in readme_commands("make"):
+        assert re.search(rf"^{re.escape(command[-1])}:", makefile, re.M), command
 
 
 @pytest.mark.slow
