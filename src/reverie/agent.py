@@ -4,11 +4,17 @@
 actor-critic update in imagination, ``report`` renders open-loop predictions, and
 ``state_dict``/``load_state_dict`` bundle everything a resumed run needs. Batches are
 batch-major ``[B, L, ...]``; policy inputs have a leading batch dim ``[N, ...]``.
+
+The agent is the one place that reads the whole ``Config``: it builds the parts from their own
+sections and the plain values they take from the others (``build_world_model``,
+``ActorCritic(config.behavior, ...)``, ``build_optimizer``); nothing below it names ``Config``
+(docs/ARCHITECTURE.md, Layers).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium
@@ -16,15 +22,32 @@ import numpy as np
 import torch
 
 from reverie.behavior.actor_critic import ActorCritic
-from reverie.config import Config
+from reverie.config import Config, OptConfig
 from reverie.contracts import Batch, PolicyState, State
 from reverie.nn.layers import autocast
 from reverie.nn.optim import Optimizer
 from reverie.schedules import parse_schedule
 from reverie.utils import resolve_device
-from reverie.world_model.model import WorldModel
+from reverie.world_model.model import REWARD_TRANSFORMS, WorldModel
 
 MODES = ("train", "eval", "eval_sample", "random")
+
+
+def build_world_model(config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space,
+                      device: torch.device | str | None = None) -> WorldModel:
+    """The world model of ``config``: its ``world_model`` section plus γ (``behavior.discount``,
+    also the discount head's target), ``env.reward_transform``, ``precision`` and ``device``
+    (default: ``config.device`` resolved)."""
+    return WorldModel(config.world_model, obs_space, act_space, discount=config.behavior.discount,
+                      reward_transform=REWARD_TRANSFORMS[config.env.reward_transform], precision=config.precision,
+                      device=resolve_device(config.device) if device is None else device, task=config.task)
+
+
+def build_optimizer(name: str, parameters: Iterable[torch.nn.Parameter], settings: OptConfig) -> Optimizer:
+    """The optimizer of one part from its ``*opt`` section: the ``lr`` schedule string becomes
+    the callable ``step -> lr`` (``reverie.schedules``)."""
+    return Optimizer(name, parameters, parse_schedule(settings.lr), eps=settings.eps, clip=settings.clip,
+                     weight_decay=settings.weight_decay)
 
 
 class Agent:
@@ -41,13 +64,13 @@ class Agent:
         self.device = resolve_device(config.device)
         # Nothing global is set here: threads, memory reuse and TF32 are the entry points'
         # choice (``reverie.runtime.configure``).
-        self.world_model = WorldModel(config, obs_space, act_space)
+        self.world_model = build_world_model(config, obs_space, act_space, self.device)
         self.behavior = ActorCritic(config.behavior, self.world_model.rssm.feat_dim, act_space, self.device)
         # The three optimizers, in one place: world model, actor, critic (each its own
         # clipping, decay and schedule; the slow critic is never trained).
-        self.model_opt = Optimizer("model", self.world_model.parameters(), config.world_model.opt)
-        self.actor_opt = Optimizer("actor", self.behavior.actor.parameters(), config.behavior.actor_opt)
-        self.critic_opt = Optimizer("critic", self.behavior.critic.parameters(), config.behavior.critic_opt)
+        self.model_opt = build_optimizer("model", self.world_model.parameters(), config.world_model.opt)
+        self.actor_opt = build_optimizer("actor", self.behavior.actor.parameters(), config.behavior.actor_opt)
+        self.critic_opt = build_optimizer("critic", self.behavior.critic.parameters(), config.behavior.critic_opt)
         self.updates = 0
         self.step = 0  # agent steps; the schedules' clock (set by the training loop)
         self._expl_noise = parse_schedule(config.behavior.expl_noise)

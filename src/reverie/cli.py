@@ -14,8 +14,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from reverie.config import Config, load_config, load_config_file, model_changes
-from reverie.errors import CheckpointError, ReverieError, describe_os_error
+from reverie.config import Config, load_config, load_config_file
+from reverie.errors import ReverieError, describe_os_error
 from reverie.runtime import Terminated, prepare_process
 
 
@@ -29,6 +29,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.params:
         from reverie.tools.params import format_counts, parameter_counts
 
+        prepare_process(config)  # it builds the task's env: dm-control's renderer, the ALE's logger
         print(format_counts(parameter_counts(config)))
         return 0
     print(config.to_json() if args.format == "json" else config.to_yaml().rstrip())
@@ -56,8 +57,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
-    """The config of ``reverie train``: from the logdir when resuming (refusing model changes),
-    else from presets + overrides. ``--task/--seed/--steps`` are overrides of their keys."""
+    """The config of ``reverie train``: from the logdir when resuming (``train`` refuses model
+    changes: ``reverie.run.train.check_resume``), else from presets + overrides.
+    ``--task/--seed/--steps`` are overrides of their keys."""
     overrides = list(args.set or []) + ([f"run.steps={int(args.steps)}"] if args.steps is not None else [])
     logdir = Path(args.logdir) if args.logdir else None
     if logdir is not None and (logdir / "config.yaml").exists():
@@ -71,15 +73,11 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def _resumed_config(args: argparse.Namespace, logdir: Path, overrides: list[str]) -> Config:
-    """The saved config with this command's overrides; refused if they change the model or seed."""
+    """The saved config with this command's overrides (``train`` refuses any that change the
+    model, the data or the seed before it touches the run)."""
     old = load_config_file(logdir / "config.yaml")
     overrides += [f"task={args.task or old.task}", f"seed={old.seed if args.seed is None else args.seed}"]
     new = load_config(args.preset, overrides) if args.preset else load_config(None, overrides, base=old.to_dict())
-    changed = model_changes(old, new) + (["seed"] if new.seed != old.seed else [])
-    if changed:
-        raise CheckpointError(
-            f"{logdir} holds a run whose model/data settings differ from this command's ({', '.join(changed)}); "
-            f"resuming would change the model. Use a new --logdir, or drop those overrides to resume.")
     new.logdir = str(logdir)
     return new
 

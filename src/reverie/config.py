@@ -332,8 +332,9 @@ CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
 ]
 
 
-# Keys that shape the networks or the data: a resumed run refuses to change them.
-MODEL_KEYS = ("task", "env.", "replay.length", "world_model.", "behavior.actor.", "behavior.critic.")
+# Keys that shape the networks or the data (the seed draws the data): a resumed run refuses to
+# change them (``reverie.run.train.check_resume``).
+MODEL_KEYS = ("seed", "task", "env.", "replay.length", "world_model.", "behavior.actor.", "behavior.critic.")
 
 
 def preset_names() -> list[str]:

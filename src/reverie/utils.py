@@ -78,15 +78,14 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (CPU and CUDA). Deterministic
+    algorithms are a setting of the run, scoped: ``reverie.runtime.deterministic_algorithms``."""
     import torch  # imported here: `import reverie.envs` should not pay for torch
 
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from reverie.agent import build_world_model
 from reverie.config import load_config
-from reverie.world_model import WorldModel
 
 B, L = 2, 6
 TERMS = ("image", "reward", "discount", "kl")
@@ -35,7 +35,7 @@ def reached(term, grad_heads=("image", "reward", "discount"), obs="image"):
     if obs == "mixed":
         obs_space["vector"] = gym.spaces.Box(-1, 1, (3,), np.float32)
     torch.manual_seed(0)
-    model = WorldModel(config, obs_space, gym.spaces.Discrete(3))
+    model = build_world_model(config, obs_space, gym.spaces.Discrete(3))
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (B, L, 64, 64, 1), dtype=np.uint8),
              "action": np.eye(3, dtype=np.float32)[rng.integers(0, 3, (B, L))],

@@ -79,6 +79,26 @@ def test_resume_refuses_model_changes_and_accepts_longer_runs(tmp_path, capsys):
     assert json.loads((logdir / "status.json").read_text())["step"] == 300
 
 
+def test_the_python_api_refuses_the_resumes_the_cli_refuses(tmp_path):
+    # `train()` itself refuses (the CLI relies on it): a changed model key or seed, before it
+    # touches the run directory.
+    from reverie.config import load_config
+    from reverie.errors import CheckpointError
+    from reverie.run.train import train
+
+    overrides = ["task=gym_CartPole-v1", "device=cpu", "run.prefill=100", "run.pretrain=1", "run.eval_every=0",
+                 "run.log_every=100", "run.checkpoint_every=120", "run.steps=120"]
+    logdir = tmp_path / "run"
+    train(load_config(["gym", "debug"], overrides), logdir, quiet=True)
+    files = {path: path.read_bytes() for path in sorted(logdir.rglob("*")) if path.is_file()}
+    for change, key in ((["world_model.rssm.deter=64"], "world_model.rssm.deter"), (["seed=1"], "seed"),
+                        (["env.time_limit=50"], "env.time_limit")):
+        with pytest.raises(CheckpointError, match=rf"^{logdir} holds a run whose model/data settings differ from "
+                                                  rf"this command's \({key}\); resuming would change the model\."):
+            train(load_config(["gym", "debug"], [*overrides, *change, "run.steps=200"]), logdir, quiet=True)
+    assert {path: path.read_bytes() for path in sorted(logdir.rglob("*")) if path.is_file()} == files
+
+
 def _comparable(records: list[dict]) -> list[dict]:
     wall = {"time", "fps", "updates_per_second"}
     return [{k: v for k, v in r.items() if k not in wall} for r in records]

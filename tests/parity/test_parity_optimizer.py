@@ -22,9 +22,9 @@ import tensorflow as tf
 import torch
 from official import common
 
+from reverie.agent import build_optimizer
 from reverie.config import load_config
 from reverie.nn.layers import MLP
-from reverie.nn.optim import Optimizer
 
 # Relative to the largest element of each step's parameter update and of the gradient norm.
 # float32: the rounding of the parameters themselves (see above); the norm is a sum of 1.1M
@@ -48,7 +48,7 @@ def test_optimizer_steps_from_identical_gradients(table, dtype):
     holder.vars = variables
     ocfg = dict(lr=opt_config.lr, eps=opt_config.eps, clip=opt_config.clip, wd=opt_config.weight_decay)
     theirs = common.Optimizer("critic", **ocfg)
-    mine = Optimizer("critic", params, opt_config)
+    mine = build_optimizer("critic", params, opt_config)
     rng = np.random.default_rng(0)
     section = (f"optimizer, {dtype} (Adam lr={opt_config.lr:g} ε={opt_config.eps:g}, clip {opt_config.clip:g}, "
                f"decay {opt_config.weight_decay:g})")

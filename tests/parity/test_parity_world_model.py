@@ -17,6 +17,7 @@ import torch
 from official import Draws, Pair, gradient_pairs, synthetic_batch, to_tf, zero_grads
 
 from reverie.config import load_config
+from reverie.world_model.model import REWARD_TRANSFORMS
 
 FORWARD = 1e-5  # loss terms: means over the batch
 GRADIENT = 1e-4
@@ -39,15 +40,18 @@ def batch():
 
 @contextmanager
 def configs(pair: Pair, presets: str, official_updates: dict):
-    """Both world models read their config at loss time: swap it for the block."""
+    """Both world models read their config at loss time: swap it for the block (Reverie's: its
+    section and the values the agent gives it from the rest, ``reverie.agent.build_world_model``)."""
     wm, owm = pair.wm, pair.owm
-    saved = wm.config, owm.config
-    wm.config = load_config(presets, overrides=["device=cpu"])
+    saved = (wm.config, wm.discount, wm.reward_transform, wm.precision), owm.config
+    config = load_config(presets, overrides=["device=cpu"])
+    wm.config, wm.discount = config.world_model, config.behavior.discount
+    wm.reward_transform, wm.precision = REWARD_TRANSFORMS[config.env.reward_transform], config.precision
     owm.config = pair.official_config.update(official_updates)
     try:
         yield
     finally:
-        wm.config, owm.config = saved
+        (wm.config, wm.discount, wm.reward_transform, wm.precision), owm.config = saved
 
 
 def losses(pair: Pair, batch):

@@ -7,6 +7,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from reverie.agent import build_optimizer
 from reverie.behavior.actor_critic import (
     ActorCritic,
     actor_loss,
@@ -16,7 +17,6 @@ from reverie.behavior.actor_critic import (
 )
 from reverie.config import BehaviorConfig
 from reverie.nn.distributions import Normal
-from reverie.nn.optim import Optimizer
 
 FEAT = 6
 
@@ -84,8 +84,8 @@ class Step:
 
     def __init__(self, ac):
         self.ac = ac
-        self.actor_opt = Optimizer("actor", ac.actor.parameters(), ac.config.actor_opt)
-        self.critic_opt = Optimizer("critic", ac.critic.parameters(), ac.config.critic_opt)
+        self.actor_opt = build_optimizer("actor", ac.actor.parameters(), ac.config.actor_opt)
+        self.critic_opt = build_optimizer("critic", ac.critic.parameters(), ac.config.critic_opt)
 
     def __call__(self, wm, start, is_terminal, step):
         losses = self.ac.losses(wm, start, is_terminal, step)

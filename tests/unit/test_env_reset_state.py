@@ -1,15 +1,11 @@
 """Between episodes an env hands out what its next reset draws from (``get_reset_state``); a
 fresh env given it (``set_reset_state``) starts the same next episode as the env that went on."""
 
-import os
-
 import numpy as np
 import pytest
 
 from reverie.config import load_config
 from reverie.envs import make_env
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 TASKS = [("gym_CartPole-v1", "gym", []), ("gym_MountainCar-v0", "gym", []), ("gym_Pendulum-v1", "gym", []),
          ("atari_pong", "atari", ["env.time_limit=200"]), ("dmc_walker_walk", "dmc", ["env.time_limit=20"])]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from reverie.agent import build_world_model
 from reverie.config import load_config, preset_names
 from reverie.errors import TaskError
 from reverie.world_model import WorldModel
@@ -50,7 +51,7 @@ def random_batch(obs_space, act_space, seed=0):
 def debug_model(presets="debug", obs_space=None, act_space=None, overrides=()):
     config = load_config(presets, ["device=cpu", *overrides])
     torch.manual_seed(0)
-    return WorldModel(config, obs_space or {"image": image_space()}, act_space or gym.spaces.Discrete(3))
+    return build_world_model(config, obs_space or {"image": image_space()}, act_space or gym.spaces.Discrete(3))
 
 
 def n_params(module):
@@ -60,9 +61,21 @@ def n_params(module):
 METRICS = {"model_loss", "image_loss", "reward_loss", "discount_loss", "kl_loss", "model_kl", "prior_ent", "post_ent"}
 
 
+def test_the_world_model_takes_its_section_and_plain_values_the_agent_reads_from_the_rest():
+    config = load_config("debug", ["device=cpu", "behavior.discount=0.9", "env.reward_transform=identity"])
+    batch = {"reward": np.array([[-2.0, 0.0, 3.0]], np.float32), "is_terminal": np.array([[False, True, False]])}
+    model = WorldModel(config.world_model, {"vector": vector_space(3)}, gym.spaces.Discrete(2), discount=0.5,
+                       reward_transform=torch.sign)
+    data = model.preprocess(batch)
+    assert data["reward"].tolist() == [[-1.0, 0.0, 1.0]] and data["discount"].tolist() == [[0.5, 0.0, 0.5]]
+    data = build_world_model(config, {"vector": vector_space(3)}, gym.spaces.Discrete(2)).preprocess(batch)
+    assert data["reward"].tolist() == [[-2.0, 0.0, 3.0]]
+    assert data["discount"][0].tolist() == pytest.approx([0.9, 0.0, 0.9])
+
+
 def test_atari_parameter_count():
     config = load_config("atari", ["device=cpu"])
-    model = WorldModel(config, {"image": image_space()}, gym.spaces.Discrete(18))
+    model = build_world_model(config, {"image": image_space()}, gym.spaces.Discrete(18))
     # Official-code architecture (biases everywhere, LayerNorm gain/bias in the GRU):
     # encoder 1,549,776; RSSM 5,664,848; decoder 10,497,553; reward and discount 1,131,601 each.
     counts = {"encoder": n_params(model.encoder), "rssm": n_params(model.rssm),
@@ -76,7 +89,7 @@ def test_atari_parameter_count():
 def test_construct_every_preset_at_full_size(preset):
     config = load_config(preset, ["device=cpu"])
     obs_space, act_space = spaces_for(config)
-    model = WorldModel(config, obs_space, act_space)
+    model = build_world_model(config, obs_space, act_space)
     assert ("discount" in model.heads) == config.world_model.heads.discount
 
 
@@ -85,7 +98,7 @@ def test_every_preset_trains_one_adam_step_at_debug_size(preset):
     config = load_config([preset, "debug"], ["device=cpu"])  # debug last: its sizes win
     obs_space, act_space = spaces_for(config)
     torch.manual_seed(0)
-    model = WorldModel(config, obs_space, act_space)
+    model = build_world_model(config, obs_space, act_space)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
     observed = model.observe(random_batch(obs_space, act_space))

@@ -19,6 +19,9 @@ uniformly, not counted by the time limit).
 
 The ALE is seeded with the env seed, so the same seed gives the same episodes; the sticky
 draws and the no-op counts come from generators seeded with it too. ``render()`` returns the full-resolution RGB screen ``[210, 160, 3]``.
+
+The ALE's logger is the process's: the entry points set it to errors only (``reverie.runtime``);
+a library user who builds an env sees the ALE's banner on stderr unless they set it.
 """
 
 from __future__ import annotations
@@ -63,9 +66,6 @@ class AtariEnv(Env):
         ale_py = ale_module()
         if game not in rom_ids():
             raise TaskError(f"unknown Atari ROM {game!r} (`reverie tasks --suite atari` lists them)")
-        # Errors only, set before the first interface exists: the ALE otherwise prints its
-        # banner on stderr, where the CLI's one-line errors go.
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         self.ale = ale_py.ALEInterface()
         self.ale.setInt("random_seed", int(seed) % 2**31)  # seeds the sticky-action RNG too
         self.ale.setFloat("repeat_action_probability", 0.0)  # sticky actions: in step(), see above

@@ -66,7 +66,6 @@ def ale_raw_fps(game: str, frames: int, seed: int = 0, sticky: float = 0.25) -> 
 
     ale_py = ale_module()
     ale = ale_py.ALEInterface()
-    ale.setLoggerMode(ale_py.LoggerMode.Error)
     ale.setInt("random_seed", seed)
     ale.setFloat("repeat_action_probability", sticky)
     ale.loadROM(ale_py.roms.get_rom_path(game))

@@ -4,8 +4,10 @@ quadruped, else 0), action repeat 2 summing rewards, episodes of 1000 control st
 (dm-control's own limit, a truncation: ``is_last`` without ``is_terminal``).
 
 Actions are float vectors in ``[-1, 1]``, **clipped** to that range, then rescaled to the
-task's action bounds. Rendering is headless: ``MUJOCO_GL=egl`` unless already set, with
-``osmesa`` as fallback; if neither works the error names the system packages.
+task's action bounds. Rendering is headless with the backend ``MUJOCO_GL`` names, which
+dm-control reads when it is imported: the entry points set it for ``dmc_`` tasks
+(``reverie.runtime``: ``egl``, ``osmesa`` when only OSMesa is installed; the Makefile exports
+``egl``); a library user sets it. If rendering fails the error names the system packages.
 """
 
 from __future__ import annotations
@@ -33,17 +35,23 @@ GL_PACKAGES = {"egl": "apt-get install libegl1 libgl1", "osmesa": "apt-get insta
 
 
 def suite_module():
-    """``dm_control.suite``, imported after choosing the GL backend (it is read at import)."""
-    if "MUJOCO_GL" not in os.environ:
-        from ctypes.util import find_library
-
-        # EGL by default; OSMesa only when EGL is missing and OSMesa is there.
-        use_osmesa = not find_library("EGL") and find_library("OSMesa")
-        os.environ["MUJOCO_GL"] = "osmesa" if use_osmesa else "egl"
+    """``dm_control.suite`` (its renderer is the one ``MUJOCO_GL`` named when it was first imported)."""
     try:
         return require("dm_control.suite", "dmc")
     except ImportError as error:
         raise TaskError(str(error)) from None
+
+
+def render_failure(backend: str | None, error: Exception) -> str:
+    """Why MuJoCo cannot render and what fixes it: the system packages of the backend, or
+    choosing a headless one where none was chosen (dm-control then tries GLFW, which needs a display)."""
+    if backend is None:
+        return (f"MuJoCo cannot render ({error}): MUJOCO_GL was not set when dm_control was imported, so it "
+                "chose a renderer that needs a display; set MUJOCO_GL=egl (or osmesa) before importing it, "
+                "as the reverie commands do (reverie.runtime.prepare_process)")
+    fix = GL_PACKAGES.get(backend, f"{GL_PACKAGES['egl']} (EGL) or {GL_PACKAGES['osmesa']} (OSMesa)")
+    return (f"MuJoCo cannot render with MUJOCO_GL={backend} ({error}); install the system "
+            f"packages: {fix}, or set MUJOCO_GL=osmesa with libosmesa6 installed")
 
 
 def task_names() -> list[str]:
@@ -102,10 +110,7 @@ class DMCEnv(Env):
             # C-contiguous frame, as the env contract requires (torch cannot take the view).
             return np.ascontiguousarray(self.env.physics.render(*self.size, camera_id=self.camera))
         except Exception as error:  # mujoco raises several types when no GL context can be made
-            backend = os.environ.get("MUJOCO_GL", "egl")
-            fix = GL_PACKAGES.get(backend, f"{GL_PACKAGES['egl']} (EGL) or {GL_PACKAGES['osmesa']} (OSMesa)")
-            raise TaskError(f"MuJoCo cannot render with MUJOCO_GL={backend} ({error}); install the system "
-                            f"packages: {fix}, or set MUJOCO_GL=osmesa with libosmesa6 installed") from error
+            raise TaskError(render_failure(os.environ.get("MUJOCO_GL"), error)) from error
 
     def close(self) -> None:
         self.env.close()

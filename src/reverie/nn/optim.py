@@ -8,7 +8,7 @@ DreamerV2 code (``common/nets.py: Optimizer``). A step is:
 3. ``param *= 1 − weight_decay`` for *every* parameter of this optimizer (the official
    ``wd_pattern`` matches all variables). This is not ``AdamW``, whose decay is scaled by
    the learning rate and would be ~5000× weaker at lr 2e-4;
-4. Adam with ``eps`` and the learning rate of the schedule at ``step``. ``eps`` is Keras'
+4. Adam with ``eps`` and the learning rate ``lr(step)``. ``eps`` is Keras'
    ε (the official code's Adam): added to √v *before* the bias correction (Kingma & Ba's
    "ε-hat"). torch adds its ε after it, so each step sets torch's ε to ε / √(1 − β2^t): the
    same update. With torch's own ε the first update of an element with |g| ≲ 3e-4 would be
@@ -21,39 +21,34 @@ A non-finite gradient norm skips the whole step (no decay, no Adam update) and r
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-from reverie.schedules import parse_schedule
-
-
-class OptSettings(Protocol):
-    """What an optimizer reads from its config section (``reverie.config.OptConfig``)."""
-
-    lr: float | str  # a constant or a schedule string (``reverie.schedules``)
-    eps: float
-    clip: float
-    weight_decay: float
-
 
 class Optimizer:
-    """Adam + clipping + decoupled decay over ``parameters``; ``name`` prefixes the metrics."""
+    """Adam + clipping + decoupled decay over ``parameters``; ``name`` prefixes the metrics.
 
-    def __init__(self, name: str, parameters: Iterable[nn.Parameter], config: OptSettings):
+    Plain values in, as the module docstring numbers them: ``lr`` maps the step given to
+    ``step`` to the learning rate (the agent builds it from a schedule string,
+    ``reverie.agent.build_optimizer``); ``eps`` is Keras' ε-hat; ``clip`` the global-norm
+    bound (0: no clipping); ``weight_decay`` the decoupled decay factor.
+    """
+
+    def __init__(self, name: str, parameters: Iterable[nn.Parameter], lr: Callable[[int], float], *,
+                 eps: float, clip: float, weight_decay: float):
         self.name = name
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
             raise ValueError(f"optimizer {name!r} got no trainable parameters")
-        self.clip = config.clip
-        self.weight_decay = config.weight_decay
-        self.lr = parse_schedule(config.lr)
+        self.clip = clip
+        self.weight_decay = weight_decay
+        self.lr = lr
         # Fused Adam: one pass over each parameter instead of several (~1.6× on CPU).
         fused = self.params[0].device.type in ("cuda", "cpu")
-        self.adam = torch.optim.Adam(self.params, lr=self.lr(0), eps=config.eps, fused=fused)
-        self.eps = config.eps  # Keras' ε-hat; see the module docstring
+        self.adam = torch.optim.Adam(self.params, lr=self.lr(0), eps=eps, fused=fused)
+        self.eps = eps  # Keras' ε-hat; see the module docstring
         self.adam_steps = 0  # Adam updates applied (t of the bias correction)
 
     def zero_grad(self) -> None:

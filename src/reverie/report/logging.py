@@ -7,7 +7,6 @@ import io
 import json
 import math
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,9 @@ class MetricsLogger:
     Each ``write`` is one line with ``step`` (agent steps), ``frames`` and ``time``, flushed
     at once so a killed run loses at most the line being written (readers skip a torn line).
     A write that fails (a full disk) raises ``OSError`` in the calling thread, TensorBoard's
-    included: its writer thread keeps the error for the next call instead of printing it.
+    included: its writer thread keeps the error for the next call. The writer thread also
+    prints it, unless the entry point runs inside ``reverie.runtime.quiet_writer_thread_errors``
+    (``reverie.run.train.train`` does).
     """
 
     def __init__(self, logdir: Path, action_repeat: int, tensorboard: bool = True):
@@ -35,7 +36,6 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                _quiet_writer_thread_errors()
                 self._writer = SummaryWriter(str(self.logdir), flush_secs=30)
             except ImportError:  # tensorboard missing: the JSONL log is still complete
                 self._writer = None
@@ -64,22 +64,6 @@ class MetricsLogger:
             except OSError:
                 if not quiet:
                     raise
-
-
-def _quiet_writer_thread_errors() -> None:
-    """TensorBoard's event writer thread re-raises a failed write (``OSError``: disk full) in
-    the thread, which prints a traceback, and keeps it to raise again at the writer's next
-    call in the main thread, where the run reports it in one line. Silence the first."""
-    if getattr(threading.excepthook, "_reverie", False):
-        return
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)):
-            previous(args)
-
-    hook._reverie = True  # type: ignore[attr-defined]
-    threading.excepthook = hook
 
 
 def truncate_metrics(path: Path, upto_step: int) -> None:

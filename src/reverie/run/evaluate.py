@@ -64,6 +64,7 @@ def cli_eval(args: argparse.Namespace) -> int:
     if not (logdir / "config.yaml").exists():
         raise CheckpointError(f"{logdir} is not a run directory (no config.yaml); pass the --logdir of a `reverie train` run")
     config = load_config_file(logdir / "config.yaml")
+    runtime.prepare_process(config)  # this command's process: dm-control's renderer, the ALE's logger
     runtime.configure(config)
     probe = make_env(config, "eval")
     agent = Agent(config, probe.obs_space, probe.act_space)

@@ -30,8 +30,8 @@ from reverie.checkpoint import (
     restore_bundle,
     save_bundle,
 )
-from reverie.config import Config, RunConfig, validate
-from reverie.errors import RunError, describe_os_error
+from reverie.config import Config, RunConfig, load_config_file, model_changes, validate
+from reverie.errors import CheckpointError, RunError, describe_os_error
 from reverie.report.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver
 from reverie.run.when import Before, Every, Once, Ratio
@@ -46,22 +46,24 @@ if TYPE_CHECKING:
 def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume) the run in ``logdir`` until ``config.run.steps`` agent steps.
 
-    Refused before any work (``ConfigError``, ``RunError``): a config breaking its rules, a
-    ``logdir`` that is a file or cannot be created or written. Nothing in an existing run
-    directory changes until the env, the agent, the checkpoint and the replay have loaded.
-    A file-system fault during the run (a full disk) stops it with a ``RunError`` naming the
-    fault, the last complete checkpoint and the command that resumes from it. ``status.json``
-    says how the run ended: "finished"; "stopped" by Ctrl-C or SIGTERM (which, while ``train``
-    runs in the main thread, raises ``runtime.Terminated``, a ``KeyboardInterrupt``); or
-    "failed" by an error.
+    Refused before any work (``ConfigError``, ``RunError``, ``CheckpointError``): a config
+    breaking its rules, a ``logdir`` that is a file or cannot be created or written, a run in
+    ``logdir`` whose model, data or seed this config would change (``check_resume``). Nothing
+    in an existing run directory changes until the env, the agent, the checkpoint and the
+    replay have loaded. A file-system fault during the run (a full disk) stops it with a
+    ``RunError`` naming the fault, the last complete checkpoint and the command that resumes
+    from it. ``status.json`` says how the run ended: "finished"; "stopped" by Ctrl-C or
+    SIGTERM (which, while ``train`` runs in the main thread, raises ``runtime.Terminated``, a
+    ``KeyboardInterrupt``); or "failed" by an error.
 
     Returns ``{"step", "frames", "checkpoint", "last_eval"}``.
     """
     logdir = Path(logdir)
     validate(config)
     check_logdir(logdir)
+    check_resume(config, logdir)
     try:
-        with runtime.sigterm_stops():
+        with runtime.run_settings(config):  # SIGTERM, determinism, ...: each put back after
             return _train(config, logdir, quiet)
     except OSError as error:
         raise stopped_by(error, logdir) from None
@@ -83,6 +85,21 @@ def check_logdir(logdir: Path) -> None:
     except OSError as error:
         verb = "written" if nearest == logdir else f"created (in {nearest})"
         raise RunError(f"--logdir {logdir} cannot be {verb}: {error.strerror or error}") from None
+
+
+def check_resume(config: Config, logdir: Path) -> None:
+    """Refuse to resume the run in ``logdir`` with a config that differs from its saved
+    ``config.yaml`` in a key that shapes the model or the data (``reverie.config.MODEL_KEYS``:
+    the task, the seed, ``env.*``, the world model, actor and critic, the sequence length).
+    The one check, for ``reverie train`` and the Python API alike."""
+    saved = logdir / "config.yaml"
+    if not saved.is_file():
+        return
+    changed = model_changes(load_config_file(saved), config)
+    if changed:
+        raise CheckpointError(
+            f"{logdir} holds a run whose model/data settings differ from this command's ({', '.join(changed)}); "
+            f"resuming would change the model. Use a new --logdir, or drop those overrides to resume.")
 
 
 def stopped_by(error: OSError, logdir: Path) -> RunError:
@@ -172,7 +189,7 @@ def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
     from reverie.envs import make_env
 
     runtime.configure(config)  # a run owns its process: threads, memory reuse, TF32
-    seed_everything(config.seed, config.deterministic)
+    seed_everything(config.seed)
     env = make_env(config, "train")
     try:
         trainer = _open(config, logdir, env, quiet)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from reverie import runtime
 from reverie.errors import ConfigError, ReverieError
 from reverie.sweep.plan import PLAN_FILE, Plan, make_plan, preset_dirname, write_plan
 from reverie.sweep.ray_runner import schedule, start_ray
@@ -95,6 +96,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
         print(f"sweep: plan written to {plan.root / PLAN_FILE}", flush=True)
         import ray
 
+        runtime.prepare_ray()
         start_ray(plan.root, args.address)
         try:
             outcome = schedule(plan, args.cpus_per_run, args.gpus_per_run, args.max_concurrent, args.retries,

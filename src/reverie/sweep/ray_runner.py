@@ -79,8 +79,8 @@ def ray_temp_dir(root: Path) -> Path:
 
 
 def start_ray(root: Path, address: str | None) -> None:
-    """Connect to ``address``, or start a private local instance with sensible limits."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    """Connect to ``address``, or start a private local instance with sensible limits (after
+    ``reverie.runtime.prepare_ray``)."""
     import ray
 
     if address:

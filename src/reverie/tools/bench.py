@@ -21,6 +21,7 @@ CUDA timings synchronise before reading the clock (kernels are asynchronous).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -244,6 +245,8 @@ def bench_config(args: argparse.Namespace) -> Config:
 
 def cli_bench(args: argparse.Namespace) -> int:
     config = bench_config(args)
+    # This command's process: the settings of the env it times too (dm-control's renderer, the ALE's logger).
+    runtime.prepare_process(dataclasses.replace(config, task=args.env_task or config.task))
     if args.json:
         read_runs(args.json)  # refuse an unusable --json file before minutes of measuring
     result = run_bench(config, args.updates, args.env_task, args.env_steps)

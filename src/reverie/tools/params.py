@@ -10,9 +10,9 @@ import dataclasses
 import gymnasium
 from torch import nn
 
+from reverie.agent import build_world_model
 from reverie.behavior.actor_critic import Actor, Critic
 from reverie.config import Config
-from reverie.world_model.model import WorldModel
 
 ORDER = ("encoder", "rssm", "decoder", "reward", "discount", "actor", "critic", "total")
 
@@ -42,7 +42,7 @@ def parameter_counts(
     (``task_spaces``). Builds the networks on the CPU."""
     if obs_space is None or act_space is None:
         obs_space, act_space = task_spaces(config)
-    wm = WorldModel(dataclasses.replace(config, device="cpu"), obs_space, act_space)
+    wm = build_world_model(config, obs_space, act_space, device="cpu")
     feat = wm.rssm.feat_dim
     heads = wm.heads
     counts = {

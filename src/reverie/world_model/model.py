@@ -6,6 +6,7 @@ official TF2 code (danijar/dreamerv2, ``agent.py: WorldModel`` and ``common/nets
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reverie.config import Config, DecoderConfig, EncoderConfig, WorldModelConfig
+from reverie.config import DecoderConfig, EncoderConfig, WorldModelConfig
 from reverie.contracts import Batch, Observed
 from reverie.errors import TaskError
 from reverie.nn.distributions import Bernoulli, Normal
@@ -27,11 +28,13 @@ from reverie.nn.layers import (
     preprocess_image,
 )
 from reverie.spaces import action_dim, grid_shape
-from reverie.utils import resolve_device
 from reverie.world_model.kl import kl_loss
 from reverie.world_model.rssm import RSSM, Draw, latent_dist
 
-REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
+# ``env.reward_transform`` by name: what the reward head learns (and imagination predicts) of
+# the raw reward. The agent picks one and hands the world model the function.
+REWARD_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
 
 
 def _obs_shapes(obs_space: dict[str, gymnasium.spaces.Box]) -> dict[str, tuple[int, ...]]:
@@ -159,27 +162,37 @@ class WorldModel(nn.Module):
     """Encoder, RSSM and heads, trained jointly on Eq. 2 with KL balancing.
 
     ``heads["decoder"|"reward"|"discount"]`` map features to distributions (``discount``
-    only when ``world_model.heads.discount``; ``decoder`` returns a dict of ``Normal`` by key).
-    The model lives on ``resolve_device(config.device)``.
+    only when ``config.heads.discount``; ``decoder`` returns a dict of ``Normal`` by key).
+
+    ``config`` is the ``world_model`` section; the rest are plain values the agent takes from
+    the other sections (``reverie.agent.build_world_model``): ``discount`` γ (the discount
+    head's target γ·(1 − terminal)), ``reward_transform`` (the reward head's target of the raw
+    reward), ``precision`` (``"fp32"`` or ``"bf16"`` autocast), ``device`` (the model lives
+    there), ``task`` (named in errors only).
     """
 
-    def __init__(self, config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space):
+    def __init__(self, config: WorldModelConfig, obs_space: dict[str, gymnasium.spaces.Box],
+                 act_space: gymnasium.Space, *, discount: float,
+                 reward_transform: Callable[[torch.Tensor], torch.Tensor], precision: str = "fp32",
+                 device: torch.device | str = "cpu", task: str = "this task"):
         super().__init__()
         self.config = config
-        cfg = config.world_model
+        self.discount = discount
+        self.reward_transform = reward_transform
+        self.precision = precision
         self.shapes = _obs_shapes(obs_space)
-        if cfg.decoder.vector_dist == "bernoulli" and "vector" in obs_space:
+        if config.decoder.vector_dist == "bernoulli" and "vector" in obs_space:
             _check_unit_interval(obs_space["vector"])
         self.action_dim = action_dim(act_space)
-        grid = vector_grid(obs_space, cfg, config.task)
-        self.encoder = ObsEncoder(self.shapes, cfg.encoder, grid)
-        self.rssm = RSSM(cfg.rssm, self.encoder.out_dim, self.action_dim)
+        grid = vector_grid(obs_space, config, task)
+        self.encoder = ObsEncoder(self.shapes, config.encoder, grid)
+        self.rssm = RSSM(config.rssm, self.encoder.out_dim, self.action_dim)
         feat = self.rssm.feat_dim
-        self.heads = nn.ModuleDict({"decoder": ObsDecoder(feat, self.shapes, cfg.decoder, grid)})
-        self.heads["reward"] = Head(feat, cfg.heads.layers, cfg.heads.units, "normal")
-        if cfg.heads.discount:
-            self.heads["discount"] = Head(feat, cfg.heads.layers, cfg.heads.units, "bernoulli")
-        self.to(resolve_device(config.device))
+        self.heads = nn.ModuleDict({"decoder": ObsDecoder(feat, self.shapes, config.decoder, grid)})
+        self.heads["reward"] = Head(feat, config.heads.layers, config.heads.units, "normal")
+        if config.heads.discount:
+            self.heads["discount"] = Head(feat, config.heads.layers, config.heads.units, "bernoulli")
+        self.to(device)
 
     @property
     def device(self) -> torch.device:
@@ -190,7 +203,7 @@ class WorldModel(nn.Module):
 
         ``image`` stays uint8 (the encoder converts it); ``vector``, ``action``, ``is_first``,
         ``is_last``, ``is_terminal`` become float32; ``reward`` is transformed by
-        ``env.reward_transform``; ``discount`` = γ·(1 − is_terminal) is added. Works for
+        ``reward_transform``; ``discount`` = γ·(1 − is_terminal) is added. Works for
         acting too (observations ``[N, ...]`` without reward or is_terminal).
         """
         data = {}
@@ -198,9 +211,9 @@ class WorldModel(nn.Module):
             value = torch.as_tensor(value, device=self.device)
             data[key] = value if key == "image" else value.float()
         if "reward" in data:
-            data["reward"] = REWARD_TRANSFORMS[self.config.env.reward_transform](data["reward"])
+            data["reward"] = self.reward_transform(data["reward"])
         if "is_terminal" in data:
-            data["discount"] = self.config.behavior.discount * (1.0 - data["is_terminal"])
+            data["discount"] = self.discount * (1.0 - data["is_terminal"])
         return data
 
     def observe(self, batch: Batch, draw: Draw = "sample") -> Observed:
@@ -217,7 +230,7 @@ class WorldModel(nn.Module):
     def loss(self, observed: Observed) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 2 on what ``observe`` returned: ``(model_loss, metrics)``, metrics detached
         0-dim tensors. ``model_loss = β·kl_loss + Σ_k scale_k·(−mean log p_k)``."""
-        cfg = self.config.world_model
+        cfg = self.config
         data, post, prior, feat = observed
         with self._autocast():
             losses = {f"{name}_loss": -like.mean() for name, like in self._log_likelihoods(feat, data).items()}
@@ -233,7 +246,7 @@ class WorldModel(nn.Module):
     def _log_likelihoods(self, feat: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-step log-likelihood ``[B, T]`` of each head; heads not in ``grad_heads`` see
         stop_grad(feat). The ``image`` term sums the image and vector decoders."""
-        grad_heads = self.config.world_model.grad_heads
+        grad_heads = self.config.grad_heads
         likes = {}
         for name, head in self.heads.items():
             key = "image" if name == "decoder" else name
@@ -247,16 +260,17 @@ class WorldModel(nn.Module):
         return likes
 
     def compile_steps(self) -> None:
-        """``torch.compile`` the RSSM steps and the heads (``config.compile``): fuses the
-        elementwise work around each matmul; the sequence loops stay in Python. One graph
-        per batch size (training and acting each compile once)."""
+        """``torch.compile`` the RSSM steps and the heads (the agent calls it under the
+        top-level ``compile`` setting): fuses the elementwise work around each matmul; the
+        sequence loops stay in Python. One graph per batch size (training and acting each
+        compile once)."""
         self.rssm.img_step = torch.compile(self.rssm.img_step, dynamic=False)
         self.rssm._obs_step = torch.compile(self.rssm._obs_step, dynamic=False)
         for head in self.heads.values():
             head.compile(dynamic=False)
 
     def _autocast(self) -> torch.autocast:
-        return autocast(self.device, self.config.precision)
+        return autocast(self.device, self.precision)
 
     @torch.no_grad()
     def openl_video(self, batch: dict[str, Any], n: int = 4, context: int = 5) -> np.ndarray:
