@@ -1,7 +1,8 @@
 """Command line: ``reverie config|tasks|train|eval|scores|plot|bench|sweep|demo``.
 
-Each subcommand is one small function; heavy imports happen inside it so that
-``reverie --help`` is instant and needs no optional extra. The work itself lives in the
+Each subcommand is one small function, or for a command whose whole work is one function of
+another module an entry of ``DISPATCH``; heavy imports happen only when a command runs, so
+that ``reverie --help`` is instant and needs no optional extra. The work itself lives in the
 module named by the command (``reverie.run.train``, ``reverie.report.scores``, ...); what a command
 parses (``reverie train``'s arguments into a config) is resolved here.
 """
@@ -9,12 +10,13 @@ parses (``reverie train``'s arguments into a config) is resolved here.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import warnings
 from pathlib import Path
 
-from reverie.config import Config, load_config, load_config_file
+from reverie.config import Config, default_preset, load_config, load_config_file
 from reverie.errors import ReverieError, describe_os_error
 from reverie.runtime import Terminated, prepare_process
 
@@ -82,32 +84,26 @@ def _resumed_config(args: argparse.Namespace, logdir: Path, overrides: list[str]
     return new
 
 
-SUITE_PRESETS = ("atari", "dmc", "gym", "minatar")  # suites with a preset of their own name
+# Commands whose whole work is one function of another module, as ``module:function``; the
+# module is imported only when its command runs (``dispatch``), never at parse time.
+DISPATCH = {
+    "eval": "reverie.run.evaluate:cli_eval",
+    "scores": "reverie.report.scores:cli_scores",
+    "plot": "reverie.report.plot:cli_plot",
+    "sweep": "reverie.sweep:cli_sweep",
+    "demo": "reverie.run.demo:cli_demo",
+}
 
 
-def default_preset(task: str) -> str:
-    """The preset of a task without ``--preset``: its suite's own (the prefix of the task
-    name: ``dmc_walker_walk`` trains with ``dmc``), else ``atari``."""
-    suite = task.split("_", 1)[0]
-    return suite if suite in SUITE_PRESETS else "atari"
+def dispatch(args: argparse.Namespace) -> int:
+    """Run ``args.command`` through its ``DISPATCH`` entry."""
+    return resolve(DISPATCH[args.command])(args)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from reverie.run.evaluate import cli_eval
-
-    return cli_eval(args)
-
-
-def cmd_scores(args: argparse.Namespace) -> int:
-    from reverie.report.scores import cli_scores
-
-    return cli_scores(args)
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    from reverie.report.plot import cli_plot
-
-    return cli_plot(args)
+def resolve(target: str):
+    """The function named by ``"module:function"``, its module imported now."""
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -115,18 +111,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from reverie.tools.bench import cli_bench
 
     return cli_bench(args)
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from reverie.sweep import cli_sweep
-
-    return cli_sweep(args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from reverie.run.demo import cli_demo
-
-    return cli_demo(args)
 
 
 class Parser(argparse.ArgumentParser):
@@ -202,7 +186,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--logdir", required=True)
     p.add_argument("--episodes", type=count(1), default=None, help="episodes (default run.eval_episodes)")
     p.add_argument("--video", action="store_true", help="save a video of each episode")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=dispatch)
 
 
 def _add_scores(sub) -> None:
@@ -212,7 +196,7 @@ def _add_scores(sub) -> None:
     p.add_argument("--baseline", choices=["dreamerv2", "rainbow", "iqn"], help="aggregate a Table K1 column")
     p.add_argument("--format", choices=["table", "json", "markdown", "csv"], default="table")
     p.add_argument("--last", type=count(1), default=10, help="final score = mean of the last N eval episodes")
-    p.set_defaults(func=cmd_scores)
+    p.set_defaults(func=dispatch)
 
 
 def _add_plot(sub) -> None:
@@ -225,7 +209,7 @@ def _add_plot(sub) -> None:
                    help="for --kind bars: the column to compare against")
     p.add_argument("--csv", help="for --kind bars: a game,score CSV instead of run directories")
     p.add_argument("--last", type=count(1), default=10, help="for --kind bars: final score = mean of the last N evals")
-    p.set_defaults(func=cmd_plot)
+    p.set_defaults(func=dispatch)
 
 
 def _add_bench(sub) -> None:
@@ -257,13 +241,13 @@ def _add_sweep(sub) -> None:
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--retries", type=int, default=2, help="attempts after a failure, per run")
     p.add_argument("--status", metavar="ROOT", help="print the state of a study and exit")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=dispatch)
 
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="a short real training run that ends in minutes on a CPU")
     p.add_argument("--logdir", default="runs/demo")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=dispatch)
 
 
 def _add_config_args(p: argparse.ArgumentParser, preset: str | None = "atari") -> None:

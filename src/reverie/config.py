@@ -37,7 +37,7 @@ from reverie.schedules import parse_schedule, schedule_endpoints
 Schedule = float | str
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_file", "set_value", "get_value", "all_keys",
-           "validate", "explain"]
+           "validate", "explain", "default_preset"]
 
 
 # Value rules. Each field declares what it accepts beside its comment, as
@@ -340,6 +340,16 @@ MODEL_KEYS = ("seed", "task", "env.", "replay.length", "world_model.", "behavior
 def preset_names() -> list[str]:
     folder = resources.files("reverie") / "presets"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+SUITE_PRESETS = ("atari", "dmc", "gym", "minatar")  # suites with a preset of their own name
+
+
+def default_preset(task: str) -> str:
+    """The preset a task trains and is benchmarked with when none is named: its suite's own
+    (the prefix of the task name: ``dmc_walker_walk`` takes ``dmc``), else ``atari``."""
+    suite = task.split("_", 1)[0]
+    return suite if suite in SUITE_PRESETS else "atari"
 
 
 def read_preset(name: str) -> dict[str, Any]:

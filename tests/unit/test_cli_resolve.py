@@ -1,13 +1,22 @@
 """`reverie train`'s arguments into a config (reverie.cli): the preset a task trains with when
-no --preset is given, and a new run's config and logdir."""
+no --preset is given (one rule, ``reverie.config.default_preset``, also the env benchmark's),
+a new run's config and logdir, and the commands dispatched to another module's function."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from reverie.cli import SUITE_PRESETS, build_parser, default_preset, resolve_train_config
-from reverie.config import preset_names
+import pytest
+
+from reverie.cli import DISPATCH, build_parser, dispatch, resolve, resolve_train_config
+from reverie.config import SUITE_PRESETS, default_preset, load_config, preset_names
+from reverie.envs.bench import task_config
 from reverie.envs.registry import SUITES
+
+SUITE_TASKS = {"atari": "atari_pong", "dmc": "dmc_walker_walk", "gym": "gym_CartPole-v1",
+               "minatar": "minatar_breakout"}
 
 
 def test_each_suite_trains_with_its_own_preset():
@@ -15,6 +24,32 @@ def test_each_suite_trains_with_its_own_preset():
     assert [default_preset(t) for t in ("atari_pong", "dmc_walker_walk", "gym_CartPole-v1", "minatar_breakout")] \
         == ["atari", "dmc", "gym", "minatar"]
     assert default_preset("my_task") == "atari"  # a registered name outside the suites
+
+
+@pytest.mark.parametrize("suite", sorted(SUITE_TASKS))
+def test_train_and_the_env_benchmark_take_a_suites_preset_through_the_one_rule(suite, tmp_path):
+    task = SUITE_TASKS[suite]
+    expected = load_config(suite, [f"task={task}", "seed=0"]).to_dict()
+    args = build_parser().parse_args(["train", "--task", task, "--seed", "0", "--logdir", str(tmp_path)])
+    trained = resolve_train_config(args)[0].to_dict()
+    assert default_preset(task) == suite
+    assert {**trained, "logdir": expected["logdir"]} == expected
+    assert task_config(task).to_dict() == expected
+
+
+def test_each_dispatched_command_names_a_function_of_its_module():
+    commands = build_parser()._subparsers._group_actions[0].choices  # name -> its ArgumentParser
+    assert {name for name, p in commands.items() if p.get_default("func") is dispatch} == set(DISPATCH)
+    for command, target in DISPATCH.items():
+        assert callable(resolve(target)), command
+
+
+def test_parsing_imports_no_dispatched_module():
+    modules = sorted({target.split(":")[0] for target in DISPATCH})
+    code = ("import sys; from reverie.cli import build_parser; build_parser().parse_args(['eval', '--logdir', 'x']); "
+            f"print([m for m in {modules!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_a_new_run_resolves_task_seed_steps_and_logdir(tmp_path, monkeypatch):

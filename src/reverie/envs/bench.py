@@ -1,8 +1,8 @@
 """Random-policy environment speed: is the env fast enough not to bottleneck training?
 
 ``bench_env(task, steps)`` times ``steps`` agent steps (resets included) of a uniform random
-policy through ``make_env`` with the task's preset (``atari`` / ``dmc``; gym tasks at action
-repeat 1). For Atari it also times the bare ALE (same sticky actions, random actions, no
+policy through ``make_env`` with the preset the task trains with (its suite's,
+``reverie.config.default_preset``). For Atari it also times the bare ALE (same sticky actions, random actions, no
 screen reads) on the same machine, the ceiling our wrapper can approach.
 """
 
@@ -18,14 +18,10 @@ from reverie.envs.base import action_dim
 
 
 def task_config(task: str, seed: int = 0):
-    """The config a task is benchmarked (and normally trained) with."""
-    from reverie.config import load_config
+    """The config a task is benchmarked with: the one ``reverie train --task`` trains it with."""
+    from reverie.config import default_preset, load_config
 
-    if task.startswith("atari_"):
-        return load_config("atari", [f"task={task}", f"seed={seed}"])
-    if task.startswith("dmc_"):
-        return load_config("dmc", [f"task={task}", f"seed={seed}"])
-    return load_config(None, [f"task={task}", f"seed={seed}", "env.action_repeat=1"])
+    return load_config(default_preset(task), [f"task={task}", f"seed={seed}"])
 
 
 def random_action(act_space: spaces.Space, rng: np.random.Generator) -> np.ndarray:
