@@ -209,11 +209,11 @@ class Replay:
         if self._num_steps < length:
             raise ValueError(f"replay holds {self._num_steps} steps, fewer than the sequence length "
                              f"L={length}; collect more steps (run.prefill) before sampling")
-        if not self.sampleable(ongoing, minlen):
+        episodes, choices = self._episodes, self.sampleable(ongoing, minlen)
+        if not choices:
             raise ValueError(f"replay holds no episode to sample with ongoing={ongoing} and minlen={minlen} "
                              "(a finished one, of at least minlen agent steps); collect more episodes first")
         out = {key: np.empty((batch, length, *shape), dtype) for key, (shape, dtype) in self._spec.items()}
-        episodes, choices = self._episodes, self.sampleable(ongoing, minlen)
         for b in range(batch):
             index = choices[int(self._rng.integers(len(choices)))]
             episode = episodes[index]

@@ -276,7 +276,10 @@ class Trainer:
     def prefilling(self) -> bool:
         """Whether the loop still fills the replay at random: before ``run.prefill`` agent steps,
         and after them until the replay can give a training sequence (with ``replay.ongoing``
-        false, until an episode long enough has finished, as the official prefill)."""
+        false, until an episode long enough has finished, as the official prefill). Once learning
+        has started it never returns (and the replay's episodes are not scanned each step)."""
+        if self.loop.pretrain.done:
+            return False
         replay = self.config.replay
         return self.when.explore(self.loop.step) or not self.replay.can_sample(replay.length, replay.ongoing,
                                                                                replay.minlen)
