@@ -193,7 +193,8 @@ class RngStreams:
 # "json": whole in state.json.
 BUNDLE_LAYOUT = {
     "agent": {"agent": "torch"},
-    "driver": {"env": "split", "obs": "split", "policy_state": "torch", "episode": "json", "mid_episode": "json"},
+    "driver": {"env": "split", "obs": "split", "policy_state": "torch", "episode": "json", "mid_episode": "json",
+               "more": "split"},  # more: the envs after the first (run.envs > 1), each as the first's keys
     "replay": {"replay": "json"},
     "loop": {"loop": "json"},
     "rng": {"rng": "split"},

@@ -110,6 +110,11 @@ class RunConfig:
     checkpoint_every: int = value(100_000, at_least(1))  # agent steps between checkpoints
     keep_checkpoints: int = value(3, at_least(1))  # newest complete checkpoints kept on disk
     video_every: int = value(0, at_least(0))  # agent steps between open-loop videos (0 = with every log)
+    # Environments stepped at once (official ``envs``), with one batched policy call per round.
+    # Every count above (steps, prefill, train_every, log/eval/checkpoint) is in agent steps
+    # summed over the envs, as the official code counts. 1 is the paper's and today's runs bit
+    # for bit; env.parallel says where the envs run. A resume must keep it (it changes the data).
+    envs: int = value(1, at_least(1))
 
 
 @dataclass
@@ -124,6 +129,10 @@ class EnvConfig:
     life_loss: bool = False  # treat a lost life as episode end (the paper does not)
     reward_transform: Literal["tanh", "identity", "sign"] = "tanh"  # world-model reward target only
     camera: int = value(-1, at_least(-1))  # DMC camera id; -1 = standard (2 for quadruped, else 0)
+    # Where the run.envs > 1 training envs run (official ``envs_parallel``): "process", one
+    # worker process each (stdlib multiprocessing, spawn), stepped concurrently; "none", all in
+    # the run's process, one after the other. Same numbers either way; one env never gets a worker.
+    parallel: Literal["process", "none"] = "process"
 
 
 @dataclass
@@ -334,7 +343,9 @@ CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
 
 # Keys that shape the networks or the data (the seed draws the data): a resumed run refuses to
 # change them (``reverie.run.train.check_resume``).
-MODEL_KEYS = ("seed", "task", "env.", "replay.length", "world_model.", "behavior.actor.", "behavior.critic.")
+MODEL_KEYS = ("seed", "task", "env.", "run.envs", "replay.length", "world_model.", "behavior.actor.",
+              "behavior.critic.")
+RESUMABLE_KEYS = ("env.parallel",)  # under MODEL_KEYS, yet the same numbers either way: a resume may change them
 
 
 def preset_names() -> list[str]:
@@ -536,7 +547,7 @@ def model_changes(old: Config, new: Config) -> list[str]:
     return [
         key
         for key in all_keys()
-        if key.startswith(MODEL_KEYS) and get_value(old, key) != get_value(new, key)
+        if key.startswith(MODEL_KEYS) and key not in RESUMABLE_KEYS and get_value(old, key) != get_value(new, key)
     ]
 
 

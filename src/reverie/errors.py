@@ -22,6 +22,12 @@ class RunError(ReverieError):
     failed, the last complete checkpoint and the command that resumes."""
 
 
+class EnvWorkerError(RunError):
+    """An environment's worker process failed (``reverie.envs.parallel``): its env raised, could
+    not be built, or the worker died. The message names the env index, the task and what
+    happened: the env's error type and message, or the worker's pid and its exit code or signal."""
+
+
 def describe_os_error(error: OSError) -> str:
     """``OSError`` as one line: the reason and the file, e.g. "No space left on device: runs/x/metrics.jsonl"."""
     reason = error.strerror or str(error) or type(error).__name__

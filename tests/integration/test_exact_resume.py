@@ -1,5 +1,7 @@
 """Exact resume for every task family: a run split at a step that ends an episode, and at one
-inside an episode, ends bit-identical to the run that never stopped (CPU, deterministic=true).
+inside an episode, ends bit-identical to the run that never stopped (CPU, deterministic=true);
+with one env, and with two in worker processes (``run.envs=2``), split where one env has just
+ended an episode while the other is inside one, and where both are inside one.
 
 Every checkpoint tensor (networks, optimizers, RNG states, the env's state, the observation,
 the policy state) and the loop's counters (steps, episodes, returns, replay bookkeeping) must
@@ -89,6 +91,43 @@ def test_resume_at_an_episode_end_and_inside_one_is_bit_exact(tmp_path, task, pr
         reverie("train", *args, "--logdir", str(halves), "--steps", str(split))
         mid_episode = load_checkpoint(halves).meta["mid_episode"]
         assert mid_episode == (name == "inside"), (name, split)
+        reverie("train", "--logdir", str(halves), "--steps", str(STEPS))
+        assert metrics(halves) == metrics(whole), f"split at {split} ({name}): metrics differ"
+        assert_identical_checkpoints(whole, halves)
+
+
+FAMILIES_N2 = [
+    pytest.param("gym_CartPole-v1", "gym,debug", [], id="gym-discrete-vector"),
+    pytest.param("minatar_breakout", "minatar,debug", [], id="minatar"),
+    pytest.param("gym_Pendulum-v1", "gym,debug", ["--set", "env.time_limit=60"], id="gym-continuous-vector",
+                 marks=pytest.mark.slow),
+    pytest.param("atari_pong", "atari,debug", ["--set", "env.time_limit=100"], id="atari", marks=pytest.mark.slow),
+    pytest.param("dmc_walker_walk", "dmc,debug", ["--set", "env.time_limit=60"], id="dmc", marks=pytest.mark.slow),
+]
+
+
+def round_splits(logdir: Path) -> tuple[int, int]:
+    """With two envs a round is two agent steps (env 0's, then env 1's) and checkpoints fall
+    between rounds: a round end right after env 0 ended an episode (env 1 is inside one), and
+    a round end where neither env ended one, both after prefill and before the end."""
+    ends = {(r["step"], r["episode/env"]) for r in metrics(logdir) if "episode/length" in r}
+    steps = {step for step, _ in ends}
+    at_end = next(step + 1 for step, env in sorted(ends) if env == 0 and 120 <= step < STEPS - 20
+                  and step + 1 not in steps)
+    inside = next(s for s in range(at_end + 4, STEPS - 10, 2) if not {s, s - 1} & steps)
+    return at_end, inside
+
+
+@pytest.mark.parametrize("task, presets, extra", FAMILIES_N2)
+def test_two_envs_in_workers_resume_bit_exact(tmp_path, task, presets, extra):
+    args = ["--task", task, "--preset", presets, *COMMON, *extra, "--set", "run.envs=2", "--set", "env.parallel=process"]
+    whole = tmp_path / "whole"
+    reverie("train", *args, "--logdir", str(whole), "--steps", str(STEPS))
+    for name, split in zip(("env0_at_end", "inside"), round_splits(whole)):
+        halves = tmp_path / name
+        reverie("train", *args, "--logdir", str(halves), "--steps", str(split))
+        meta = load_checkpoint(halves).meta
+        assert meta["mid_episode"] == (name == "inside") and meta["more"]["1"]["mid_episode"], (name, split)
         reverie("train", "--logdir", str(halves), "--steps", str(STEPS))
         assert metrics(halves) == metrics(whole), f"split at {split} ({name}): metrics differ"
         assert_identical_checkpoints(whole, halves)

@@ -87,3 +87,50 @@ def test_a_restored_driver_plays_on_as_the_original(tmp_path, where, names):
     expected, got = play(original, 40), play(fresh, 40)
     assert got == expected
     assert any(finished is not None for *_, finished in expected)  # the comparison crosses an episode end
+
+
+class CountingPolicy:
+    """N envs: each env's row of the state counts its steps since its episode started (reset
+    where ``is_first``, as the RSSM resets its row); the action alternates with that count."""
+
+    device = "cpu"
+
+    def policy(self, obs, state, mode):
+        first = torch.as_tensor(obs["is_first"])
+        count = torch.zeros(len(first), dtype=torch.long) if state is None else state["count"]
+        count = torch.where(first, torch.zeros_like(count), count)
+        return np.eye(2, dtype=np.float32)[(count % 2).numpy()], {"count": count + 1}
+
+
+def make_two_env_driver() -> Driver:
+    from reverie.envs import make_envs
+
+    config = load_config("gym", ["task=gym_CartPole-v1", "seed=3", "env.parallel=none"])
+    return Driver(make_envs(config, 2, "none"), CountingPolicy())
+
+
+def play_rounds(driver: Driver, rounds: int) -> list[tuple]:
+    trace = []
+    for _ in range(rounds):
+        firsts = driver.reset_finished()
+        steps = driver.step_all("train")
+        trace.append(([index for index, _ in firsts],
+                      [(t["vector"].tolist(), t["reward"], done) for t, done in steps]))
+    return trace
+
+
+def test_two_envs_restore_where_one_ended_an_episode_and_the_other_plays_on(tmp_path):
+    original = make_two_env_driver()
+    for _ in range(200):  # until env 0 has just ended an episode while env 1 is inside one
+        play_rounds(original, 1)
+        if original.slots[0].obs is None and original.slots[1].obs is not None:
+            break
+    assert original.slots[0].obs is None and original.slots[1].obs is not None
+    save_bundle(tmp_path, 1, {"driver": original})
+    fresh = make_two_env_driver()
+    restore_bundle(load_checkpoint(tmp_path), {"driver": fresh})
+    assert fresh.slots[0].obs is None and fresh.slots[1].episode == original.slots[1].episode
+    assert torch.equal(fresh.policy_state["count"], original.policy_state["count"])  # env 1's row goes on
+    expected, got = play_rounds(original, 60), play_rounds(fresh, 60)
+    assert got == expected
+    assert {index for firsts, _ in expected for index in firsts} == {0, 1}  # both envs start episodes in it

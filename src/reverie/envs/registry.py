@@ -9,6 +9,7 @@ a task of theirs is made or listed, so ``import reverie.envs`` needs none of the
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from reverie.envs.base import Env
-from reverie.errors import TaskError
+from reverie.envs.parallel import ProcessEnv
+from reverie.errors import ConfigError, TaskError
 from reverie.games import ATARI55
 
 # A factory builds an env from the resolved config and the env seed (already derived for the mode).
@@ -55,10 +57,25 @@ def eval_seed(seed: int, step: int) -> int:
     exactly. Drawn from ``(seed, step)`` by numpy's ``SeedSequence`` into ``[0, 2**31)`` (what
     every suite's seeding accepts), so no two evaluations of a study and no training env share
     a stream, as a sum like ``seed + step`` would let them."""
-    return int(np.random.SeedSequence([int(seed), int(step), _EVAL_STREAM]).generate_state(1)[0] % 2**31)
+    return _drawn_seed(seed, step, _EVAL_STREAM)
 
 
-_EVAL_STREAM = 1  # the third entropy word: a stream of its own, apart from [seed, step] uses elsewhere
+def train_seed(seed: int, index: int) -> int:
+    """The seed of training env ``index`` of the run seeded ``seed``: env 0 gets ``seed`` itself,
+    so a run with one env is the run it was before runs had more; env i ≥ 1 one drawn from
+    ``(seed, index)`` like ``eval_seed``, on a stream of its own, so that no two training envs
+    and no evaluation share one (``seed + index`` would give run 1's env 0 to run 0's env 1)."""
+    return int(seed) if index == 0 else _drawn_seed(seed, index, _TRAIN_STREAM)
+
+
+# The third entropy word: a stream for each use, apart from [seed, n] uses elsewhere.
+_EVAL_STREAM = 1
+_TRAIN_STREAM = 2
+
+
+def _drawn_seed(seed: int, number: int, stream: int) -> int:
+    """A seed in ``[0, 2**31)`` (what every suite's seeding accepts) drawn from ``(seed, number, stream)``."""
+    return int(np.random.SeedSequence([int(seed), int(number), stream]).generate_state(1)[0] % 2**31)
 
 
 def env_seed(seed: int, mode: str, step: int = 0) -> int:
@@ -71,6 +88,38 @@ def env_seed(seed: int, mode: str, step: int = 0) -> int:
 def make_env(config: Any, mode: str = "train", step: int = 0) -> Env:
     """Build ``config.task`` with ``config.env`` settings, seeded by ``env_seed(config.seed, mode, step)``."""
     return resolve(config.task)(config, env_seed(config.seed, mode, step))
+
+
+def make_envs(config: Any, count: int, parallel: str) -> list[Env]:
+    """``count`` training envs of ``config.task``, env i seeded ``train_seed(config.seed, i)``:
+    with ``parallel="process"`` and more than one env each runs in a worker process
+    (``ProcessEnv``, stepped together by ``parallel.call_all``), else all run in this process.
+    A task added with ``register()`` is refused in workers: a spawned worker starts without this
+    process's registrations. If an env fails to build, the ones built are closed."""
+    factory = resolve(config.task)  # an unknown task fails here, before any worker starts
+    if parallel not in ("process", "none"):
+        raise ConfigError(f"env.parallel must be 'process' or 'none', got {parallel!r}")
+    if count < 1:
+        raise ConfigError(f"run.envs must be at least 1, got {count}")
+    in_workers = parallel == "process" and count > 1
+    if in_workers and config.task in _CUSTOM:
+        raise TaskError(f"task {config.task!r} is registered from Python, which env worker processes cannot "
+                        "see; set env.parallel=none to run its envs in this process")
+    envs: list[Env] = []
+    try:
+        for index in range(count):
+            seed = train_seed(config.seed, index)
+            envs.append(ProcessEnv(config.task, config, seed, index, wait=False) if in_workers
+                        else factory(config, seed))
+        for env in envs:
+            if isinstance(env, ProcessEnv):
+                env.ready()  # after every worker started: they build their envs at the same time
+    except BaseException:
+        for env in envs:
+            with contextlib.suppress(Exception):  # the error that got us here is the one to report
+                env.close()
+        raise
+    return envs
 
 
 def resolve(task: str) -> Factory:

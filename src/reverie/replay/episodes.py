@@ -7,27 +7,48 @@ Shapes are batch-major: a stored episode holds arrays ``[T, ...]``; ``sample`` r
 - ``action`` float32 ``[A]``: the action that *led to* this observation (zeros on ``is_first``);
 - ``reward`` float32 (raw), ``is_first``, ``is_last``, ``is_terminal`` bool.
 
+N environments (``worker`` 0..N−1 in ``add``) each have their own running episode; the loop
+adds their steps interleaved (each round: env 0's, env 1's, ...). Episode ids count episodes
+in the order they start, whichever worker starts them; episodes are stored and sampled in
+id order. One worker is the single-environment replay, file for file and draw for draw.
+
 On disk (``LOGDIR/replay/``) every file is one chunk of one episode, written atomically::
 
     ep<episode:06d>-<chunk:04d>-<first_global_step:012d>-<last_global_step:012d>-<length>.npz
 
-A running episode is written every ``chunk`` steps, on ``flush()`` and when it ends, so a
-27,000-step Atari episode is on disk (and sampleable from memory) long before it ends, and
-no file is ever rewritten. The global step (the number of ``add`` calls so far) in the name
-lets a resume from a checkpoint taken at step S discard what a killed run wrote after S.
+``first``/``last`` are the global steps (the index of the ``add`` call, over all workers) of
+the chunk's first and last row. One worker's rows are contiguous (``length = last − first + 1``);
+interleaved with other workers' they are not, so ``length ≤ last − first + 1`` and only the
+chunk index tells that a chunk is missing. A running episode is written every ``chunk`` of its
+steps, on ``flush()`` and when it ends, so a 27,000-step Atari episode is on disk (and
+sampleable from memory) long before it ends, and no file is ever rewritten. The global steps
+in the name let a resume from a checkpoint taken at step S discard what a killed run wrote after S.
 
 Resume protocol (what the training loop does)::
 
     replay.flush(); save_checkpoint(..., meta={"replay": replay.state_dict(), ...})
     ...
     state = checkpoint.meta["replay"]
-    replay = Replay.load(directory, capacity, chunk, seed, upto_step=state["step"])
+    replay = Replay.load(directory, capacity, chunk, seed, upto_step=state["step"],
+                         running=Replay.running_ids(state))
     replay.load_state_dict(state)   # sampling continues exactly as before the checkpoint
+
+``running`` tells ``load`` which open episode each worker was running (the disk does not say
+which worker wrote an episode); without it ``load`` keeps the one-worker rule (the newest
+episode is worker 0's if it is open and reaches ``upto_step``), exact for one worker only.
+Because ``flush()`` wrote every running episode's tail, no chunk straddles the checkpoint; a
+straddling chunk (a checkpoint taken without ``flush()``) is cut at ``upto_step`` when its rows
+are contiguous, and otherwise dropped with a warning (refused with ``strict``): the steps of
+an interleaved chunk before S cannot be told from those after it.
 
 Evicted episodes leave memory at once but their files are deleted at the next ``flush()``
 (before the next checkpoint): a run killed after a checkpoint still finds on disk every
-episode the checkpoint's replay held, and ``load`` re-applies the FIFO rule, which gives the
-same set of episodes as applying it step by step (both keep the longest suffix that fits).
+episode the checkpoint's replay held, and ``load`` re-applies the FIFO rule with the
+checkpoint's running episodes. The checkpoint's episodes already obey it, so that removes
+nothing there; when the disk holds more (files of episodes evicted since the last ``flush()``,
+a smaller ``capacity``) it drops the oldest episodes that are not running, which for one
+worker gives the same set as applying the rule step by step (both keep the longest suffix
+that fits); with N workers an episode pinned while it ran can make the two differ.
 """
 
 from __future__ import annotations
@@ -37,6 +58,7 @@ import re
 import warnings
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,13 +76,15 @@ _BOOL_KEYS = ("is_first", "is_last", "is_terminal")
 
 @dataclass
 class _Chunk:
-    """One file: rows ``[first, last]`` (global steps, inclusive) of episode ``episode``."""
+    """One file: ``length`` rows of episode ``episode``, the first at global step ``first``
+    and the last at ``last`` (contiguous only when ``length == last − first + 1``)."""
 
     path: Path
     episode: int
     index: int
     first: int
     last: int
+    length: int
 
     @classmethod
     def parse(cls, path: Path) -> _Chunk | None:
@@ -68,22 +92,26 @@ class _Chunk:
         if not match:
             return None
         episode, index, first, last, length = map(int, match.groups())
-        return cls(path, episode, index, first, last) if last - first + 1 == length else None
+        # Rows have increasing global steps: one row sits at first == last, more span at least length steps.
+        valid = (length == 1 and first == last) or 1 < length <= last - first + 1
+        return cls(path, episode, index, first, last, length) if valid else None
 
     @property
-    def length(self) -> int:
-        return self.last - self.first + 1
+    def contiguous(self) -> bool:
+        """Whether the rows are the global steps ``first..last`` (no other worker's step between)."""
+        return self.last - self.first + 1 == self.length
 
 
 @dataclass
 class _Episode:
     """One episode in memory: ``data[key]`` is a buffer ``[capacity, ...]`` whose first
-    ``length`` rows are valid (the running episode grows it; a closed one is trimmed)."""
+    ``length`` rows are valid (a running episode grows it; a closed one is trimmed)."""
 
     id: int
-    first_step: int  # global step of row 0
     data: dict[str, np.ndarray]
     length: int
+    last_step: int = -1  # global step of the last row
+    unsaved_step: int = -1  # global step of row ``saved`` (the first not on disk), when there is one
     saved: int = 0  # rows already on disk
     files: list[Path] = field(default_factory=list)
 
@@ -91,9 +119,10 @@ class _Episode:
 class Replay:
     """FIFO dataset of episodes with uniform sequence sampling (Hafner et al. 2021, sec. 2.1).
 
-    ``capacity`` is in agent steps; the oldest whole episodes are dropped (never the running
-    one). ``chunk`` is the number of steps of a running episode per file. ``seed`` seeds the
-    sampling RNG (numpy PCG64), so same seed and same adds give the same batches.
+    ``capacity`` is in agent steps; the oldest whole episodes are dropped, never a running
+    one. ``chunk`` is the number of steps of a running episode per file. ``seed`` seeds the
+    sampling RNG (numpy PCG64), so same seed and same adds give the same batches. Each
+    ``worker`` (environment index) passed to ``add`` has its own running episode.
     """
 
     def __init__(self, directory: str | Path, capacity: int, chunk: int = 1024, seed: int = 0):
@@ -112,7 +141,7 @@ class Replay:
         self.capacity, self.chunk = capacity, chunk
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._episodes: list[_Episode] = []  # storage order = episode id order
-        self._running: _Episode | None = None
+        self._running: list[_Episode | None] = []  # per worker
         self._spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self._num_steps = 0  # steps held now
         self._step = 0  # global step: steps ever added
@@ -120,23 +149,29 @@ class Replay:
         self._evicted_files: list[Path] = []  # deleted at the next flush()
 
     # ------------------------------------------------------------------ adding
-    def add(self, step: dict[str, Any]) -> None:
-        """Append one agent step. ``is_first`` starts an episode (closing a running one that
-        never saw ``is_last``); ``is_last`` closes the episode and writes its tail."""
+    def add(self, step: dict[str, Any], worker: int = 0) -> None:
+        """Append one agent step of environment ``worker`` (0..N−1) to that worker's running
+        episode. ``is_first`` starts an episode (closing the worker's running one that never
+        saw ``is_last``); ``is_last`` closes the episode and writes its tail."""
+        if worker < 0:
+            raise ValueError(f"replay worker must be a non-negative environment index, got {worker}")
         if not self._spec:
             self._spec = _spec_of(step)
         if set(step) != set(self._spec):
             raise ValueError(f"replay step keys {sorted(step)} differ from the stored keys {sorted(self._spec)}")
+        running = self._running[worker] if worker < len(self._running) else None
         if bool(step["is_first"]):
-            if self._running is not None:
-                self._close()
-            self._running = _Episode(self._next_id, self._step, self._empty(64), 0)
+            if running is not None:
+                self._close(worker)
+            self._running.extend([None] * (worker + 1 - len(self._running)))
+            running = self._running[worker] = _Episode(self._next_id, self._empty(64), 0)
             self._next_id += 1
-            self._episodes.append(self._running)
-        elif self._running is None:
-            raise ValueError("replay step has is_first=False but no episode is running; "
+            self._episodes.append(running)
+        elif running is None:
+            on = f" on worker {worker}" if worker else ""
+            raise ValueError(f"replay step has is_first=False but no episode is running{on}; "
                              "the first step of every episode must have is_first=True")
-        episode = self._running
+        episode = running
         if episode.length == len(episode.data["is_first"]):
             self._grow(episode)
         for key, (shape, _) in self._spec.items():
@@ -144,20 +179,24 @@ class Replay:
             if np.shape(value) != shape:  # assignment would broadcast a scalar silently
                 raise ValueError(f"replay step {key!r} has shape {np.shape(value)}, expected {shape}")
             episode.data[key][episode.length] = value
+        if episode.saved == episode.length:
+            episode.unsaved_step = self._step
+        episode.last_step = self._step
         episode.length += 1
         self._num_steps += 1
         self._step += 1
         if bool(step["is_last"]):
-            self._close()
+            self._close(worker)
         elif episode.length - episode.saved >= self.chunk:
             self._write(episode)
         self._evict()
 
     def flush(self) -> None:
-        """Write the running episode's unsaved tail and delete evicted episodes' files.
+        """Write every running episode's unsaved tail and delete evicted episodes' files.
         Call it before every checkpoint."""
-        if self._running is not None and self._running.length > self._running.saved:
-            self._write(self._running)
+        for episode in self._running:
+            if episode is not None and episode.length > episode.saved:
+                self._write(episode)
         for path in self._evicted_files:
             path.unlink(missing_ok=True)
         self._evicted_files = []
@@ -172,8 +211,8 @@ class Replay:
             buffer[: episode.length] = episode.data[key][: episode.length]
         episode.data = bigger
 
-    def _close(self) -> None:
-        episode, self._running = self._running, None
+    def _close(self, worker: int) -> None:
+        episode, self._running[worker] = self._running[worker], None
         if episode.length > episode.saved:
             self._write(episode)
         if len(episode.data["is_first"]) > episode.length:  # keep exactly one copy, no spare rows
@@ -181,14 +220,21 @@ class Replay:
 
     def _write(self, episode: _Episode) -> None:
         lo, hi = episode.saved, episode.length
-        name = _chunk_name(episode.id, len(episode.files), episode.first_step + lo, episode.first_step + hi)
+        name = _chunk_name(episode.id, len(episode.files), episode.unsaved_step, episode.last_step, hi - lo)
         _write_npz(self.directory / name, {key: value[lo:hi] for key, value in episode.data.items()})
         episode.files.append(self.directory / name)
         episode.saved = hi
 
+    def _running_ids(self) -> set[int]:
+        return {episode.id for episode in self._running if episode is not None}
+
     def _evict(self) -> None:
         while self._num_steps > self.capacity and len(self._episodes) > 1:
-            episode = self._episodes.pop(0)  # the running episode is always the last one
+            running = self._running_ids()
+            oldest = next((i for i, episode in enumerate(self._episodes) if episode.id not in running), None)
+            if oldest is None:  # every episode held is running
+                return
+            episode = self._episodes.pop(oldest)
             self._num_steps -= episode.length
             # Newest chunk first: a kill during flush() leaves a prefix of the episode, still readable.
             self._evicted_files.extend(reversed(episode.files))
@@ -244,9 +290,11 @@ class Replay:
 
     def sampleable(self, ongoing: bool = True, minlen: int = 0) -> list[int]:
         """Indices of the episodes a sequence may start in: finished ones with at least ``minlen``
-        agent steps (rows − 1, as the official ``eplen``), and the running one too if ``ongoing``."""
+        agent steps (rows − 1, as the official ``eplen``), and the running ones (every worker's)
+        too if ``ongoing``."""
+        running = set() if ongoing else self._running_ids()
         return [i for i, episode in enumerate(self._episodes)
-                if episode.length - 1 >= minlen and (ongoing or episode is not self._running)]
+                if episode.length - 1 >= minlen and episode.id not in running]
 
     def can_sample(self, length: int, ongoing: bool = True, minlen: int = 0) -> bool:
         """Whether ``sample`` can give sequences of ``length``: a sampleable episode, and ``length``
@@ -256,12 +304,12 @@ class Replay:
     # ----------------------------------------------------------- bookkeeping
     @property
     def num_steps(self) -> int:
-        """Steps held now (at most ``capacity`` plus the running episode's overshoot)."""
+        """Steps held now (at most ``capacity`` plus the running episodes' overshoot)."""
         return self._num_steps
 
     @property
     def num_episodes(self) -> int:
-        """Episodes held now, the running one included."""
+        """Episodes held now, the running ones included."""
         return len(self._episodes)
 
     @property
@@ -277,20 +325,37 @@ class Replay:
         return sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in self._spec.values())
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able: counters, the sampling RNG, and the running episode's id and length."""
+        """JSON-able: counters (``step``, ``next_id``, ``num_steps``, ``num_episodes``), the
+        sampling RNG (``rng``) and the running episodes (``running``).
+
+        ``running`` is, per worker, ``{"id", "length"}`` of its running episode or ``None``: a
+        list indexed by worker once a worker above 0 has added a step, else worker 0's entry
+        alone (the one-environment format, so one-environment checkpoints are unchanged).
+        ``running_ids`` reads both."""
+        entries = self._running_entries()
         return {"step": self._step, "next_id": self._next_id, "num_steps": self._num_steps,
-                "num_episodes": len(self._episodes), "running": self._running_info(),
+                "num_episodes": len(self._episodes), "running": entries if len(entries) > 1 else entries[0],
                 "rng": self._rng.bit_generator.state}
 
-    def _running_info(self) -> dict[str, int] | None:
-        return None if self._running is None else {"id": self._running.id, "length": self._running.length}
+    def _running_entries(self) -> list[dict[str, int] | None]:
+        """``{"id", "length"}`` or ``None`` per worker, at least one entry."""
+        entries = [None if e is None else {"id": e.id, "length": e.length} for e in self._running]
+        return entries or [None]
+
+    @staticmethod
+    def running_ids(state: dict[str, Any]) -> list[int | None]:
+        """The running episode's id per worker (``None``: no episode running) in a ``state_dict()``,
+        either format; ``Replay.load(..., running=...)`` takes it."""
+        return [None if entry is None else entry["id"] for entry in _per_worker(state["running"])]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore counters and the sampling RNG. Warns when the episodes found on disk do not
-        match the checkpoint (a corrupt file, or no ``flush()`` before it): sampling then differs."""
+        """Restore counters and the sampling RNG (either ``running`` format). Warns when the
+        episodes found on disk, or the running ones ``load`` reopened, do not match the
+        checkpoint (a corrupt file, no ``flush()`` before it, ``load`` not given ``running``
+        for several workers): sampling then differs."""
         found = {"step": self._step, "num_steps": self._num_steps, "num_episodes": len(self._episodes),
-                 "running": self._running_info()}
-        expected = {key: state[key] for key in found}
+                 "running": _trimmed(self._running_entries())}
+        expected = {key: state[key] for key in found} | {"running": _trimmed(_per_worker(state["running"]))}
         if found != expected:
             warnings.warn(f"replay in {self.directory} does not match the checkpoint: found {found}, "
                           f"expected {expected}; sampling will not repeat exactly", stacklevel=2)
@@ -300,16 +365,24 @@ class Replay:
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, directory: str | Path, capacity: int, chunk: int = 1024, seed: int = 0,
-             upto_step: int | None = None, strict: bool = False) -> Replay:
+             upto_step: int | None = None, strict: bool = False,
+             running: Sequence[int | None] | None = None) -> Replay:
         """Rebuild the replay from ``directory``. Steps at global index ``>= upto_step`` (written
-        after the checkpoint) are deleted; the episode running at ``upto_step`` is reopened so
-        new steps append to it. ``*.tmp`` leftovers are deleted; corrupt files are reported
+        after the checkpoint) are deleted; the episodes running at ``upto_step`` are reopened so
+        new steps append to them. ``*.tmp`` leftovers are deleted; corrupt files are reported
         with ``warnings.warn``, renamed ``*.corrupt`` and skipped (with the rest of their episode).
         ``upto_step=0`` deletes every episode: a run killed before its first checkpoint starts over.
 
-        ``strict``: a chunk that exists but cannot be read raises ``CheckpointError`` naming it,
-        before any file is deleted or cut (the resume of ``reverie train``); chunks missing
-        from an episode (a corrupt one the user renamed) are still skipped with a warning."""
+        ``running``: the checkpoint's running episode id per worker (``running_ids(state)``);
+        each is reopened for its worker if held and open, and FIFO eviction here never drops
+        one. Without it, the newest episode is worker 0's running one if it is open and its
+        last step is ``upto_step − 1`` (any open one when ``upto_step`` is None): the
+        one-environment rule.
+
+        ``strict``: a chunk that exists but cannot be read, or an interleaved chunk straddling
+        ``upto_step``, raises ``CheckpointError`` naming it, before any file is deleted or cut
+        (the resume of ``reverie train``); chunks missing from an episode (a corrupt one the user
+        renamed) are still skipped with a warning."""
         replay = cls.__new__(cls)
         replay._setup(directory, capacity, chunk, seed)
         stale = list(replay.directory.glob("*.tmp"))  # pathlib's * also matches the hidden tmp names
@@ -325,7 +398,7 @@ class Replay:
         cuts: list[tuple[Path, dict[str, np.ndarray], Path]] = []
         for episode_id in sorted(episodes):
             chunks = sorted(episodes[episode_id], key=lambda c: c.index)
-            episode = replay._read_episode(chunks, upto_step, cuts, strict)
+            episode = replay._read_episode(chunks, upto_step, cuts, stale, strict)
             if episode is not None:
                 replay._episodes.append(episode)
                 replay._num_steps += episode.length
@@ -336,26 +409,35 @@ class Replay:
             _write_npz(path, part)
             straddling.unlink()  # only once the cut copy is safely on disk
         if replay._episodes:
-            last = replay._episodes[-1]
-            replay._step = last.first_step + last.length
-            replay._next_id = last.id + 1
-            if not last.data["is_last"][-1] and (upto_step is None or replay._step == upto_step):
-                replay._running = last
+            replay._step = max(episode.last_step for episode in replay._episodes) + 1
+            replay._next_id = replay._episodes[-1].id + 1
+        replay._running = replay._reopen(running, upto_step)
         if upto_step is not None:
             replay._step = upto_step
         replay._evict()
         replay.flush()  # deletes the files of episodes evicted at load (they were evicted at upto_step too)
         return replay
 
-    def _read_episode(self, chunks: list[_Chunk], upto_step: int | None,
-                      cuts: list[tuple[Path, dict[str, np.ndarray], Path]], strict: bool) -> _Episode | None:
+    def _reopen(self, running: Sequence[int | None] | None, upto_step: int | None) -> list[_Episode | None]:
+        """The running episode per worker after ``load``: the ids in ``running`` that are held
+        and open, or without it the one-environment rule (see ``load``)."""
+        is_open = lambda episode: not episode.data["is_last"][-1]  # noqa: E731
+        if running is None:
+            last = self._episodes[-1] if self._episodes else None
+            reaches = last is not None and (upto_step is None or last.last_step + 1 == upto_step)
+            return [last if reaches and is_open(last) else None]
+        held = {episode.id: episode for episode in self._episodes if is_open(episode)}
+        return [None if episode_id is None else held.get(episode_id) for episode_id in running]
+
+    def _read_episode(self, chunks: list[_Chunk], upto_step: int | None, cuts: list[tuple[Path, dict, Path]],
+                      stale: list[Path], strict: bool) -> _Episode | None:
         """Concatenate an episode's chunks; a corrupt or missing chunk ends the episode there
         (the chunks after it would leave a gap). A chunk straddling ``upto_step`` is cut in
-        memory and its cut copy appended to ``cuts`` (new path, arrays, old path) for ``load``."""
-        parts, files = [], []
+        memory and its cut copy appended to ``cuts`` (new path, arrays, old path) for ``load``,
+        or, when its rows interleave with other workers', appended to ``stale``."""
+        parts, files, last = [], [], -1
         for chunk_file in chunks:
-            rows = sum(len(p["is_first"]) for p in parts)
-            if chunk_file.index != len(files) or chunk_file.first != chunks[0].first + rows:
+            if chunk_file.index != len(files) or chunk_file.first <= last:
                 problem = "a chunk before it is missing or corrupt"
             else:
                 try:
@@ -372,11 +454,17 @@ class Replay:
                 warnings.warn(f"replay: skipping {chunk_file.path}: {problem}", stacklevel=3)
                 chunk_file.path.replace(chunk_file.path.with_name(chunk_file.path.name + ".corrupt"))
                 continue
-            path = chunk_file.path
+            path, last = chunk_file.path, chunk_file.last
             if upto_step is not None and chunk_file.last >= upto_step:  # straddles the checkpoint
+                if not chunk_file.contiguous:
+                    self._drop_straddling(chunk_file, upto_step, strict)
+                    stale.append(chunk_file.path)
+                    break  # the chunks after it start after upto_step: already stale
                 part = {key: value[: upto_step - chunk_file.first] for key, value in part.items()}
-                path = self.directory / _chunk_name(chunk_file.episode, chunk_file.index, chunk_file.first, upto_step)
+                path = self.directory / _chunk_name(chunk_file.episode, chunk_file.index, chunk_file.first,
+                                                    upto_step - 1, upto_step - chunk_file.first)
                 cuts.append((path, part, chunk_file.path))
+                last = upto_step - 1
             self._spec = self._spec or {key: (value.shape[1:], value.dtype) for key, value in part.items()}
             parts.append(part)
             files.append(path)
@@ -384,12 +472,38 @@ class Replay:
             return None
         data = {key: np.concatenate([p[key] for p in parts]) for key in self._spec}
         length = len(data["is_first"])
-        return _Episode(chunks[0].episode, chunks[0].first, data, length, saved=length, files=files)
+        return _Episode(chunks[0].episode, data, length, last_step=last, saved=length, files=files)
+
+    def _drop_straddling(self, chunk_file: _Chunk, upto_step: int, strict: bool) -> None:
+        """An interleaved chunk with rows on both sides of ``upto_step`` (a checkpoint taken
+        without ``flush()``): the global step of a row inside it is unknown, so which rows
+        precede ``upto_step`` cannot be told and none is kept."""
+        problem = (f"its rows interleave with other workers' steps and straddle the checkpoint at step "
+                   f"{upto_step} (no flush() before it), so the rows before that step cannot be told apart")
+        if strict:
+            raise CheckpointError(f"replay chunk {chunk_file.path}: {problem}. Resume without strict to drop it "
+                                  "and the rest of its episode (the run then differs from an uninterrupted one)")
+        warnings.warn(f"replay: dropping {chunk_file.path}: {problem}; its episode ends at the chunk before",
+                      stacklevel=4)
 
 
-def _chunk_name(episode: int, index: int, first: int, end: int) -> str:
-    """File name of global steps ``[first, end)`` of an episode."""
-    return f"ep{episode:06d}-{index:04d}-{first:012d}-{end - 1:012d}-{end - first}.npz"
+def _per_worker(running: Any) -> list[dict[str, int] | None]:
+    """A ``state_dict()``'s ``running`` as a list per worker: the one-environment format
+    (``{"id", "length"}`` or ``None``) is worker 0's entry."""
+    return list(running) if isinstance(running, list) else [running]
+
+
+def _trimmed(entries: list[dict[str, int] | None]) -> list[dict[str, int] | None]:
+    """Without trailing ``None``s: a worker with no running episode and no worker compare equal."""
+    entries = list(entries)
+    while entries and entries[-1] is None:
+        entries.pop()
+    return entries
+
+
+def _chunk_name(episode: int, index: int, first: int, last: int, length: int) -> str:
+    """File name of ``length`` rows of an episode, the first at global step ``first``, the last at ``last``."""
+    return f"ep{episode:06d}-{index:04d}-{first:012d}-{last:012d}-{length}.npz"
 
 
 def _spec_of(step: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -31,7 +31,7 @@ from reverie.checkpoint import (
     save_bundle,
 )
 from reverie.config import Config, RunConfig, load_config_file, model_changes, validate
-from reverie.errors import CheckpointError, RunError, describe_os_error
+from reverie.errors import CheckpointError, EnvWorkerError, RunError, describe_os_error
 from reverie.report.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver
 from reverie.run.when import Before, Every, Once, Ratio
@@ -62,10 +62,11 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
     validate(config)
     check_logdir(logdir)
     check_resume(config, logdir)
+    warn_envs(config)
     try:
         with runtime.run_settings(config):  # SIGTERM, determinism, ...: each put back after
             return _train(config, logdir, quiet)
-    except OSError as error:
+    except (OSError, EnvWorkerError) as error:
         raise stopped_by(error, logdir) from None
 
 
@@ -102,15 +103,31 @@ def check_resume(config: Config, logdir: Path) -> None:
             f"resuming would change the model. Use a new --logdir, or drop those overrides to resume.")
 
 
-def stopped_by(error: OSError, logdir: Path) -> RunError:
-    """One line for a run stopped by a file-system fault: what failed, the last complete
-    checkpoint (atomic, so never a half-written one) and the command that resumes from it."""
+def warn_envs(config: Config) -> None:
+    """``run.envs`` beyond what the machine runs at once: one warning, not a refusal (the envs
+    still run, sharing the cores; a user may know better, e.g. envs that wait on I/O)."""
+    import os
+    import warnings
+
+    cores = os.cpu_count() or 1
+    if config.env.parallel == "process" and config.run.envs > 2 * cores:
+        warnings.warn(f"run.envs = {config.run.envs} worker processes on {cores} cores: they will take turns; "
+                      "more workers than twice the cores rarely collect faster, and each holds its env in memory", stacklevel=3)
+
+
+def stopped_by(error: OSError | EnvWorkerError, logdir: Path) -> RunError:
+    """One line for a run stopped by a file-system fault or a failed env worker: what failed,
+    the last complete checkpoint (atomic, so never a half-written one) and the command that
+    resumes from it."""
     complete = list_checkpoints(logdir) if logdir.is_dir() else []
     last = (f"the last complete checkpoint is step {int(complete[-1].name):,} ({complete[-1]})" if complete
             else "there is no complete checkpoint yet, so a resume starts from step 0")
-    failed = f"writing {error.filename} failed ({error.strerror})" if error.filename else describe_os_error(error)
-    return RunError(f"the run stopped: {failed}; {last}; free space or fix the fault, "
-                    f"then resume with: reverie train --logdir {logdir}")
+    if isinstance(error, EnvWorkerError):
+        failed, fix = str(error).rstrip("."), "fix the env"
+    else:
+        failed = f"writing {error.filename} failed ({error.strerror})" if error.filename else describe_os_error(error)
+        fix = "free space or fix the fault"
+    return RunError(f"the run stopped: {failed}; {last}; {fix}, then resume with: reverie train --logdir {logdir}")
 
 
 @dataclasses.dataclass
@@ -186,15 +203,16 @@ class Schedule:
 
 
 def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
-    from reverie.envs import make_env
+    from reverie.envs import make_envs
 
     runtime.configure(config)  # a run owns its process: threads, memory reuse, TF32
     seed_everything(config.seed)
-    env = make_env(config, "train")
+    envs = make_envs(config, config.run.envs, config.env.parallel)
     try:
-        trainer = _open(config, logdir, env, quiet)
+        trainer = _open(config, logdir, envs, quiet)
     except BaseException:
-        env.close()
+        for env in envs:
+            env.close()
         raise
     try:
         trainer.run()
@@ -210,21 +228,22 @@ def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
             "checkpoint": str(trainer.checkpoint), "last_eval": trainer.loop.last_eval}
 
 
-def _open(config: Config, logdir: Path, env: Env, quiet: bool) -> Trainer:
+def _open(config: Config, logdir: Path, envs: list[Env], quiet: bool) -> Trainer:
     """Build the agent, driver and replay and restore them from the newest complete checkpoint
     before anything on disk changes; then write the config and drop metric lines logged after
     that checkpoint (the resumed run logs them again)."""
     from reverie.agent import Agent
     from reverie.replay import Replay
 
-    agent = Agent(config, env.obs_space, env.act_space)
-    driver = Driver(env, agent, name=config.task)
+    agent = Agent(config, envs[0].obs_space, envs[0].act_space)
+    driver = Driver(envs, agent, name=config.task)
     checkpoint = load_checkpoint(logdir, map_location=agent.device)
     # upto_step=0 clears a run killed before its first checkpoint. strict: a corrupt chunk the
     # checkpoint needs stops the resume (naming the file) instead of training on a replay that differs.
-    upto = checkpoint.meta["replay"]["step"] if checkpoint is not None else 0
+    state = checkpoint.meta["replay"] if checkpoint is not None else None
     replay = Replay.load(logdir / "replay", config.replay.capacity, config.replay.chunk, config.seed,
-                         upto_step=upto, strict=True)
+                         upto_step=state["step"] if state else 0, strict=True,
+                         running=Replay.running_ids(state) if state else None)  # each env's running episode
     loop = LoopState()
     if checkpoint is not None:
         restore_bundle(checkpoint, bundle(agent, driver, replay, loop))
@@ -254,24 +273,28 @@ class Trainer:
         self.start = self.last_log = (time.time(), loop.step, agent.updates)  # (time, step, updates)
 
     def run(self) -> None:
-        """Algorithm 1 of the paper, one agent step at a time: act in the env (uniformly at
-        random while the replay is prefilled) and store the step; once the replay holds a
-        sequence, learn the world model and the actor-critic from replayed sequences; log,
-        evaluate and save as their schedules say."""
+        """Algorithm 1 of the paper, one round of the envs at a time: act in every env (uniformly
+        at random while the replay is prefilled), then take their steps one by one as agent
+        steps, as the official driver's per-step callbacks do: store it and, once the replay
+        holds a sequence, learn the world model and the actor-critic from replayed sequences;
+        log and evaluate as their schedules say. Checkpoints fall between rounds, where every
+        env's state is whole (a round of N envs is N agent steps)."""
         loop, when, steps = self.loop, self.when, self.config.run.steps
         self.write_status("running")
         while loop.step < steps:
-            self.act(at_random=self.prefilling())
-            step = loop.step
-            if not self.prefilling():
-                self.learn(self.updates_due(step))
-            if when.log(step):
-                self.log(step)
-            if when.eval(step):
-                self.evaluate(step)
-            if when.save(step) or step == steps:
+            save = False
+            for index, (transition, finished) in enumerate(self.act(at_random=self.prefilling())):
+                step = self.store(index, transition, finished)
+                if not self.prefilling():
+                    self.learn(self.updates_due(step))
+                if when.log(step):
+                    self.log(step)
+                if when.eval(step):
+                    self.evaluate(step)
+                save = save or when.save(step) or step >= steps
+                self.show_progress(step)
+            if save:
                 self.save()
-            self.show_progress(step)
 
     def prefilling(self) -> bool:
         """Whether the loop still fills the replay at random: before ``run.prefill`` agent steps,
@@ -294,21 +317,30 @@ class Trainer:
             return self.config.run.pretrain
         return self.when.train(step - self.loop.learn_start - 1)
 
-    def act(self, at_random: bool) -> None:
-        """One agent step into the replay (an episode's first observation too); a finished
-        episode is counted and logged. The agent's schedules read the steps taken before this
-        one, as the official policy sets ``tfstep`` when it acts."""
+    def act(self, at_random: bool) -> list[tuple[dict[str, Any], Any]]:
+        """One round of the envs: every env without an episode starts one (its first step goes
+        into the replay), then one policy call acts in all. Returns each env's new step and
+        finished episode (or None). The agent's schedules read the steps taken before this
+        round, as the official policy sets ``tfstep`` when it acts."""
         self.agent.step = self.loop.step
-        if self.driver.obs is None:
-            self.replay.add(self.driver.reset())
-        transition, finished = self.driver.step("random" if at_random else "train")
-        self.replay.add(transition)
-        self.loop.step += 1
+        for index, first in self.driver.reset_finished():
+            self.replay.add(first, worker=index)
+        return self.driver.step_all("random" if at_random else "train")
+
+    def store(self, index: int, transition: dict[str, Any], finished: Any) -> int:
+        """Env ``index``'s step into the replay as one agent step; a finished episode is counted
+        and logged once (with its env index when there are several). Returns the agent step."""
+        loop = self.loop
+        self.replay.add(transition, worker=index)
+        loop.step += 1
         if finished is not None:
-            self.loop.episodes += 1
-            self.loop.last_return = finished.score
-            self.logger.write(self.loop.step, {"episode/return": finished.score, "episode/length": finished.length,
-                                               "episodes": self.loop.episodes}, self.loop.elapsed())
+            loop.episodes += 1
+            loop.last_return = finished.score
+            record = {"episode/return": finished.score, "episode/length": finished.length, "episodes": loop.episodes}
+            if self.config.run.envs > 1:
+                record["episode/env"] = index
+            self.logger.write(loop.step, record, loop.elapsed())
+        return loop.step
 
     def learn(self, updates: int) -> None:
         """``updates`` updates of the world model and the actor-critic, each on a new batch."""
@@ -362,7 +394,7 @@ class Trainer:
             return
         seconds = max(time.time() - self.start[0], 1e-9)
         self.progress.update(step, (step - self.start[1]) / seconds, (self.agent.updates - self.start[2]) / seconds,
-                             self.loop.last_return, self.loop.last_eval, force=step == self.config.run.steps)
+                             self.loop.last_return, self.loop.last_eval, force=step >= self.config.run.steps)
 
     def write_status(self, state: str, **end: Any) -> None:
         loop, run = self.loop, self.config.run
@@ -390,4 +422,4 @@ class Trainer:
         """Close the console line, the metric files (``quiet``: drop their errors) and the env."""
         self.progress.close()
         self.logger.close(quiet=quiet)
-        self.driver.env.close()
+        self.driver.close()
