@@ -108,12 +108,14 @@ FAMILIES_N2 = [
 
 def round_splits(logdir: Path) -> tuple[int, int]:
     """With two envs a round is two agent steps (env 0's, then env 1's) and checkpoints fall
-    between rounds: a round end right after env 0 ended an episode (env 1 is inside one), and
-    a round end where neither env ended one, both after prefill and before the end."""
+    between rounds: a round end right after env 0 ended an episode (where env 1 is inside one
+    if the episodes' lengths let it; fixed-length episodes end in the same round), and a round
+    end where neither env ended one, both after prefill and before the end."""
     ends = {(r["step"], r["episode/env"]) for r in metrics(logdir) if "episode/length" in r}
     steps = {step for step, _ in ends}
-    at_end = next(step + 1 for step, env in sorted(ends) if env == 0 and 120 <= step < STEPS - 20
-                  and step + 1 not in steps)
+    candidates = [step + 1 for step, env in sorted(ends) if env == 0 and 120 <= step < STEPS - 20]
+    assert candidates, "env 0 ended no episode inside the run: shorten the env's episodes"
+    at_end = next((s for s in candidates if s not in steps), candidates[0])
     inside = next(s for s in range(at_end + 4, STEPS - 10, 2) if not {s, s - 1} & steps)
     return at_end, inside
 
@@ -123,11 +125,13 @@ def test_two_envs_in_workers_resume_bit_exact(tmp_path, task, presets, extra):
     args = ["--task", task, "--preset", presets, *COMMON, *extra, "--set", "run.envs=2", "--set", "env.parallel=process"]
     whole = tmp_path / "whole"
     reverie("train", *args, "--logdir", str(whole), "--steps", str(STEPS))
+    ended = {(r["step"], r["episode/env"]) for r in metrics(whole) if "episode/length" in r}
     for name, split in zip(("env0_at_end", "inside"), round_splits(whole)):
         halves = tmp_path / name
         reverie("train", *args, "--logdir", str(halves), "--steps", str(split))
         meta = load_checkpoint(halves).meta
-        assert meta["mid_episode"] == (name == "inside") and meta["more"]["1"]["mid_episode"], (name, split)
+        assert meta["mid_episode"] == (name == "inside"), (name, split)
+        assert meta["more"]["1"]["mid_episode"] == ((split, 1) not in ended), (name, split)
         reverie("train", "--logdir", str(halves), "--steps", str(STEPS))
         assert metrics(halves) == metrics(whole), f"split at {split} ({name}): metrics differ"
         assert_identical_checkpoints(whole, halves)
