@@ -222,6 +222,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--env", dest="env_task", help="task to time: its spaces shape the networks, its env step "
                    "enters the projection (default: the config's task)")
     p.add_argument("--env-steps", type=count(1), default=2000, help="random-policy agent steps timed for the env step")
+    p.add_argument("--envs", type=count(1), default=1, help="environments acting together: the policy is timed as "
+                   "one call for N observations, as the training loop makes it with run.envs=N")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 

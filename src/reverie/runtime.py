@@ -38,9 +38,11 @@ The entry points (the ``reverie`` CLI, and through it the sweep's workers;
   it, are restored too. The one setting a run leaves behind is glibc's memory reuse, which
   cannot be undone (``REVERIE_KEEP_FREED_MEMORY=0`` turns it off).
 - ``acting_threads(device)`` around each policy call of a loop: on the CPU acting runs on
-  one thread (batch 1: every op is tiny, and splitting it across threads only adds a
-  synchronisation per op, which stalls for a scheduler slice whenever another process holds
-  a core; measured 7× slower at load 5 on 2 cores).
+  one thread (one call for the ``run.envs`` envs: every op is small, and splitting it across
+  threads only adds a synchronisation per op, which stalls for a scheduler slice whenever
+  another process holds a core; batch 1 measured 7× slower at load 5 on 2 cores, and at atari
+  sizes one thread was faster than two at 1, 4 and 16 envs, docs/SPEED.md). ``reverie bench``
+  times the policy inside the same block.
 - ``sigterm_stops()`` (inside ``run_settings``): SIGTERM (``kill``, a scheduler, a container
   stop) raises ``Terminated``, a ``KeyboardInterrupt``, so the run unwinds as on Ctrl-C and
   records where it stopped; the previous handler is restored after.
@@ -236,7 +238,8 @@ def quiet_ale() -> Iterator[None]:
 
 @contextmanager
 def acting_threads(device: Any) -> Iterator[None]:
-    """One CPU thread inside the block (for batch-1 policy calls); the count is restored after."""
+    """One CPU thread inside the block (for the loop's policy calls, one batch of all its envs);
+    the count is restored after."""
     import torch
 
     threads = torch.get_num_threads()

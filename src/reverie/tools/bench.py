@@ -4,16 +4,25 @@ Builds the agent at a preset with a synthetic replay batch of the right shapes (
 uint8 ``[B, L, 64, 64, 1]``, 18 one-hot actions) and measures, after warm-up:
 
 - median ms per world-model update, actor-critic update, full ``Agent.train`` call, and
-  single-env ``Agent.policy`` call (batch 1);
+  ``Agent.policy`` call for ``envs`` environments (``--envs N``, default 1), made as the
+  training loop's Driver makes it: one call for all N observations inside
+  ``runtime.acting_threads`` (its threads are recorded), episodes under way (``is_first``
+  only on the untimed first call);
+- the same call right after the weights changed, as the loop's first call after an update
+  (under bf16 the policy then re-casts its cached bf16 weights: ``agent._ActingCopy``);
 - FLOPs of one ``Agent.train`` (``torch.utils.flop_counter``, forward + backward), the
   achieved FLOP/s, and the peak of a large matmul in the same precision timed in the same
   run (a measured, not a datasheet, peak);
 - parameter counts, peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA);
-- the projected wall time of the paper's 200M frames: 12.5M × (update + 4 × (policy + env
-  step)), the env step measured for the task by ``reverie.envs.bench.bench_env``;
+- acting's share of one agent step with N envs (``acting_ms_per_agent_step``): one call per N
+  agent steps, of which one in ``max(1, train_every / N)`` comes right after an update;
+- the projected wall time of the paper's 200M frames: 12.5M × (update + 4 × (acting per agent
+  step + env step)) with the paper's one update per 4 agent steps and N envs, the env step
+  measured for the task by ``reverie.envs.bench.bench_env`` (one env, counted whole per
+  agent step: the overlap of N worker processes is not assumed);
 - the cost of one agent step at the preset's own train ratio: update × train_steps ÷
-  train_every + policy + env step, and the seconds per 1,000 agent steps it adds up to (the
-  figure a small preset's user waits for; a regression in any part shows here).
+  train_every + acting per agent step + env step, and the seconds per 1,000 agent steps it
+  adds up to (the figure a small preset's user waits for; a regression in any part shows here).
 
 CUDA timings synchronise before reading the clock (kernels are asynchronous).
 """
@@ -136,8 +145,9 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env_steps: int = 2000,
-              policy_calls: int = 100) -> dict[str, Any]:
-    """Every measurement of the module docstring, as one JSON-able dict."""
+              policy_calls: int = 100, envs: int = 1) -> dict[str, Any]:
+    """Every measurement of the module docstring, as one JSON-able dict; ``envs``: the N of the
+    timed policy call."""
     device = resolve_device(config.device)
     runtime.configure(config)  # the process-wide settings of a training run
     load_at_start = round(os.getloadavg()[0], 2)  # other processes on a shared machine skew timings
@@ -159,21 +169,21 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
         post = timed(wm_ms, device, agent.train_world_model, batch)[0]
         timed(ac_ms, device, agent.train_behavior, post, batch["is_terminal"])
 
-    policy_ms = _time_policy(agent, batch, policy_calls, device)
+    acting = time_policy(agent, batch, policy_calls, envs)
     env = _bench_env(env_task or config.task, env_steps)
     peak = matmul_peak(device, config.precision)
     medians = {"world_model": statistics.median(wm_ms), "actor_critic": statistics.median(ac_ms),
-               "train": statistics.median(train_ms), "policy": statistics.median(policy_ms)}
+               "train": statistics.median(train_ms), "policy": statistics.median(acting["policy"]),
+               "policy_after_update": statistics.median(acting["policy_after_update"])}
     achieved = flops["total"] / (medians["train"] / 1e3)
-    step_ms = medians["train"] + PAPER_TRAIN_EVERY * (medians["policy"] + env["env_step_ms"])
-    run = config.run
-    agent_step_ms = medians["train"] * run.train_steps / run.train_every + medians["policy"] + env["env_step_ms"]
     return {
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": {**machine_info(device), "load_average_1m_start": load_at_start},
         "device": device.type, "precision": config.precision, "compile": config.compile,
         "batch": config.replay.batch, "length": config.replay.length, "horizon": config.behavior.horizon,
-        "repeats": {"train": updates, "world_model": updates, "actor_critic": updates, "policy": policy_calls},
+        "envs": envs, "acting_threads": acting["threads"],
+        "repeats": {"train": updates, "world_model": updates, "actor_critic": updates, "policy": policy_calls,
+                    "policy_after_update": len(acting["policy_after_update"])},
         "median_ms": {k: round(v, 3) for k, v in medians.items()},
         "all_ms": {"train": train_ms, "world_model": wm_ms, "actor_critic": ac_ms},
         "flops_per_update": flops,
@@ -181,23 +191,76 @@ def run_bench(config: Config, updates: int = 5, env_task: str | None = None, env
         "parameters": parameter_counts(config, obs_space, act_space),
         "peak_memory_bytes": peak_memory_bytes(device),
         "env": env,
-        "projection": {"frames": PAPER_FRAMES, "updates": PAPER_UPDATES, "ms_per_update_cycle": step_ms,
-                       "days": PAPER_UPDATES * step_ms / 1e3 / 86400},
-        "agent_step": {"train_every": run.train_every, "train_steps": run.train_steps, "ms": agent_step_ms,
-                       "sec_per_1k_steps": agent_step_ms},  # ms per step × 1,000 steps ÷ 1,000 ms per s
+        **step_costs(medians, env["env_step_ms"], config.run.train_every, config.run.train_steps, envs),
     }
 
 
-def _time_policy(agent: Agent, batch: dict[str, np.ndarray], calls: int, device: torch.device) -> list[float]:
-    """Milliseconds of ``calls`` batch-1 policy steps, as the training loop's Driver acts."""
-    obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
-    state = [None]
+def step_costs(medians: dict[str, float], env_step_ms: float, train_every: int, train_steps: int,
+               envs: int) -> dict[str, Any]:
+    """The 200M-frame projection (the paper's ratio) and one agent step at the preset's ratio,
+    both with ``envs`` envs acting together, from the median timings (ms)."""
 
-    def act() -> None:
+    def act(every: int) -> float:
+        return acting_ms_per_agent_step(medians["policy"], medians["policy_after_update"], envs, every)
+
+    cycle_ms = medians["train"] + PAPER_TRAIN_EVERY * (act(PAPER_TRAIN_EVERY) + env_step_ms)
+    step_ms = medians["train"] * train_steps / train_every + act(train_every) + env_step_ms
+    return {
+        "projection": {"frames": PAPER_FRAMES, "updates": PAPER_UPDATES, "envs": envs, "ms_per_update_cycle": cycle_ms,
+                       "days": PAPER_UPDATES * cycle_ms / 1e3 / 86400},
+        "agent_step": {"train_every": train_every, "train_steps": train_steps, "envs": envs,
+                       "policy_ms_per_env_step": medians["policy"] / envs, "acting_ms": act(train_every),
+                       "ms": step_ms, "sec_per_1k_steps": step_ms},  # ms per step × 1,000 steps ÷ 1,000 ms per s
+    }
+
+
+def acting_obs(batch: dict[str, np.ndarray], envs: int) -> dict[str, np.ndarray]:
+    """One observation ``[envs, ...]`` per env: the first step of the synthetic batch's sequences
+    (repeated when there are fewer sequences than envs), ``is_first`` set as an episode start."""
+    rows = np.arange(envs) % batch["is_first"].shape[0]
+    return {k: v[rows, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
+
+
+def time_policy(agent: Agent, batch: dict[str, np.ndarray], calls: int, envs: int = 1) -> dict[str, Any]:
+    """The policy for ``envs`` environments as the training loop's Driver calls it: one call for
+    all observations inside ``runtime.acting_threads``, in train mode, the episodes under way
+    after an untimed first call at their start. Returns the milliseconds of ``calls`` calls
+    (``policy``), of calls each right after every weight changed (``policy_after_update``: what
+    the policy caches from the weights is rebuilt), and the torch threads the calls ran on."""
+    device = agent.device
+    start = acting_obs(batch, envs)
+    obs = {**start, "is_first": np.zeros(envs, bool)}
+    state, threads = None, set()
+
+    def act(step_obs: dict[str, np.ndarray]) -> None:
+        nonlocal state
         with runtime.acting_threads(device):
-            state[0] = agent.policy(obs, state[0], "train")[1]
+            threads.add(torch.get_num_threads())
+            state = agent.policy(step_obs, state, "train")[1]
 
-    return time_ms(act, calls, device, warmup=5)
+    act(start)
+    policy_ms = time_ms(lambda: act(obs), calls, device, warmup=5)
+    after_ms: list[float] = []
+    for _ in range(max(3, calls // 5)):
+        _weights_changed(agent)
+        timed(after_ms, device, act, obs)
+    return {"policy": policy_ms, "policy_after_update": after_ms, "threads": sorted(threads)}
+
+
+def _weights_changed(agent: Agent) -> None:
+    """Every weight an update changes written in place with its own value, outside the acting
+    block as an optimizer step writes them: the values stay, their version counters advance."""
+    with torch.no_grad():
+        for weight in (*agent.world_model.parameters(), *agent.behavior.parameters()):
+            weight.mul_(1)
+
+
+def acting_ms_per_agent_step(policy_ms: float, after_update_ms: float, envs: int, train_every: int) -> float:
+    """Acting's share of one agent step: one policy call per ``envs`` agent steps, and the weights
+    change after the rounds in which an update is due (every ``train_every`` agent steps, at most
+    once per round), so one call in ``max(1, train_every / envs)`` is a first call after an update."""
+    calls = max(1.0, train_every / envs)
+    return (after_update_ms + (calls - 1) * policy_ms) / calls / envs
 
 
 def _bench_env(task: str, steps: int) -> dict[str, Any]:
@@ -209,7 +272,8 @@ def _bench_env(task: str, steps: int) -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     """The human-readable summary printed by `reverie bench`."""
-    ms, p, env = result["median_ms"], result["parameters"], result["env"]
+    ms, p, env, envs = result["median_ms"], result["parameters"], result["env"], result["envs"]
+    threads = "/".join(map(str, result["acting_threads"])) + (" thread" if result["acting_threads"] == [1] else " threads")
     rows = [
         ("machine", result["machine"]["name"]),
         ("device / precision / compile", f"{result['device']} / {result['precision']} / {result['compile']}"),
@@ -219,16 +283,21 @@ def format_table(result: dict[str, Any]) -> str:
         ("world-model update", f"{ms['world_model']:.1f} ms (median of {result['repeats']['world_model']})"),
         ("actor-critic update", f"{ms['actor_critic']:.1f} ms (median of {result['repeats']['actor_critic']})"),
         ("Agent.train", f"{ms['train']:.1f} ms (median of {result['repeats']['train']})"),
-        ("policy, batch 1", f"{ms['policy']:.2f} ms (median of {result['repeats']['policy']})"),
+        (f"policy, batch {envs}, {threads}", f"{ms['policy']:.2f} ms per call = "
+         f"{ms['policy'] / envs:.2f} ms per env step (median of {result['repeats']['policy']})"),
+        ("policy, first call after an update", f"{ms['policy_after_update']:.2f} ms "
+         f"(median of {result['repeats']['policy_after_update']})"),
         ("FLOPs per update", f"{result['flops_per_update']['total'] / 1e9:.1f} GFLOP"),
         ("achieved / measured peak", f"{result['achieved_flops_per_s'] / 1e9:.0f} / "
          f"{result['peak_flops_per_s'] / 1e9:.0f} GFLOP/s ({result['fraction_of_peak']:.0%})"),
         ("parameters", f"{p['total'] / 1e6:.2f}M (actor {p['actor'] / 1e6:.2f}M, critic {p['critic'] / 1e6:.2f}M)"),
         ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB"),
         (f"env step ({env['task']})", f"{env['env_step_ms']:.3f} ms"),
-        ("per agent step (train_every {train_every}, train_steps {train_steps})".format(**result["agent_step"]),
-         f"{result['agent_step']['ms']:.2f} ms = {result['agent_step']['sec_per_1k_steps']:.1f} s per 1,000 agent steps"),
-        ("200M frames projected", f"{result['projection']['days']:.1f} days"),
+        ("per agent step (train_every {train_every}, train_steps {train_steps}, {envs} envs)".format(
+            **result["agent_step"]),
+         f"{result['agent_step']['ms']:.2f} ms (acting {result['agent_step']['acting_ms']:.2f}) = "
+         f"{result['agent_step']['sec_per_1k_steps']:.1f} s per 1,000 agent steps"),
+        (f"200M frames projected ({envs} envs)", f"{result['projection']['days']:.1f} days"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -249,7 +318,7 @@ def cli_bench(args: argparse.Namespace) -> int:
     runtime.prepare_process(dataclasses.replace(config, task=args.env_task or config.task))
     if args.json:
         read_runs(args.json)  # refuse an unusable --json file before minutes of measuring
-    result = run_bench(config, args.updates, args.env_task, args.env_steps)
+    result = run_bench(config, args.updates, args.env_task, args.env_steps, envs=args.envs)
     print(format_table(result))
     if args.json:
         append_run(args.json, result)
