@@ -205,6 +205,7 @@ MAPPING: list[Row] = [
     row("run.steps", "steps"), row("run.train_every", "train_every"), row("run.train_steps", "train_steps"),
     row("run.prefill", "prefill"), row("run.pretrain", "pretrain", official_pretrain),
     row("run.log_every", "log_every"),
+    row("run.envs", (), require(1, "dreamerv2.api.train steps the one env it is given")),
     # The official loop saves variables.pkl after every eval_every agent steps (it has no evaluation).
     row("run.checkpoint_every", "eval_every"),
     row("env.action_repeat", "action_repeat"),  # the official logger's step multiplier (frames)
@@ -257,6 +258,7 @@ UNMAPPED = {
     "run.eval_sample": "no evaluation",
     "run.keep_checkpoints": "Reverie's checkpoint files", "run.video_every": "no videos of vector observations",
     "replay.chunk": "Reverie's on-disk layout",
+    "env.parallel": "where Reverie runs its envs; a run of one env steps it in its own process either way",
     **{f"env.{key}": ENV_BUILT_BY_REVERIE for key in ("size", "grayscale", "sticky_actions", "full_action_space",
                                                      "noops", "time_limit", "life_loss", "camera")},
 }

@@ -195,15 +195,16 @@ def test_bundle_layout_and_restore_order(tmp_path):
     parts = {"rng": Part({"torch": torch.zeros(2), "numpy": [1, 2]}, log), "agent": Part({"w": torch.ones(2)}, log),
              "loop": Part({"step": 5}, log), "replay": Part({"step": 6}, log),
              "driver": Part({"env": {"ram": np.arange(3)}, "obs": None, "policy_state": (torch.ones(1),),
-                             "episode": {"score": 1.0, "length": 2}, "mid_episode": True}, log)}
+                             "episode": {"score": 1.0, "length": 2}, "mid_episode": True, "more": {}}, log)}
     save_bundle(tmp_path, 5, parts, keep=1)
     ckpt = load_checkpoint(tmp_path)
-    # the on-disk layout of every checkpoint so far: the driver's entries at the top level
+    # the on-disk layout of every checkpoint so far: the driver's entries at the top level (env 0's;
+    # the other envs of run.envs > 1 under "more")
     assert set(ckpt.tensors) == {"rng", "agent", "env", "policy_state"}
-    assert set(ckpt.meta) == {"rng", "loop", "replay", "env", "obs", "episode", "mid_episode"}
+    assert set(ckpt.meta) == {"rng", "loop", "replay", "env", "obs", "episode", "mid_episode", "more"}
     assert ckpt.meta["env"] == {"ram": {"__array__": "int64"}} and ckpt.meta["rng"] == {"numpy": [1, 2]}
     restore_bundle(ckpt, parts)
-    assert [sorted(state) for state in log] == [["env", "episode", "mid_episode", "obs", "policy_state"], ["step"],
+    assert [sorted(state) for state in log] == [["env", "episode", "mid_episode", "more", "obs", "policy_state"], ["step"],
                                                 ["step"], ["w"], ["numpy", "torch"]]  # reversed: the RNG last
     assert log[1] == {"step": 6} and log[2] == {"step": 5}
 
