@@ -13,6 +13,7 @@ sections and the plain values they take from the others (``build_world_model``,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable
 from typing import Any
@@ -31,6 +32,8 @@ from reverie.utils import resolve_device
 from reverie.world_model.model import REWARD_TRANSFORMS, WorldModel
 
 MODES = ("train", "eval", "eval_sample", "random")
+# Under precision=bf16 on the CPU, policy calls for fewer envs than this run in fp32 (Agent._acts_in_fp32).
+BF16_CPU_ACTING_MIN_ENVS = 4
 
 
 def build_world_model(config: Config, obs_space: dict[str, gymnasium.spaces.Box], act_space: gymnasium.Space,
@@ -103,8 +106,10 @@ class Agent:
         if state is None:
             state = (wm.rssm.initial(n), torch.zeros(n, wm.action_dim, device=self.device))
         latent, prev_action = state
-        encoder, rssm, actor = self._acting.modules() if self._acting else (wm.encoder, wm.rssm, self.behavior.actor)
-        with self._autocast():
+        plain = (wm.encoder, wm.rssm, self.behavior.actor)
+        fp32 = self._acts_in_fp32(n)
+        encoder, rssm, actor = self._acting.modules() if self._acting and not fp32 else plain
+        with contextlib.nullcontext() if fp32 else self._autocast():
             # post_step resets the latent and previous action where is_first.
             latent = rssm.post_step(latent, prev_action, encoder(data), data["is_first"])
             if mode == "random":
@@ -115,6 +120,15 @@ class Agent:
                 action = self._action_noise(action, mode)
         action = action.float()
         return action.cpu().numpy(), (latent, action)
+
+    def _acts_in_fp32(self, envs: int) -> bool:
+        """Whether a policy call for ``envs`` envs runs in fp32 although ``precision=bf16``: on
+        the CPU below ``BF16_CPU_ACTING_MIN_ENVS``. There a bf16 call is slower than fp32 (the
+        RSSM's and actor's matrix-vector products: oneDNN repacks every bf16 weight per call, MKL's
+        fp32 kernel does not) and the bf16 copy's re-cast after each update costs 4.5–5 ms at
+        atari sizes (docs/SPEED.md, "Acting"); from 4 envs on bf16 is faster. The update keeps
+        bf16 either way; on CUDA acting follows ``precision``."""
+        return self.config.precision == "bf16" and self.device.type == "cpu" and envs < BF16_CPU_ACTING_MIN_ENVS
 
     def _action_noise(self, action: torch.Tensor, mode: str) -> torch.Tensor:
         """The official code's ``action_noise``: at ε = 0 the action as it is (no draw); else a

@@ -253,8 +253,8 @@ def test_bf16_acting_copy_acts_as_autocast_and_follows_updates():
     torch.manual_seed(0)
     agent = Agent(config, IMAGE, gym.spaces.Discrete(18))
     batch = synthetic_batch(config, IMAGE, gym.spaces.Discrete(18), seed=0)
-    obs = {k: v[:2, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
-    assert agent._acting is not None
+    obs = {k: v[:4, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}  # 4 envs: bf16 acting
+    assert agent._acting is not None and not agent._acts_in_fp32(4)
 
     def act_both():
         torch.manual_seed(3)  # the posterior latent is sampled
@@ -277,3 +277,29 @@ def test_bf16_acting_copy_acts_as_autocast_and_follows_updates():
     linear = agent._acting.copies[1].gru.linear
     assert linear.weight.dtype == torch.bfloat16 and not linear.weight.requires_grad
     assert agent._acting.copies[1].gru.norm.weight.dtype == torch.float32  # LayerNorm stays fp32
+
+
+@pytest.mark.parametrize("envs", [1, 3])
+def test_bf16_on_the_cpu_acts_in_fp32_below_four_envs(envs):
+    # Below 4 envs a bf16 policy call on the CPU is slower than fp32 (docs/SPEED.md, "Acting"), so
+    # it runs in fp32: the same actions and latent as an fp32 agent with the same weights, and
+    # the bf16 copy is never refreshed (no re-cast after updates); from 4 envs it acts in bf16.
+    from reverie.agent import BF16_CPU_ACTING_MIN_ENVS
+
+    assert BF16_CPU_ACTING_MIN_ENVS == 4
+    bf16 = Agent(load_config("debug", ["device=cpu", "precision=bf16"]), IMAGE, gym.spaces.Discrete(18))
+    fp32 = Agent(load_config("debug", ["device=cpu"]), IMAGE, gym.spaces.Discrete(18))
+    fp32.load_state_dict(bf16.state_dict())
+    batch = synthetic_batch(bf16.config, IMAGE, gym.spaces.Discrete(18), seed=0)
+    obs = {k: v[:envs, 0] for k, v in batch.items() if k not in ("action", "is_terminal")}
+    results = []
+    for agent in (bf16, fp32):
+        torch.manual_seed(3)
+        results.append(agent.policy(obs, None, "train"))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for key, value in results[0][1][0].items():
+        assert value.dtype == torch.float32 and torch.equal(value, results[1][1][0][key]), key
+    assert bf16._acting.key == []  # the bf16 copy was never used, so never cast
+    wider = {k: np.concatenate([v] * 4)[:4] for k, v in obs.items()}
+    bf16.policy(wider, None, "train")
+    assert bf16._acting.key != []  # 4 envs: the bf16 copy acts
