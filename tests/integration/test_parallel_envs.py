@@ -128,3 +128,17 @@ def test_stopping_the_run_stops_its_workers(tmp_path, signum, state):
     stopped(process, within=30)
     assert json.loads((logdir / "status.json").read_text())["state"] == state
     assert not [pid for pid in workers if alive(pid)]
+
+
+def test_more_workers_than_twice_the_cores_warn_but_run():
+    from reverie.config import load_config
+    from reverie.run.train import warn_envs
+
+    many = 2 * (os.cpu_count() or 1) + 1
+    with pytest.warns(UserWarning, match=f"run.envs = {many} worker processes on .* cores"):
+        warn_envs(load_config("gym", [f"run.envs={many}"]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # in the run's own process they step one after another: no warning
+        warn_envs(load_config("gym", [f"run.envs={many}", "env.parallel=none"]))
