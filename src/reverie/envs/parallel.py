@@ -217,6 +217,19 @@ def call_all(envs: list[Env], method: str, args: list[tuple]) -> list[Any]:
     return results
 
 
+def close_all(envs: list[Env]) -> None:
+    """Close every env (and its worker); the first error is raised once all were tried, so one
+    failing close never leaves the others' workers running."""
+    errors = []
+    for env in envs:
+        try:
+            env.close()
+        except Exception as error:  # noqa: BLE001 - close the others before raising
+            errors.append(error)
+    if errors:
+        raise errors[0]
+
+
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
     """SIGINT blocked in this thread while a worker starts. The worker inherits the mask, so a

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from reverie.envs.base import Env
-from reverie.envs.parallel import ProcessEnv
+from reverie.envs.parallel import ProcessEnv, close_all
 from reverie.errors import ConfigError, TaskError
 from reverie.games import ATARI55
 
@@ -115,9 +115,8 @@ def make_envs(config: Any, count: int, parallel: str) -> list[Env]:
             if isinstance(env, ProcessEnv):
                 env.ready()  # after every worker started: they build their envs at the same time
     except BaseException:
-        for env in envs:
-            with contextlib.suppress(Exception):  # the error that got us here is the one to report
-                env.close()
+        with contextlib.suppress(Exception):  # the error that got us here is the one to report
+            close_all(envs)
         raise
     return envs
 

@@ -127,14 +127,9 @@ class Driver:
 
     def close(self) -> None:
         """Close every env (its worker too); the first error is raised after all were tried."""
-        errors = []
-        for env in self.envs:
-            try:
-                env.close()
-            except Exception as error:  # noqa: BLE001 - close the others before raising
-                errors.append(error)
-        if errors:
-            raise errors[0]
+        from reverie.envs.parallel import close_all
+
+        close_all(self.envs)
 
     def state_dict(self) -> dict[str, Any]:
         """The first env's state at the top level (the format of one-env runs), the others' under

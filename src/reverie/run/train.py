@@ -13,8 +13,10 @@ under a forked torch RNG, so doing them (or not) never shifts the training strea
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,9 +108,6 @@ def check_resume(config: Config, logdir: Path) -> None:
 def warn_envs(config: Config) -> None:
     """``run.envs`` beyond what the machine runs at once: one warning, not a refusal (the envs
     still run, sharing the cores; a user may know better, e.g. envs that wait on I/O)."""
-    import os
-    import warnings
-
     cores = os.cpu_count() or 1
     if config.env.parallel == "process" and config.run.envs > 2 * cores:
         warnings.warn(f"run.envs = {config.run.envs} worker processes on {cores} cores: they will take turns; "
@@ -204,6 +203,7 @@ class Schedule:
 
 def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
     from reverie.envs import make_envs
+    from reverie.envs.parallel import close_all
 
     runtime.configure(config)  # a run owns its process: threads, memory reuse, TF32
     seed_everything(config.seed)
@@ -211,8 +211,7 @@ def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
     try:
         trainer = _open(config, logdir, envs, quiet)
     except BaseException:
-        for env in envs:
-            env.close()
+        close_all(envs)
         raise
     try:
         trainer.run()
