@@ -354,6 +354,13 @@ def preset_names() -> list[str]:
 
 
 SUITE_PRESETS = ("atari", "dmc", "gym", "minatar")  # suites with a preset of their own name
+# Presets that only resize a suite's preset: each must come after that preset, on that suite's tasks.
+PRESET_BASES = {"dmc_small": "dmc"}
+
+
+def preset_stack(name: str) -> list[str]:
+    """The presets ``name`` is loaded with on its own: its base first where it has one."""
+    return [PRESET_BASES[name], name] if name in PRESET_BASES else [name]
 
 
 def default_preset(task: str) -> str:
@@ -382,9 +389,11 @@ def load_config(
     values and checked against the field's type.
 
     A preset that names a ``task`` (``atari``, ``dmc``, ``gym,cartpole``) is a base that later
-    presets refine. One that names none (``debug``, an ablation, ``schedules``) is a change a
-    user asked for: a later preset that changes one of its values warns, naming both presets
-    and the key (``debug,atari`` would train 50M steps), instead of silently undoing it.
+    presets refine; so is one that resizes a suite's preset (``PRESET_BASES``: ``dmc,dmc_small``),
+    which must follow that preset and train that suite's tasks. One that names none (``debug``,
+    an ablation, ``schedules``) is a change a user asked for: a later preset that changes one of
+    its values warns, naming both presets and the key (``debug,atari`` would train 50M steps),
+    instead of silently undoing it.
     """
     config = Config()
     if base:
@@ -392,18 +401,34 @@ def load_config(
     if isinstance(presets, str):
         presets = [p.strip() for p in presets.split(",") if p.strip()]
     owners: dict[str, str] = {}  # key → the earlier preset without a task that set it
-    for name in presets or []:
+    for index, name in enumerate(presets or []):
+        _check_base(name, presets[:index])
         data = read_preset(name)
         before = {key: get_value(config, key) for key in owners}
         _apply_nested(config, data, source=f"preset {name!r}")
         _warn_undone(config, name, before, owners)
-        if "task" not in data:
+        if "task" not in data and name not in PRESET_BASES:  # a resizing preset is a base too
             owners.update(dict.fromkeys(_leaf_keys(data), name))
     for item in overrides or []:
         key, value = parse_override(item)
         set_value(config, key, value)
+    for name in set(presets or []) & PRESET_BASES.keys():
+        _check_base(name, presets, task=config.task)
     validate(config)
     return config
+
+
+def _check_base(name: str, earlier: list[str], task: str | None = None) -> None:
+    """A preset of ``PRESET_BASES`` after its base preset, and (given ``task``) on its suite's tasks."""
+    base = PRESET_BASES.get(name)
+    if base is None:
+        return
+    if base not in earlier:
+        raise ConfigError(f"preset {name!r} resizes the {base!r} preset: compose it after that one, "
+                          f"--preset {base},{name}")
+    if task is not None and default_preset(task) != base:
+        raise ConfigError(f"preset {name!r} is for {base}_ tasks, not task {task!r}: pick a {base}_ task "
+                          f"(reverie tasks --suite {base}) or drop {name!r} from --preset")
 
 
 def validate(config: Config) -> Config:

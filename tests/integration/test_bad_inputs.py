@@ -145,6 +145,12 @@ CASES = [
     ("cnn_on_a_10x10_grid", ["train", "--task", "atari_pong", "--preset", "atari,debug", "--set", "device=cpu",
                              "--set", "env.size=[10,10]", "--logdir", "{new}"], _nothing,
      ["image 10×10", "env.size=[64, 64]", "--preset atari", "--preset minatar", "world_model.encoder.kind=grid"]),
+    # DMC on a CPU (issue #35): dmc_small resizes dmc, on dmc_ tasks only; a camera the task lacks
+    ("dmc_small_alone", ["config", "--preset", "dmc_small"], _nothing, ["'dmc_small'", "--preset dmc,dmc_small"]),
+    ("dmc_small_on_atari", ["train", "--task", "atari_pong", "--preset", "dmc,dmc_small", "--logdir", "{new}"],
+     _nothing, ["'dmc_small' is for dmc_ tasks", "'atari_pong'"]),
+    ("dmc_camera_missing", ["train", "--task", "dmc_cartpole_swingup", "--preset", "dmc,debug", "--set", "device=cpu",
+                            "--set", "env.camera=5", "--logdir", "{new}"], _nothing, ["env.camera = 5", "cameras 0–1"]),
     ("sticky_negative", ["config", "--set", "env.sticky_actions=-0.1"], _nothing, ["'env.sticky_actions'"]),
     ("lr_infinite", ["config", "--set", "world_model.opt.lr=.inf"], _nothing, ["finite"]),
     ("length_above_capacity", ["config", "--set", "replay.capacity=10", "--set", "run.prefill=100"], _nothing,
@@ -293,12 +299,25 @@ def test_an_env_returning_nan_or_inf_is_refused_naming_it(tmp_path, task, words)
         np.all(np.isfinite(np.load(path)["reward"])) for path in (logdir / "replay").glob("*.npz"))
 
 
+def test_dmc_without_a_working_egl_names_the_backend_and_the_packages(tmp_path):
+    """MuJoCo that cannot make an EGL context (no libEGL, no GPU driver): the one line names
+    MUJOCO_GL=egl and the apt packages. The failure is injected where dm-control renders."""
+    prelude = ("import dm_control.mujoco\n"
+               "def render(*args, **kwargs):\n"
+               "    raise RuntimeError('Cannot initialize a EGL device display.')\n"
+               "dm_control.mujoco.Physics.render = render")
+    result = reverie("train", "--task", "dmc_cartpole_swingup", "--preset", "dmc,debug", "--set", "device=cpu",
+                     "--logdir", str(tmp_path / "run"), prelude=f"import os\nos.environ['MUJOCO_GL'] = 'egl'\n{prelude}")
+    line = one_error_line(result)
+    assert "MUJOCO_GL=egl" in line and "apt-get install libegl1" in line and "EGL device" in line, line
+
+
 # ------------------------------------------------------------------------ faults mid-run
 FAULTS = {
     # a full disk while the checkpoint of step 300 is written
     "checkpoint_enospc": ("reverie.checkpoint", "atomic_write_bytes", "'.tmp-300-' in str(path)", errno.ENOSPC),
     # an I/O error on the first replay chunk that starts at step 250 or later
-    "replay_eio": ("reverie.replay.episodes", "_write_npz", "int(path.name.split('-')[2]) >= 250", errno.EIO),
+    "replay_eio": ("reverie.replay.disk", "write_npz", "int(path.name.split('-')[2]) >= 250", errno.EIO),
 }
 
 

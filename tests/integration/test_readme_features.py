@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from reverie.cli import build_parser, main
-from reverie.config import load_config_file, preset_names, read_preset
+from reverie.config import PRESET_BASES, load_config_file, preset_names, read_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ["device=cpu", "run.steps=60", "run.prefill=40", "run.pretrain=1", "run.train_every=10",
@@ -37,7 +37,7 @@ def composition(preset: str) -> list[str]:
     debug set `classes`), while a task preset's sizes (`cartpole`) give way to debug's.
     `load_config` warns when a later preset changes a value of one that names no task."""
     task = read_preset(preset).get("task")
-    family = task.split("_", 1)[0] if task else "atari"
+    family = task.split("_", 1)[0] if task else PRESET_BASES.get(preset, "atari")
     if preset in (family, "debug"):
         return [family, "debug"]
     return [family, preset, "debug"] if family in preset_names() else [preset, "debug"]

@@ -14,6 +14,7 @@ from reverie.config import (
     load_config_file,
     model_changes,
     preset_names,
+    preset_stack,
     read_preset,
 )
 from reverie.schedules import parse_schedule
@@ -100,7 +101,18 @@ def test_cli_config_json_shows_table_d1():
 
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_loads(name):
-    load_config(name)
+    load_config(preset_stack(name))  # with its base preset where it has one (dmc_small: dmc first)
+
+
+def test_a_resizing_preset_needs_its_base_first_and_its_suites_task():
+    assert load_config("dmc,dmc_small").world_model.encoder.depth == 16
+    assert load_config("dmc,dmc_small,debug").world_model.encoder.depth == load_config("debug").world_model.encoder.depth
+    with pytest.raises(ConfigError, match="compose it after that one, --preset dmc,dmc_small"):
+        load_config("dmc_small")
+    with pytest.raises(ConfigError, match="compose it after"):
+        load_config("dmc_small,dmc")
+    with pytest.raises(ConfigError, match="'dmc_small' is for dmc_ tasks, not task 'gym_CartPole-v1'"):
+        load_config("dmc,dmc_small", ["task=gym_CartPole-v1"])
 
 
 def test_presets_compose_left_to_right():
@@ -112,7 +124,8 @@ def test_presets_compose_left_to_right():
     assert load_config(["atari", "atari_official"]).replay.batch == 16
 
 
-VARIANTS = [name for name in preset_names() if "task" not in read_preset(name) and name != "debug"]  # ablations, schedules
+VARIANTS = [name for name in preset_names()  # ablations, schedules: not debug, not a resizing preset
+            if "task" not in read_preset(name) and name != "debug" and preset_stack(name) == [name]]
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -16,12 +16,14 @@ from reverie.config import (
     load_config,
     load_config_file,
     preset_names,
+    preset_stack,
     validate,
 )
 
 # Every preset alone and on top of each family preset, plus the combinations the tests use.
-COMBINATIONS = sorted({(name,) for name in preset_names()}
-                      | {(family, name) for family in ("atari", "dmc", "gym") for name in preset_names()}
+COMBINATIONS = sorted({tuple(preset_stack(name)) for name in preset_names()}
+                      | {(family, *preset_stack(name)) for family in ("atari", "dmc", "gym") for name in preset_names()
+                         if preset_stack(name)[0] in (name, family)}
                       | {("gym", "debug"), ("atari", "debug"), ("dmc", "debug"), ("gym", "cartpole"),
                          ("atari", "atari_official"), ("dmc", "humanoid")})
 

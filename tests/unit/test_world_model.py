@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reverie.agent import build_world_model
-from reverie.config import load_config, preset_names
+from reverie.config import load_config, preset_names, preset_stack
 from reverie.errors import TaskError
 from reverie.world_model import WorldModel
 
@@ -87,7 +87,7 @@ def test_atari_parameter_count():
 
 @pytest.mark.parametrize("preset", preset_names())
 def test_construct_every_preset_at_full_size(preset):
-    config = load_config(preset, ["device=cpu"])
+    config = load_config(preset_stack(preset), ["device=cpu"])
     obs_space, act_space = spaces_for(config)
     model = build_world_model(config, obs_space, act_space)
     assert ("discount" in model.heads) == config.world_model.heads.discount
@@ -95,7 +95,7 @@ def test_construct_every_preset_at_full_size(preset):
 
 @pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_trains_one_adam_step_at_debug_size(preset):
-    config = load_config([preset, "debug"], ["device=cpu"])  # debug last: its sizes win
+    config = load_config([*preset_stack(preset), "debug"], ["device=cpu"])  # debug last: its sizes win
     obs_space, act_space = spaces_for(config)
     torch.manual_seed(0)
     model = build_world_model(config, obs_space, act_space)

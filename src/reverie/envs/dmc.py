@@ -78,6 +78,11 @@ class DMCEnv(Env):
         spec = self.env.action_spec()
         self.low, self.high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
         self.camera = (2 if domain == "quadruped" else 0) if camera < 0 else camera
+        cameras = self.env.physics.model.ncam
+        if self.camera >= cameras:
+            self.env.close()
+            raise TaskError(f"env.camera = {camera}: {domain} has cameras 0–{cameras - 1}; "
+                            "set env.camera to one of them, or -1 for the default")
         self.action_repeat, self.size, self.time_limit = int(action_repeat), tuple(size), int(time_limit)
         self.obs_space = {"image": image_box(*self.size, 3)}
         self.act_space = unit_box(spec.shape[0])
