@@ -40,9 +40,9 @@ test-all: install
 
 bench: install
 	$(BIN)/reverie bench --preset debug --updates 20
-	$(BIN)/reverie bench --preset atari --updates 3 --json benchmarks/results/$$(hostname)-$$(date +%F).json
-	$(BIN)/python benchmarks/env_speed.py
-	$(BIN)/python benchmarks/peaks.py --json benchmarks/results/$$(hostname)-$$(date +%F)-peaks.json
+	$(BIN)/reverie bench --preset atari --updates 3 --json benchmarks/results/speed/$$(hostname)-$$(date +%F).json
+	$(BIN)/python -m benchmarks.env_speed
+	$(BIN)/python -m benchmarks.peaks --json benchmarks/results/speed/$$(hostname)-$$(date +%F)-peaks.json
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -83,8 +83,8 @@ $(PVENV)/.minatar: $(PSTAMP)
 	touch $@
 
 learning-parity: $(STAMP) $(PSTAMP) $(PVENV)/.minatar
-	$(BIN)/python benchmarks/learning_parity.py run $(LP_ARGS); code=$$?; [ $$code -ne 2 ] || exit 2; \
-	$(BIN)/python benchmarks/learning_parity.py report $(LP_ARGS) && exit $$code
+	$(BIN)/python -m benchmarks.learning_parity run $(LP_ARGS); code=$$?; [ $$code -ne 2 ] || exit 2; \
+	$(BIN)/python -m benchmarks.learning_parity report $(LP_ARGS) && exit $$code
 
 clean:
 	rm -rf $(VENV) $(PVENV) build *.egg-info

@@ -1,8 +1,8 @@
 """Random-policy environment speed of atari_pong and dmc_walker_walk on this machine.
 
-Usage: ``python benchmarks/env_speed.py [--atari-steps N] [--dmc-steps N]``. Writes
-``benchmarks/results/<hostname>-<date>-envs.json`` with the machine (CPU, cores, torch,
-ale-py, mujoco, dm-control versions) and ``reverie.envs.bench.bench_env`` results.
+Usage: ``python -m benchmarks.env_speed [--atari-steps N] [--dmc-steps N]``. Writes
+``benchmarks/results/speed/<hostname>-<date>-envs.json`` with the machine (CPU, cores, torch,
+ale-py, mujoco, dm-control versions) and ``reverie.envs.speed.bench_env`` results.
 """
 
 from __future__ import annotations
@@ -18,17 +18,8 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before dm_control is imported
 
-from reverie.envs.bench import bench_env  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from benchmarks import cpu_model  # noqa: E402
+from reverie.envs.speed import bench_env  # noqa: E402
 
 
 def version(package: str) -> str | None:
@@ -50,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--atari-steps", type=int, default=20_000)
     parser.add_argument("--dmc-steps", type=int, default=1_000)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "speed"))
     args = parser.parse_args()
     results = [bench_env("atari_pong", args.atari_steps), bench_env("dmc_walker_walk", args.dmc_steps)]
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),

@@ -5,13 +5,13 @@ both, overlaid, with a bootstrap interval on the difference of their areas.
 
     make learning-parity                                   # run, then report, with the defaults
     make learning-parity LP_ARGS="--tasks gym_CartPole-v1 --seeds 0,1"
-    .venv/bin/python benchmarks/learning_parity.py run --tasks gym_CartPole-v1 --seeds 0,1,2 --jobs 2
-    .venv/bin/python benchmarks/learning_parity.py report  # benchmarks/results/learning_parity/
+    .venv/bin/python -m benchmarks.learning_parity run --tasks gym_CartPole-v1 --seeds 0,1,2 --jobs 2
+    .venv/bin/python -m benchmarks.learning_parity report  # benchmarks/results/learning_parity/
 
 ``run`` launches one process per (task, side, seed), ``--jobs`` at a time, into
 ``runs/learning_parity/<task>/<side>/<seed>/`` (``runs/`` is not in git):
 
-- official: ``.venv-parity/bin/python benchmarks/learning_parity.py official-run --task T --seed S
+- official: ``.venv-parity/bin/python -m benchmarks.learning_parity official-run --task T --seed S
   --steps N --logdir D``, which installs the shims of ``tests/parity/official.py`` (a fake ``gym``
   module, ``mixed_precision.experimental``, legacy Adam, ``np.bool``), builds the env and calls
   ``dreamerv2.api.train`` in graph mode (``jit: True``, as users run it) at float32 (``--set``
@@ -76,9 +76,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from minatar_study import cpu_model  # noqa: E402
 
 SIDES = ("official", "reverie")
 BINS = 50  # points of the common step grid of the curves
@@ -385,12 +385,11 @@ def scalars_only(output: Callable[[list], None]) -> Callable[[list], None]:
 
 
 def official_shims() -> Any:
-    """Import ``tests/parity/official.py`` (its shims make the 2021 code import under TF 2.15)
+    """Import ``tests.parity.official`` (its shims make the 2021 code import under TF 2.15)
     and give its fake ``gym`` a ``spaces.Box``; returns that module (``numpy_bool``)."""
     import gymnasium
 
-    sys.path.insert(0, str(ROOT / "tests" / "parity"))
-    import official
+    from tests.parity import official
 
     sys.modules["gym"].spaces.Box = gymnasium.spaces.Box
     return official
@@ -473,7 +472,7 @@ def command(study: Study, task: str, side: str, seed: int) -> list[str]:
     """The command line of one run."""
     steps, logdir = study.steps[task], study.logdir(task, side, seed)
     if side == "official":
-        return [str(study.official_python), "benchmarks/learning_parity.py", "official-run", "--task", task,
+        return [str(study.official_python), "-m", "benchmarks.learning_parity", "official-run", "--task", task,
                 "--seed", str(seed), "--steps", str(steps), "--logdir", str(logdir), "--threads",
                 str(study.threads), *[arg for item in study.sets for arg in ("--set", item)]]
     settings = reverie_settings(task, steps, study.threads, list(study.sets))
@@ -554,7 +553,7 @@ def run_study(study: Study) -> int:
     failed = sum(code != 0 for code in codes)
     print(f"{now()} {len(queue) - failed} of {len(queue)} runs finished"
           + ("; stopped: the same command resumes the study" if STOP.is_set() else
-             "; `benchmarks/learning_parity.py report` (same options) writes the results"), flush=True)
+             "; `python -m benchmarks.learning_parity report` (same options) writes the results"), flush=True)
     return 1 if failed else 0
 
 
@@ -864,7 +863,7 @@ def readme(study: Study, summary: dict[str, Any]) -> str:
     figures = [f"![{task}]({TASKS[task].name}.png)" for task in study.tasks]
     return "\n".join([
         "# Learning parity: the official DreamerV2 loop and `reverie train`", "",
-        f"Written {now()} by `benchmarks/learning_parity.py report` (commit {commit()}) on {summary['machine']}; "
+        f"Written {now()} by `python -m benchmarks.learning_parity report` (commit {commit()}) on {summary['machine']}; "
         f"runs in `{study.workdir}`, {study.jobs} at a time, {study.threads} thread(s) each. Seeds "
         f"{', '.join(map(str, study.seeds))}; steps: " + ", ".join(f"{t} {study.steps[t]:,}" for t in study.tasks) + ".",
         "", "Training-episode return against agent steps, binned onto "
@@ -936,7 +935,7 @@ def with_plan(study: Study, args: argparse.Namespace) -> Study:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="learning_parity.py", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="python -m benchmarks.learning_parity", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
     for name, text in (("run", "train both sides for every task and seed"),
                        ("report", "summary.json, figures and README from the runs (run's options are accepted)")):
@@ -974,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
         report(with_plan(study, args))
         return 0
     except StudyError as error:
-        print(f"learning_parity.py: error: {error}", file=sys.stderr)
+        print(f"learning_parity: error: {error}", file=sys.stderr)
         return 2
 
 

@@ -7,7 +7,7 @@ ratio). The rate is the ``fps`` the run logs over its last ``run.log_every`` int
 steps per wall second, summed over the envs), so the workers' start is not in it. The runs
 are taken one after the other in one sitting; the machine and its load go into the JSON.
 
-    .venv/bin/python benchmarks/parallel_envs.py [--tasks dmc_walker_walk,atari_pong,minatar_breakout]
+    .venv/bin/python -m benchmarks.parallel_envs [--tasks dmc_walker_walk,atari_pong,minatar_breakout]
         [--envs 1,2,4] [--phases prefill,learning] [--out benchmarks/results/parallel_envs/FILE.json]
 """
 
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import cpu_model
 
 # Per task: the preset, the agent steps timed in each phase (the rate is read over the last
 # half) and the extra settings. DMC learns at its own sizes (5 s per update on 2 cores), so
@@ -57,9 +59,7 @@ def measure(task: str, envs: int, phase: str, parallel: str) -> dict:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "load": os.getloadavg()}
+    return {"host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count(), "load": os.getloadavg()}
 
 
 def main() -> None:

@@ -6,10 +6,10 @@ bound on one update that the FLOP count implies: ``FLOPs / matmul peak``. Also t
 matrix products alone of one batch-1 policy call at the atari preset (the encoder's convs
 as patch products, the RSSM's posterior step, the actor), one thread as acting runs:
 a lower bound on the policy call, set by streaming its ~29 MB of fp32 weights from
-memory. Optionally appends the result as JSON: ``python benchmarks/peaks.py [--json FILE]``.
+memory. Optionally appends the result as JSON: ``python -m benchmarks.peaks [--json FILE]``.
 
 The same matmuls in TensorFlow (the official code's engine) are timed by
-``benchmarks/tf_peaks.py`` in a separate environment with ``tensorflow-cpu``.
+``python -m benchmarks.tf_peaks`` in a separate environment with ``tensorflow-cpu``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import datetime
 import torch
 import torch.nn.functional as F
 
-from reverie.tools.bench import append_run, machine_info, matmul_peak, time_ms
+from reverie.tools.timing import append_run, machine_info, matmul_peak, time_ms
 
 # (kind, in, out, kernel, input side) of the atari (depth 48) encoder and decoder.
 LAYERS = [("conv", 1, 48, 4, 64), ("conv", 48, 96, 4, 31), ("conv", 96, 192, 4, 14), ("conv", 192, 384, 4, 6),

@@ -1,13 +1,11 @@
 """The matmul peaks and one encoder convolution in TensorFlow, the official code's engine.
 
-Run in a separate environment (``pip install tensorflow-cpu``); Reverie does not depend on
-TensorFlow. Compares with ``benchmarks/peaks.py``: if both engines reach the same kernel
+Run in a separate environment (``pip install tensorflow-cpu``; Reverie does not depend on
+TensorFlow), from the repository root: ``python -m benchmarks.tf_peaks``. Compares with ``benchmarks.peaks``: if both engines reach the same kernel
 speed, a FLOP count bounds every implementation of the update on this machine alike.
 """
 
 import time
-
-import tensorflow as tf
 
 
 def best_seconds(fn, repeats: int = 5) -> float:
@@ -21,6 +19,8 @@ def best_seconds(fn, repeats: int = 5) -> float:
 
 
 def main() -> None:
+    import tensorflow as tf
+
     print("tensorflow", tf.__version__)
     for dtype in (tf.float32, tf.bfloat16):
         for size in (2048, 4096):

@@ -1,6 +1,6 @@
 """Compare the work two source trees do per update, free of timing noise.
 
-    python benchmarks/work_counts.py --before /tmp/before/src --after src --preset debug
+    python -m benchmarks.work_counts --before /tmp/before/src --after src --preset debug
 
 Timings on a shared 2-core VM drift by more than the effects a refactor could cause (the
 same `reverie bench` ranged 38–54 ms in one sitting). This counts instead, for one batch-1

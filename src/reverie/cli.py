@@ -108,7 +108,7 @@ def resolve(target: str):
 
 def cmd_bench(args: argparse.Namespace) -> int:
     prepare_process(load_config(args.preset, list(args.set)))  # before torch loads (bench_config checks it all)
-    from reverie.tools.bench import cli_bench
+    from reverie.tools.timing import cli_bench
 
     return cli_bench(args)
 

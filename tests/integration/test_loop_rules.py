@@ -55,7 +55,7 @@ def test_prefill_waits_for_a_finished_episode_of_minlen_steps(tmp_path: Path, mo
     sampled = []
     spy(monkeypatch, Replay, "sample", lambda replay, *args, **kwargs: sampled.append(
         (kwargs, [i for i in replay.sampleable(kwargs["ongoing"], kwargs["minlen"])
-                  if replay._episodes[i] is replay._running])))
+                  if replay._store.episodes[i].id in replay._store.running_ids()])))
     config = load_config(["gym", "debug"], [*BASE, "run.steps=400", "run.prefill=16", "run.pretrain=1",
                                             "replay.ongoing=false", "replay.minlen=30", "seed=3"])
     train(config, tmp_path / "run", quiet=True)

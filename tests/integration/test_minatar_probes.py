@@ -1,5 +1,5 @@
-"""The MinAtar diagnostics of issue #17 (``benchmarks/minatar_heads.py``,
-``benchmarks/minatar_reward_probe.py``) on a run that ``reverie train`` really produced: the
+"""The MinAtar diagnostics of issue #17 (``benchmarks.diagnostics.minatar_heads``,
+``minatar_reward_probe``, ``minatar_readout``) on a run that ``reverie train`` really produced: the
 held-out steps are the replay's newest, in order, each sequence from the zero state; the
 training copy lacks exactly them; and neither tool changes the run directory."""
 
@@ -13,11 +13,7 @@ import pytest
 import torch
 
 pytest.importorskip("minatar")  # the optional package; the project's own tools below must import
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import minatar_heads  # noqa: E402
-import minatar_readout  # noqa: E402
-import minatar_reward_probe  # noqa: E402
-
+from benchmarks.diagnostics import minatar_heads, minatar_readout, minatar_reward_probe  # noqa: E402
 from reverie.replay import Replay  # noqa: E402
 
 TASK = ["--task", "minatar_breakout", "--preset", "minatar,debug", "--set", "device=cpu",
@@ -42,7 +38,7 @@ def snapshot(logdir: Path) -> dict[str, tuple[int, int]]:
 
 def test_newest_steps_are_the_replay_tail_in_order(run):
     replay = Replay.load(run / "replay", 10**9)  # read-only here: the run finished cleanly
-    everything = {key: np.concatenate([e.data[key][: e.length] for e in replay._episodes])
+    everything = {key: np.concatenate([e.data[key][: e.length] for e in replay._store.episodes])
                   for key in ("reward", "vector", "is_first")}
     batch, starts = minatar_heads.newest_steps(run, 250, 50)
     assert batch["vector"].shape[:2] == (5, 50) and batch["is_first"][:, 0].all()

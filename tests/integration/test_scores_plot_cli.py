@@ -208,3 +208,22 @@ def test_scores_and_plot_of_one_real_train_run(study, tmp_path):
     height, width = imread(tmp_path / "c.png").shape[:2]
     assert (width, height) == (400, 370)
     assert cli("plot", logdir, "--kind", "world_model", "--out", tmp_path / "wm.png").returncode == 0
+
+
+def test_a_recorded_study_scores_and_plots_as_its_runs(study, tmp_path):
+    """``benchmarks.record_study`` on the real runs: the condensed copy keeps every variant,
+    task and seed with the same final scores, and each run's ``run.json`` says it finished."""
+    from benchmarks import record_study
+
+    out = tmp_path / "recorded"
+    summary = record_study.record(study, out, None, 2, 100, False, None)
+    assert sorted(summary["runs"]) == sorted(f"{v}/atari_pong/{s}" for v in VARIANTS for s in ("0", "1"))
+    assert all(run["finished"] and run["steps_reached"] == 200 for run in summary["runs"].values())
+    ours = json.loads(cli("scores", out, "--format", "json", "--last", "2").stdout)
+    theirs = json.loads(cli("scores", study, "--format", "json", "--last", "2").stdout)
+    assert ours["comparison"] == theirs["comparison"]
+    assert [v["games"][0]["score"] for v in ours["variants"].values()] == \
+        [v["games"][0]["score"] for v in theirs["variants"].values()]
+    assert cli("plot", study, "--kind", "world_model", "--out", tmp_path / "wm.png").returncode == 0
+    assert imread(out / "world_model.png").shape == imread(tmp_path / "wm.png").shape
+    assert (out / "curves.png").is_file() and record_study.BEGIN in (out / "README.md").read_text()

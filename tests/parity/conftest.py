@@ -28,7 +28,7 @@ if _MISSING:
         )
     collect_ignore_glob = ["test_*.py"]
 else:
-    from parity_table import ParityTable  # noqa: E402
+    from tests.parity.parity_table import ParityTable  # noqa: E402
 
     _TABLE = ParityTable()
 

@@ -1,4 +1,4 @@
-"""``benchmarks/learning_parity.py`` end to end on tiny settings: the official loop
+"""``benchmarks.learning_parity`` end to end on tiny settings: the official loop
 (``dreamerv2.api.train`` in this venv, through the script's ``official-run``) and ``reverie
 train`` on CartPole, one seed, 400 agent steps each, side by side; then ``report``. About a
 minute on 2 CPU cores (most of it TF's start and graph tracing).
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from official import CODE, common
+
+from benchmarks import learning_parity as lp
+from tests.parity.official import CODE, common
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import learning_parity as lp  # noqa: E402
 
 TASK = "gym_CartPole-v1"
 STEPS = 400
@@ -46,10 +46,9 @@ def study(tmp_path_factory) -> Path:
     args = ["--tasks", TASK, "--seeds", "0", "--steps", str(STEPS), "--jobs", "2", "--workdir",
             str(folder / "runs"), "--out", str(folder / "out"), "--official-python", sys.executable,
             "--reverie", str(Path(sys.executable).with_name("reverie")), *[a for s in TINY for a in ("--set", s)]]
-    script = str(ROOT / "benchmarks" / "learning_parity.py")
     for command in ("run", "report"):
-        result = subprocess.run([sys.executable, script, command, *args], cwd=ROOT, capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run([sys.executable, "-m", "benchmarks.learning_parity", command, *args], cwd=ROOT,
+                                capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
     return folder
 

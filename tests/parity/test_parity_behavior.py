@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from official import Draws, Pair, common, gradient_pairs, synthetic_batch
 
 from reverie.behavior import actor_critic
 from reverie.behavior.returns import lambda_return
+from tests.parity.official import Draws, Pair, common, gradient_pairs, synthetic_batch
 
 FORWARD = 1e-5
 TRAJECTORY = 1e-4  # 15 imagined steps through the GRU after the posterior

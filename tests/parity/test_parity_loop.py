@@ -7,10 +7,9 @@ Reverie's ``run.pretrain`` counts the first two together (``atari_official``: 2)
 
 from __future__ import annotations
 
-from official import common, official_config
-
 from reverie.config import load_config
 from reverie.run.train import Schedule
+from tests.parity.official import common, official_config
 
 
 def test_updates_fire_on_the_steps_of_the_official_every(table):

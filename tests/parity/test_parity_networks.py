@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from official import (
+
+from tests.parity.official import (
     Draws,
     Pair,
     feat_pair,
@@ -212,10 +213,10 @@ def test_continuous_actor_truncated_normal(table):
     ``dist: trunc_normal`` (its two output layers ``out``/``std`` are the two halves of
     Reverie's output layer). Log-probability, entropy and mode, and their gradients."""
     from gymnasium import spaces
-    from official import common
 
     from reverie.behavior.actor_critic import Actor
     from reverie.config import load_config
+    from tests.parity.official import common
 
     torch.manual_seed(0)
     actions = 6

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from official import common
 
 from reverie.agent import build_optimizer
 from reverie.config import load_config
 from reverie.nn.layers import MLP
+from tests.parity.official import common
 
 # Relative to the largest element of each step's parameter update and of the gradient norm.
 # float32: the rounding of the parameters themselves (see above); the norm is a sum of 1.1M

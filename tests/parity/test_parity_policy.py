@@ -38,10 +38,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from official import Draws, Pair, common
 from tensorflow_probability import distributions as tfd
 
 from reverie.nn import distributions
+from tests.parity.official import Draws, Pair, common
 
 STEPS, ENVS, RESET = 8, 2, 4  # env 1 starts a new episode at step RESET
 FORWARD = 1e-5  # one acting step: encoder, GRU, posterior, actor

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from official import common, numpy_bool, official_config
 
 from reverie.config import load_config
 from reverie.replay.episodes import Replay
+from tests.parity.official import common, numpy_bool, official_config
 
 LENGTH = 50
 EPISODES = [51, 60, 75, 120]  # steps per episode (the official replay keeps only len − 1 ≥ minlen)
@@ -90,20 +90,20 @@ class ScriptedRandomState:
 def reverie_distribution(replay, prioritize_ends):
     """Exact P(episode, start) of ``Replay.sample`` over every draw; and one sequence per start."""
     probs, sequences = {}, {}
-    saved = replay._rng
+    saved = replay._sampler.rng
     try:
         for e in range(len(EPISODES)):
-            replay._rng = probe = ScriptedGenerator([e, 0])
+            replay._sampler.rng = probe = ScriptedGenerator([e, 0])
             replay.sample(1, LENGTH, prioritize_ends)
             n = probe.bounds[1]
             for r in range(n):
-                replay._rng = ScriptedGenerator([e, r])
+                replay._sampler.rng = ScriptedGenerator([e, r])
                 seq = replay.sample(1, LENGTH, prioritize_ends)
                 key = (e, int(seq["reward"][0, 0]))
                 probs[key] = probs.get(key, 0.0) + 1.0 / (len(EPISODES) * n)
                 sequences[key] = {k: v[0] for k, v in seq.items()}
     finally:
-        replay._rng = saved
+        replay._sampler.rng = saved
     return probs, sequences
 
 
@@ -221,7 +221,7 @@ def exact_distribution(sample, episodes_n: int) -> dict:
 
 def reverie_rule_distribution(replay, **rule):
     def sample(e, r):
-        replay._rng = probe = ScriptedGenerator([e, r])
+        replay._sampler.rng = probe = ScriptedGenerator([e, r])
         seq = replay.sample(1, LENGTH, rule["prioritize_ends"], clip_start=rule["clip_start"],
                             ongoing=rule["ongoing"], minlen=rule["minlen"])
         return int(seq["reward"][0, 0]), probe.bounds[1]

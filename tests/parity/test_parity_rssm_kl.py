@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from official import Draws, Pair, gradient_pairs, synthetic_batch, zero_grads
+
+from tests.parity.official import Draws, Pair, gradient_pairs, synthetic_batch, zero_grads
 
 FORWARD = 1e-5
 SEQUENCE = 1e-4  # values after many recurrent steps

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from official import Draws, Pair, gradient_pairs, synthetic_batch, to_tf, zero_grads
 
 from reverie.config import load_config
 from reverie.world_model.model import REWARD_TRANSFORMS
+from tests.parity.official import Draws, Pair, gradient_pairs, synthetic_batch, to_tf, zero_grads
 
 FORWARD = 1e-5  # loss terms: means over the batch
 GRADIENT = 1e-4

@@ -195,8 +195,8 @@ import reverie
 LIBRARY_USE = """
 from reverie.agent import Agent
 from reverie.envs import make_env
-from reverie.report.logging import MetricsLogger
-from reverie.tools.bench import synthetic_batch
+from reverie.report.metrics import MetricsLogger
+from reverie.tools.timing import synthetic_batch
 from reverie.utils import atomic_write_text, seed_everything
 families = [("gym", "gym_CartPole-v1")] + [(preset, task) for package, preset, task in [
     ("ale_py", "atari", "atari_pong"), ("dm_control", "dmc", "dmc_cartpole_swingup"),

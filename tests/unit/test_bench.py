@@ -11,8 +11,8 @@ from reverie import runtime
 from reverie.agent import Agent
 from reverie.cli import main
 from reverie.config import load_config
-from reverie.tools.bench import acting_ms_per_agent_step, synthetic_batch, time_policy
 from reverie.tools.params import parameter_counts
+from reverie.tools.timing import acting_ms_per_agent_step, synthetic_batch, time_policy
 
 TIMES = {"world_model", "actor_critic", "train", "policy", "policy_after_update"}
 

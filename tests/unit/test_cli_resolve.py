@@ -12,8 +12,8 @@ import pytest
 
 from reverie.cli import DISPATCH, build_parser, dispatch, resolve, resolve_train_config
 from reverie.config import SUITE_PRESETS, default_preset, load_config, preset_names
-from reverie.envs.bench import task_config
 from reverie.envs.registry import SUITES
+from reverie.envs.speed import task_config
 
 SUITE_TASKS = {"atari": "atari_pong", "dmc": "dmc_walker_walk", "gym": "gym_CartPole-v1",
                "minatar": "minatar_breakout"}

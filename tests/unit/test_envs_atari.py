@@ -6,10 +6,10 @@ import pytest
 pytest.importorskip("ale_py")
 cv2 = pytest.importorskip("cv2")
 
+from reverie.atari_games import ATARI55  # noqa: E402
 from reverie.config import load_config  # noqa: E402
 from reverie.envs import make_env  # noqa: E402
 from reverie.errors import TaskError  # noqa: E402
-from reverie.games import ATARI55  # noqa: E402
 
 
 def make(task="atari_pong", mode="train", **env):

@@ -103,7 +103,7 @@ def test_get_state_restores_cartpole():
 
 
 def test_bench_env_reports_speeds():
-    from reverie.envs.bench import bench_env
+    from reverie.envs.speed import bench_env
 
     result = bench_env("gym_CartPole-v1", 50)
     assert result["agent_steps"] == 50 and result["action_repeat"] == 1

@@ -1,21 +1,17 @@
-"""The pure parts of ``benchmarks/learning_parity.py`` (no TensorFlow needed): the one table
+"""The pure parts of ``benchmarks.learning_parity`` (no TensorFlow needed): the one table
 that builds both configs, the env adapter the official loop reads, the curve statistics on
 hand-computed inputs, and the one-line refusals of bad input. The two real loops run in
 ``tests/parity/test_learning_parity_smoke.py`` (``make parity``)."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import learning_parity as lp  # noqa: E402
-
-from reverie.cli import build_parser, resolve_train_config  # noqa: E402
-from reverie.config import get_value  # noqa: E402
-from reverie.envs import make_env  # noqa: E402
+from benchmarks import learning_parity as lp
+from reverie.cli import build_parser, resolve_train_config
+from reverie.config import get_value
+from reverie.envs import make_env
 
 # --------------------------------------------------------------------------- the table
 

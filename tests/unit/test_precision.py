@@ -15,7 +15,7 @@ from reverie.agent import Agent
 from reverie.config import RSSMConfig, load_config
 from reverie.nn.distributions import OneHotDist
 from reverie.nn.layers import ConvDecoder, ConvEncoder, conv_transpose2d_phases, preprocess_image
-from reverie.tools.bench import synthetic_batch
+from reverie.tools.timing import synthetic_batch
 from reverie.world_model.rssm import RSSM
 
 IMAGE = {"image": gym.spaces.Box(0, 255, (64, 64, 1), np.uint8)}

@@ -48,7 +48,7 @@ def play(replay: Replay, order: list[tuple[int, bool, bool]], lo: int, hi: int,
 
 def held(replay: Replay) -> dict[int, list[int]]:
     """Episode id -> the global indices of its rows, from memory."""
-    return {e.id: e.data["reward"][: e.length].astype(int).tolist() for e in replay._episodes}
+    return {e.id: e.data["reward"][: e.length].astype(int).tolist() for e in replay._store.episodes}
 
 
 def on_disk(directory: Path) -> dict[int, list[int]]:

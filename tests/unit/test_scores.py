@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from reverie.atari_games import table_k1
 from reverie.errors import ReverieError, TaskError
-from reverie.games import table_k1
 from reverie.report.rundirs import Run, final_score, read_jsonl
 from reverie.report.scores import (
     PAPER_TABLE1,
@@ -162,3 +162,33 @@ class TestRunFiles:
         rows = [json.loads('{"step": 10, "frames": 40, "eval/return": 1}'), {"step": 20, "eval/return": 2}]
         frames, values = Run(tmp_path, "atari_pong", 0, 4, rows).series("eval/return")
         assert frames.tolist() == [40.0, 80.0] and values.tolist() == [1.0, 2.0]
+
+
+class TestReferenceTable:
+    """Non-Atari tasks beside published numbers: per task the seeds' mean ± sample std."""
+
+    def test_seed_mean_and_sample_std_beside_the_reference_rows(self, tmp_path):
+        from reverie.report.scores import format_reference_markdown, read_reference_csv, reports_from_runs
+
+        for seed, returns in ((0, [4.0, 6.0]), (1, [8.0, 8.0]), (2, [1.0, 3.0])):
+            run = tmp_path / "minatar_breakout" / str(seed)
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text(f"task: minatar_breakout\nseed: {seed}\n")
+            (run / "metrics.jsonl").write_text("".join(json.dumps({"step": 10, "eval/return": r}) + "\n"
+                                                       for r in returns))
+        csv = tmp_path / "reference.csv"
+        csv.write_text("key,label,steps,breakout,seaquest\nport,a port,500000,5,1.5\nrandom,random,0,0.38,0.09\n")
+        (report,) = reports_from_runs([tmp_path], last=2).values()
+        assert (report.rows[0].score, report.rows[0].std) == (5.0, pytest.approx(3.0))  # means 5, 8, 2: var (0 + 9 + 9) / 2
+        lines = format_reference_markdown(report, read_reference_csv(csv)).splitlines()
+        assert lines[0] == "| source | steps | minatar_breakout |"
+        assert lines[2:4] == ["| a port | 0.5M | 5.00 |", "| random | – | 0.38 |"]
+        assert lines[4].endswith("| | **5.00** ± 3.00 (3 seeds) |")
+
+    def test_a_reference_without_label_or_steps_is_one_line(self, tmp_path):
+        from reverie.report.scores import read_reference_csv
+
+        csv = tmp_path / "reference.csv"
+        csv.write_text("name,breakout\nport,5\n")
+        with pytest.raises(ReverieError, match="'label' and 'steps'"):
+            read_reference_csv(csv)

@@ -1,17 +1,16 @@
-"""The study's bookkeeping in ``benchmarks/minatar_collect.py``: wall time per segment of a run
-that was killed and resumed, read from its ``metrics.jsonl`` rows; runs recorded
-earlier whose run directory is gone; and the study's ``--only`` picks."""
+"""``benchmarks.record_study``, which records a study's runs into a results folder: wall time per
+segment of a run that was killed and resumed, the condensed files of one run, runs recorded
+earlier whose run directory is gone, the README block that keeps the text around it; and
+``benchmarks.diagnostics.minatar_compare`` reading a resumed run at equal steps. The twin fed by
+real ``reverie train`` runs is in ``integration/test_scores_plot_cli.py``."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import minatar_collect  # noqa: E402
-import minatar_compare  # noqa: E402
-import minatar_study  # noqa: E402
+from benchmarks import record_study
+from benchmarks.diagnostics import minatar_compare
 
 
 def test_segment_seconds_of_a_resumed_run_keep_the_later_sitting():
@@ -19,33 +18,18 @@ def test_segment_seconds_of_a_resumed_run_keep_the_later_sitting():
     # (its clock restarts from the checkpoint's 100 s) and the replayed rows are the ones kept.
     rows = [{"step": 0, "time": 0.0}, {"step": 10_000, "time": 100.0}, {"step": 15_000, "time": 150.0},
             {"step": 12_000, "time": 130.0}, {"step": 20_000, "time": 250.0}, {"step": 30_000, "time": 350.0}]
-    assert minatar_collect.segment_seconds(rows) == [150.0, 100.0]
+    assert record_study.segment_seconds(rows) == [150.0, 100.0]
+    # A slow sitting 1 (300 s for 10k–20k) reached 25k; sitting 2 redid 10k–30k at 100 s per 10k.
+    rows = [{"step": 0, "time": 0.0}, {"step": 10_000, "time": 100.0}, {"step": 20_000, "time": 400.0},
+            {"step": 25_000, "time": 500.0}, {"step": 20_000, "time": 200.0}, {"step": 30_000, "time": 300.0}]
+    assert record_study.segment_seconds(rows) == [100.0, 100.0]
 
 
 def test_segment_seconds_interpolate_between_rows_and_skip_rows_without_a_clock():
     rows = [{"step": 5_000, "time": 50.0}, {"step": 8_000, "eval/return": 1.0},
             {"step": 25_000, "time": 250.0}, {"step": 31_000, "time": 310.0}]
-    assert minatar_collect.segment_seconds(rows) == pytest.approx([100.0, 100.0])
-    assert minatar_collect.segment_seconds(rows[:1]) == []
-
-
-def test_recorded_runs_keep_only_the_runs_whose_directory_is_gone(tmp_path):
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    for game, seed, step in (("breakout", 0, 250_000), ("asterix", 0, 130_000)):
-        (out / f"minatar_{game}" / str(seed)).mkdir(parents=True)
-        info = {"task": f"minatar_{game}", "seed": seed, "steps_reached": step}
-        (out / f"minatar_{game}" / str(seed) / "run.json").write_text(json.dumps(info))
-    # asterix seed 0 restarted here: its run directory is collected again, not kept
-    kept = minatar_collect.recorded_runs(out, [runs / "asterix" / "0"])
-    assert [(i["task"], i["steps_reached"]) for i in kept] == [("minatar_breakout", 250_000)]
-
-
-def test_study_only_picks_runs_of_the_study_in_the_given_order():
-    assert minatar_study.parse_only("freeway:0, asterix:0") == [("freeway", 0), ("asterix", 0)]
-    with pytest.raises(ValueError, match="'pong:0' is not a run of the study"):
-        minatar_study.parse_only("pong:0")
-    with pytest.raises(ValueError, match="not a run of the study"):
-        minatar_study.parse_only("breakout:x")
+    assert record_study.segment_seconds(rows) == pytest.approx([100.0, 100.0])
+    assert record_study.segment_seconds(rows[:1]) == []
 
 
 def test_compare_reads_a_resumed_run_at_equal_steps():
@@ -56,6 +40,80 @@ def test_compare_reads_a_resumed_run_at_equal_steps():
             {"step": 10_000, "train/image_loss": 7.5}, {"step": 15_000, "train/image_loss": 7.0}]
     train = minatar_compare.training_rows(rows)
     assert [r["step"] for r in train] == [5_000, 10_000, 15_000]
-    assert minatar_collect.last_at(train, "train/image_loss", 12_000) == 7.5
-    assert minatar_collect.last_at(train, "train/image_loss", 4_000) is None
-    assert minatar_collect.last_at(train, "train/kl_loss", 15_000) is None
+    assert record_study.last_at(train, "train/image_loss", 12_000) == 7.5
+    assert record_study.last_at(train, "train/image_loss", 4_000) is None
+    assert record_study.last_at(train, "train/kl_loss", 15_000) is None
+
+
+def write_run(logdir, task, seed, returns, step, finished=True, target=20_000):
+    """A run directory as ``reverie train`` leaves it: config, status, per-episode and eval rows."""
+    logdir.mkdir(parents=True)
+    (logdir / "config.yaml").write_text(yaml.safe_dump({"task": task, "seed": seed, "run": {"steps": target}}))
+    (logdir / "status.json").write_text(json.dumps({"state": "finished" if finished else "running",
+                                                    "step": step, "wall_seconds": 600.0}))
+    rows = [{"step": s, "episode/return": r} for s, r in ((1_000, 1.0), (4_000, 3.0), (6_000, 5.0))]
+    rows += [{"step": 10_000, "time": 100.0, "train/image_loss": 9.0}, {"step": 20_000, "time": 160.0}]
+    rows += [{"step": 20_000, "eval/return": r} for r in returns]
+    (logdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_recorded_run_keeps_evals_and_training_rows_and_averages_episodes_per_window(tmp_path):
+    write_run(tmp_path / "runs" / "gym_CartPole-v1" / "0", "gym_CartPole-v1", 0, [10.0, 30.0], 20_000)
+    (run,) = record_study.load_runs([tmp_path / "runs"])
+    info = record_study.record_run(run, tmp_path / "out", None, last=2, window=5_000)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    windows = [(r["step"], r["episode/return"], r["episodes"]) for r in rows if "episode/return" in r]
+    assert windows == [(5_000, 2.0, 2), (10_000, 5.0, 1)]  # the episodes ending in 0–5k, 5–10k
+    assert [r["eval/return"] for r in rows if "eval/return" in r] == [10.0, 30.0]
+    assert any("train/image_loss" in r for r in rows) and not any(set(r) == {"step", "time"} for r in rows)
+    assert (tmp_path / "out" / "curve.csv").read_text().splitlines()[1] == "20000,20.000,10.000,2,"
+    assert info["final_score"] == 20.0 and info["finished"] and info["steps_target"] == 20_000
+    assert info["seconds_per_100k_steps"] == 3000.0  # 600 s over 20k steps
+    assert "machine" not in info  # not --local: the runs record no machine
+    write_run(tmp_path / "runs" / "gym_CartPole-v1" / "1", "gym_CartPole-v1", 1, [5.0], 20_000, finished=False)
+    running = record_study.load_runs([tmp_path / "runs" / "gym_CartPole-v1" / "1"])[0]
+    assert not record_study.record_run(running, tmp_path / "out1", None, last=2)["finished"]  # killed at its last step
+
+
+def test_recording_keeps_runs_whose_directory_is_gone_and_the_text_around_the_block(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_run(runs / "minatar" / "minatar_breakout" / "0", "minatar_breakout", 0, [4.0, 6.0], 20_000)
+    write_run(runs / "minatar" / "minatar_asterix" / "0", "minatar_asterix", 0, [1.0, 1.0], 20_000)
+    record_study.record(runs, out, None, 2, 5_000, False, None)
+    readme = out / "README.md"
+    readme.write_text("# A study\n\nWhat was run and why.\n\n" + readme.read_text().split("\n\n", 1)[1]
+                      + "\nA diagnosis written by hand.\n")
+    # asterix restarts from step 0 here; breakout's run directory is gone (a fresh checkout)
+    (runs / "minatar" / "minatar_breakout" / "0" / "metrics.jsonl").unlink()
+    (runs / "minatar" / "minatar_breakout" / "0" / "config.yaml").unlink()
+    (runs / "minatar" / "minatar_asterix" / "0" / "metrics.jsonl").write_text("")
+    (runs / "minatar" / "minatar_asterix" / "0" / "status.json").write_text(json.dumps({"step": 0}))
+    capsys.readouterr()
+    summary = record_study.record(runs, out, None, 2, 5_000, False, None)
+    assert capsys.readouterr().out.splitlines() == [
+        f"kept the recorded minatar/minatar_breakout/0: its run directory is not under {runs}"]
+    kept = summary["runs"]["minatar/minatar_breakout/0"]
+    assert (kept["steps_reached"], kept["final_score"]) == (20_000, 5.0)  # the recorded files stay
+    assert summary["runs"]["minatar/minatar_asterix/0"]["steps_reached"] == 0  # recorded again
+    text = readme.read_text()
+    assert text.startswith("# A study\n\nWhat was run and why.\n") and text.endswith("A diagnosis written by hand.\n")
+    assert text.count(record_study.BEGIN) == 1 and "PARTIAL" in text
+    assert (out / "curves.png").is_file() and (out / "world_model.png").is_file()
+
+
+def test_the_readme_names_the_sweep_that_ran_the_study(tmp_path):
+    from reverie.sweep.plan import make_plan, write_plan
+
+    plan = make_plan(tmp_path / "study", "minatar_breakout", "0,1", "minatar", ["run.eval_every=5000"], steps=20_000)
+    write_plan(plan)
+    expected = (f"reverie sweep --tasks minatar_breakout --seeds 0,1 --preset 'minatar' --set run.eval_every=5000 "
+                f"--steps 20000 --logdir {plan.root}")
+    assert record_study.sweep_command(plan.root) == expected
+    assert record_study.sweep_command(plan.root / "minatar") == expected  # ROOT/<preset> of one variant
+    assert record_study.sweep_command(tmp_path) is None
+
+
+def test_no_runs_and_nothing_recorded_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["record_study", str(tmp_path / "nothing"), str(tmp_path / "out")])
+    assert record_study.main() == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from reverie.atari_games import ATARI55
 from reverie.envs.base import Env
 from reverie.envs.parallel import ProcessEnv, close_all
 from reverie.errors import ConfigError, TaskError
-from reverie.games import ATARI55
 
 # A factory builds an env from the resolved config and the env seed (already derived for the mode).
 Factory = Callable[[Any, int], Env]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reverie.atari_games import TABLE_NAMES, canonical_game, table_k1
 from reverie.errors import ReverieError
-from reverie.games import TABLE_NAMES, canonical_game, table_k1
 from reverie.report.rundirs import variant_label
 
 DPI = 100

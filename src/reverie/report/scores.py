@@ -2,7 +2,7 @@
 
 Scores are normalised per game by a random policy and either the human gamer or the human
 world record of Table K1 (shipped as ``reverie/data/atari_table_k1.csv``, read through
-``reverie.games``), then aggregated over the 55 games four ways:
+``reverie.atari_games``), then aggregated over the 55 games four ways:
 
     gamer-normalised   = (score − random) / (gamer − random)
     record-normalised  = (score − random) / (record − random)
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reverie.atari_games import ATARI55, TABLE_NAMES, canonical_game, table_k1
 from reverie.errors import ReverieError
-from reverie.games import ATARI55, TABLE_NAMES, canonical_game, table_k1
 from reverie.report.rundirs import variant_label
 
 METRICS = ("gamer_median", "gamer_mean", "record_mean", "clipped_record_mean")
@@ -163,6 +163,7 @@ class GameRow:
     score: float
     seeds: int = 1
     source: str = ""
+    std: float | None = None  # sample std (ddof 1) of the seeds' final scores; None for one seed
 
     @property
     def name(self) -> str:
@@ -241,8 +242,9 @@ def _report_of_groups(groups: dict[str, dict], last: int) -> Report | None:
         if not per_seed:
             continue
         game = _atari_game(task, notes)
-        rows.append(GameRow(task, game, float(np.mean(list(per_seed.values()))), len(per_seed),
-                            "; ".join(sorted(sources))))
+        values = list(per_seed.values())
+        rows.append(GameRow(task, game, float(np.mean(values)), len(values), "; ".join(sorted(sources)),
+                            float(np.std(values, ddof=1)) if len(values) > 1 else None))
         if game:
             finals[game] = per_seed
     return _finish(rows, finals, notes) if rows else None
@@ -337,6 +339,60 @@ def format_markdown(report: Report) -> str:
                  f"(baselines: {report.reference_label}):", ""] + table(_aggregate_lines(report))
     notes = [""] + [f"- {note}" for note in report.notes] if report.notes else []
     return "\n".join(text + notes)
+
+
+# Beside published numbers of tasks that Table K1 does not cover (MinAtar, DMC, gym).
+
+
+def read_reference_csv(path: str | Path) -> list[dict]:
+    """Published scores to show beside a report: a CSV with columns ``label``, ``steps`` (0 when
+    not a training length) and one column per task, named as the task (``minatar_breakout``) or
+    without its family prefix (``breakout``); other columns are ignored. Returns one
+    ``{"label", "steps", "scores": {column: value}}`` per row."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReverieError(f"{path}: no such file")
+    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    if not reader.fieldnames or not {"label", "steps"} <= set(reader.fieldnames):
+        raise ReverieError(f"{path}: needs a header with columns 'label' and 'steps', got {reader.fieldnames}")
+    rows = []
+    for number, row in enumerate(reader, 2):
+        try:
+            values = {k: float(v) for k, v in row.items() if k not in ("label", "steps") and _is_number(v)}
+            rows.append({"label": row["label"], "steps": int(float(row["steps"])), "scores": values})
+        except (TypeError, ValueError):
+            raise ReverieError(f"{path}:{number}: steps {row['steps']!r} is not a number") from None
+    return rows
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def reference_score(reference: dict, task: str) -> float | None:
+    """A reference row's score of ``task``: its column named as the task or as the task without
+    its family prefix (``minatar_breakout`` → ``breakout``), else ``None``."""
+    scores = reference["scores"]
+    return scores.get(task, scores.get(task.split("_", 1)[-1]))
+
+
+def format_reference_markdown(report: Report, reference: list[dict], label: str = "Reverie") -> str:
+    """The report's tasks as columns: one row per reference source, then ours, the mean ± the
+    sample std over seeds of the final scores (and how many seeds)."""
+    tasks = [row.task for row in report.rows]
+    lines = ["| source | steps | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    for ref in reference:
+        steps = f"{ref['steps'] / 1e6:g}M" if ref["steps"] else "–"
+        lines.append(f"| {ref['label']} | {steps} | " + " | ".join(_fmt(reference_score(ref, t)) for t in tasks) + " |")
+    cells = [f"**{_fmt(row.score)}**" + (f" ± {_fmt(row.std)}" if row.std is not None else "")
+             + f" ({row.seeds} seed{'s' if row.seeds > 1 else ''})" for row in report.rows]
+    sources = "; ".join(sorted({row.source for row in report.rows if row.source}))
+    lines.append(f"| **{label}** ({sources}) | | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def print_table(report: Report, file=None) -> None:

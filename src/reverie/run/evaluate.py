@@ -47,7 +47,7 @@ def run_episodes(agent: AgentContract, config: Config, episodes: int, step: int,
                         frames.append(env.render())
                 results.append(finished)
                 if frames is not None:
-                    from reverie.report.logging import save_video
+                    from reverie.report.metrics import save_video
 
                     save_video(video_dir / f"{tag}_{index:03d}.gif", np.stack(frames), fps=30)
     finally:

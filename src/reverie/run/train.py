@@ -34,7 +34,7 @@ from reverie.checkpoint import (
 )
 from reverie.config import Config, RunConfig, load_config_file, model_changes, validate
 from reverie.errors import CheckpointError, EnvWorkerError, RunError, describe_os_error
-from reverie.report.logging import MetricsLogger, Progress, save_video, truncate_metrics, write_status
+from reverie.report.metrics import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver
 from reverie.run.when import Before, Every, Once, Ratio
 from reverie.utils import isolated_rng, seed_everything

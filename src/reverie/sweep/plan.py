@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from reverie.atari_games import ATARI55
 from reverie.config import load_config
 from reverie.errors import ConfigError, ReverieError, TaskError
-from reverie.games import ATARI55
 from reverie.utils import atomic_write_text
 
 PLAN_FILE = "sweep.yaml"

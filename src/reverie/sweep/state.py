@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reverie.report.logging import status_path
+from reverie.report.metrics import status_path
 from reverie.utils import atomic_write_text
 
 STATE_FILE = "sweep_state.json"

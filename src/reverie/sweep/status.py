@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reverie.report.logging import format_duration, status_path
+from reverie.report.metrics import format_duration, status_path
 from reverie.sweep.plan import Plan
 from reverie.sweep.state import read_state, read_status, sweep_is_live
 

@@ -1,12 +1,12 @@
 """MinAtar runs side by side at equal agent steps (issue #17): the world model's losses, the
 imagined return, the actor's entropy and the returns, one Markdown table per signal.
 
-    .venv/bin/python benchmarks/minatar_compare.py \\
+    .venv/bin/python -m benchmarks.diagnostics.minatar_compare \\
         preset=benchmarks/results/learning/minatar/minatar_asterix/0 \\
         larger=runs/minatar_pilot/asterix_wm256 [--every 25000] [--out compare.md]
 
-Each ``LABEL=DIR`` is a run directory or a run recorded by ``minatar_collect.py`` (both hold a
-``metrics.jsonl``). A training signal is the row logged last at or before the step (rows come
+Each ``LABEL=DIR`` is a run directory or a run recorded by ``benchmarks.record_study`` (both
+hold a ``metrics.jsonl``). A training signal is the row logged last at or before the step (rows come
 every ``run.log_every`` steps); a resumed run's replayed rows count once, the later sitting's.
 The training return is the mean over the episodes that ended in the 5,000 steps before the step
 (ε-greedy, the collecting policy), the eval return the mean of that step's evaluation episodes
@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import minatar_collect  # noqa: E402
+from benchmarks.record_study import episode_windows, eval_points, last_at
+from reverie.report.rundirs import read_jsonl
 
 SIGNALS = {
     "train/image_loss": "grid loss (nats per step, Bernoulli over the 10·10·C cells)",
@@ -51,13 +51,13 @@ def main() -> int:
         label, sep, path = spec.partition("=")
         if not sep or not (Path(path) / "metrics.jsonl").exists():
             parser.error(f"{spec!r}: expected LABEL=DIR with DIR/metrics.jsonl; give a run directory or a recorded run")
-        runs[label] = minatar_collect.read_jsonl(Path(path) / "metrics.jsonl")
+        runs[label] = read_jsonl(Path(path) / "metrics.jsonl")[0]
     reached = {label: max((int(r["step"]) for r in rows), default=0) for label, rows in runs.items()}
     steps = range(args.every, max(reached.values()) + 1, args.every)
     train = {label: training_rows(rows) for label, rows in runs.items()}
-    episodes = {label: {w["step"]: w["episode/return"] for w in minatar_collect.episode_windows(rows)}
+    episodes = {label: {w["step"]: w["episode/return"] for w in episode_windows(rows)}
                 for label, rows in runs.items()}
-    evals = {label: {s: m for s, m, _, _ in minatar_collect.eval_points(rows)} for label, rows in runs.items()}
+    evals = {label: {s: m for s, m, _, _ in eval_points(rows)} for label, rows in runs.items()}
 
     def table(title: str, value) -> str:
         lines = [f"{title}:", "", "| step | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
@@ -66,7 +66,7 @@ def main() -> int:
             lines.append(f"| {step / 1e3:g}k | " + " | ".join("" if c is None else f"{c:.3g}" for c in cells) + " |")
         return "\n".join(lines)
 
-    tables = [table(title, lambda label, step, key=key: minatar_collect.last_at(train[label], key, step))
+    tables = [table(title, lambda label, step, key=key: last_at(train[label], key, step))
               for key, title in SIGNALS.items()]
     tables.append(table("training return (ε-greedy; mean over the episodes of the 5k steps before)",
                         lambda label, step: episodes[label].get(step)))

@@ -1,6 +1,6 @@
 """Which world-model settings let a MinAtar world model see its rewards? (issue #17)
 
-    .venv/bin/python benchmarks/minatar_reward_probe.py runs/minatar/asterix/0 \
+    .venv/bin/python -m benchmarks.diagnostics.minatar_reward_probe runs/minatar/asterix/0 \
         --variant "" --variant world_model.loss_scales.reward=100 [--fresh] [--updates 3000]
 
 ``minatar_heads.py`` found the reward heads of the Asterix, Freeway and Seaquest runs near the
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from minatar_heads import Table, head_stats, load_agent, mean, newest_steps, run_config
 
+from benchmarks.diagnostics.minatar_heads import Table, head_stats, load_agent, mean, newest_steps, run_config
 from reverie.config import parse_override
 from reverie.errors import ConfigError
 from reverie.replay import Replay

@@ -18,7 +18,7 @@ uint8 ``[B, L, 64, 64, 1]``, 18 one-hot actions) and measures, after warm-up:
   agent steps, of which one in ``max(1, train_every / N)`` comes right after an update;
 - the projected wall time of the paper's 200M frames: 12.5M × (update + 4 × (acting per agent
   step + env step)) with the paper's one update per 4 agent steps and N envs, the env step
-  measured for the task by ``reverie.envs.bench.bench_env`` (one env, counted whole per
+  measured for the task by ``reverie.envs.speed.bench_env`` (one env, counted whole per
   agent step: the overlap of N worker processes is not assumed);
 - the cost of one agent step at the preset's own train ratio: update × train_steps ÷
   train_every + acting per agent step + env step, and the seconds per 1,000 agent steps it
@@ -264,7 +264,7 @@ def acting_ms_per_agent_step(policy_ms: float, after_update_ms: float, envs: int
 
 
 def _bench_env(task: str, steps: int) -> dict[str, Any]:
-    from reverie.envs.bench import bench_env
+    from reverie.envs.speed import bench_env
 
     result = bench_env(task, steps)
     return {**result, "env_step_ms": 1e3 / result["agent_steps_per_s"]}

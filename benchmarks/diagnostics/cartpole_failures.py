@@ -2,7 +2,7 @@
 evaluation's policy (``mode="eval"``) and print how each episode ended, with what the world
 model's discount head believed there.
 
-    .venv/bin/python benchmarks/cartpole_failures.py runs/cartpole/0 runs/cartpole/1 [--episodes 3]
+    .venv/bin/python -m benchmarks.diagnostics.cartpole_failures runs/cartpole/0 runs/cartpole/1 [--episodes 3]
 
 Per episode: its length; the final physical state (cart position x, its velocity, pole angle
 θ, its velocity; Gymnasium ends an episode at |x| > 2.4 or |θ| > 0.2095 rad); and the

@@ -1,6 +1,6 @@
 """Is a MinAtar game's reward in its data, and in the world model's features? (issue #17)
 
-    .venv/bin/python benchmarks/minatar_readout.py runs/minatar/asterix/0 [--train 100000 --holdout 20000]
+    .venv/bin/python -m benchmarks.diagnostics.minatar_readout runs/minatar/asterix/0 [--train 100000 --holdout 20000]
 
 ``minatar_heads.py`` found the reward heads of the runs that did not learn near the constant
 solution. That has two possible causes: the reward cannot be told from what the model sees,
@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from minatar_heads import Table, load_agent, mean, newest_steps
+
+from benchmarks.diagnostics.minatar_heads import Table, load_agent, mean, newest_steps
 
 HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded (held out) | "
           "readout where rewarded | readout elsewhere |")

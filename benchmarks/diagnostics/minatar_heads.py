@@ -1,7 +1,7 @@
 """What a MinAtar run's world model and actor make of its own replay (issue #17): does the
 reward head see the rewards, and has the actor left the uniform policy?
 
-    .venv/bin/python benchmarks/minatar_heads.py runs/minatar/asterix/0 runs/minatar/breakout/0 [--steps 20000]
+    .venv/bin/python -m benchmarks.diagnostics.minatar_heads runs/minatar/asterix/0 runs/minatar/breakout/0 [--steps 20000]
 
 For each run, its newest checkpoint is loaded and the newest ``--steps`` stored steps of its
 replay (its newest ``ep*.npz`` files; an episode of more than 1,024 steps is stored in several,

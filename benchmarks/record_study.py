@@ -1,0 +1,295 @@
+"""Record a study's runs into the repository: every run directory under ROOT (a ``reverie
+sweep`` root, or any folder of ``reverie train`` runs) into a results folder OUT that
+``reverie scores`` and ``reverie plot`` read as they read the runs themselves.
+
+    .venv/bin/python -m benchmarks.record_study runs/minatar benchmarks/results/learning/minatar \\
+        --last 15 --reference src/reverie/data/minatar_reference.csv --local
+
+Each run (``reverie.report.rundirs.load_runs``) goes to ``OUT/<path below ROOT>/``, so a
+sweep's ``ROOT/<preset>/<task>/<seed>`` keeps its variant folder and ``reverie scores OUT``
+sees the same variants as ``reverie scores ROOT``:
+
+- ``config.yaml``: the resolved config the run trained with;
+- ``metrics.jsonl``: every evaluation row, every training-metrics row, and the training
+  episodes' returns averaged per ``--window`` steps (``episode/return``, ``episode/return_std``,
+  ``episodes``): the per-episode rows are what makes a run's file large;
+- ``curve.csv``: step, mean/std/count of the eval returns there, and the training-episode
+  window ending there;
+- ``run.json``: steps reached against the target (``--steps``, else the config's
+  ``run.steps``), finished or not, wall seconds (the trainer's clock in ``status.json``,
+  summed over its invocations), seconds per 100k steps over the whole run and in its
+  least-contended stretch (``segment_seconds``), the final and best eval score, and with
+  ``--local`` the host, CPU and cores of this machine (the runs do not record theirs).
+
+Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
+git) keep their files, and their rows. Then, from OUT: the scores of ``reverie scores``
+(``reports_from_runs``; with ``--reference CSV``, per task the mean ± sample std over seeds
+beside the CSV's rows, ``scores.format_reference_markdown``), a table per run, the figures of
+``reverie plot`` (``curves.png``, ``world_model.png``) and ``summary.json``. The text goes into
+``OUT/README.md`` between the ``BEGIN``/``END`` markers, so what a person wrote around it stays;
+a README without them gets the block appended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from reverie.errors import ReverieError
+from reverie.report import plot, scores
+from reverie.report.rundirs import Run, final_score, group_variants, load_runs, variant_label
+from reverie.sweep.plan import PLAN_FILE, Plan
+
+WINDOW = 5000  # agent steps per training-episode window
+SEGMENT = 10_000  # agent steps per segment of segment_seconds
+BEGIN = "<!-- BEGIN record_study: written by `python -m benchmarks.record_study`; edits here are overwritten -->"
+END = "<!-- END record_study -->"
+
+
+def eval_points(rows: list[dict]) -> list[tuple[int, float, float, int]]:
+    """``(step, mean, std, episodes)`` of the eval returns, one per evaluation step."""
+    by_step: dict[int, list[float]] = {}
+    for row in rows:
+        if "eval/return" in row:
+            by_step.setdefault(int(row["step"]), []).append(float(row["eval/return"]))
+    return [(s, float(np.mean(v)), float(np.std(v)), len(v)) for s, v in sorted(by_step.items())]
+
+
+def last_at(rows: list[dict], key: str, step: int) -> float | None:
+    """``key`` in the last row that has it at or before ``step`` (``None`` before the first)."""
+    values = [r[key] for r in rows if key in r and r["step"] <= step]
+    return float(values[-1]) if values else None
+
+
+def episode_windows(rows: list[dict], window: int = WINDOW) -> list[dict]:
+    """Training-episode returns averaged per ``window`` steps, as metrics rows at the window's end."""
+    windows: dict[int, list[float]] = {}
+    for row in rows:
+        if "episode/return" in row:
+            end = (int(row["step"]) + window - 1) // window * window
+            windows.setdefault(end, []).append(float(row["episode/return"]))
+    return [{"step": end, "frames": end, "episode/return": float(np.mean(v)), "episode/return_std": float(np.std(v)),
+             "episodes": len(v)} for end, v in sorted(windows.items())]
+
+
+def segment_seconds(rows: list[dict], segment: int = SEGMENT) -> list[float]:
+    """Trainer seconds per ``segment`` agent steps, one value per whole segment from
+    ``segment`` on (the first one holds the prefill, which does not train).
+
+    The trainer's clock (``time``) is summed over invocations; steps replayed after a resume
+    appear twice in ``metrics.jsonl``, and the later invocation's rows (the ones the run kept)
+    win. A segment's seconds are what one process needed for it, so the fastest segments are
+    the ones that waited least for the CPU."""
+    timeline: list[tuple[int, float]] = []
+    for row in reversed(rows):
+        if "time" in row and (not timeline or row["step"] < timeline[-1][0]):
+            timeline.append((int(row["step"]), float(row["time"])))
+    timeline.reverse()
+    if len(timeline) < 2:
+        return []
+    steps, times = np.array(timeline, dtype=np.float64).T
+    bounds = np.arange(segment, steps[-1] + 1, segment)
+    at = np.interp(bounds, steps, times)
+    return [float(b - a) for a, b in zip(at[:-1], at[1:])]
+
+
+def this_machine() -> str:
+    """``host: CPU model (N cores)`` of the machine this runs on."""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        cpu = platform.processor() or "unknown CPU"
+    return f"{socket.gethostname()}: {cpu} ({os.cpu_count()} cores)"
+
+
+def record_run(run: Run, out: Path, target: int | None, last: int, window: int = WINDOW,
+               machine: str | None = None) -> dict:
+    """Write one run's ``config.yaml``, condensed ``metrics.jsonl``, ``curve.csv`` and ``run.json``
+    into ``out``; returns what ``run.json`` holds."""
+    status = read_status(run.path)
+    config = yaml.safe_load((run.path / "config.yaml").read_text())
+    evals, windows = eval_points(run.metrics), episode_windows(run.metrics, window)
+    kept = [r for r in run.metrics if "eval/return" in r or any(k.startswith("train/") for k in r)]
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run.path / "config.yaml", out / "config.yaml")
+    merged = sorted(kept + windows, key=lambda r: (r["step"], "episode/return" in r))
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
+    window_mean = {w["step"]: w["episode/return"] for w in windows}
+    lines = ["step,eval_return_mean,eval_return_std,eval_episodes,train_episode_return_mean"]
+    for step, mean, std, n in evals:
+        train = window_mean.get(step)
+        lines.append(f"{step},{mean:.3f},{std:.3f},{n},{'' if train is None else f'{train:.3f}'}")
+    (out / "curve.csv").write_text("\n".join(lines) + "\n")
+    target = target or int(config["run"]["steps"])
+    step, wall = int(status.get("step", 0)), float(status.get("wall_seconds", 0.0))
+    segments = segment_seconds(run.metrics)
+    final = final_score(run, last)
+    info = {
+        "task": run.task, "seed": run.seed, "steps_reached": step, "steps_target": target,
+        "finished": status.get("state") == "finished" and step >= target, "wall_seconds": wall,
+        "seconds_per_100k_steps": round(wall / step * 1e5, 1) if step else None,
+        # the least-contended stretch: the fastest tenth of the 10k-step segments, per 100k steps
+        "seconds_per_100k_steps_fastest": round(float(np.quantile(segments, 0.1)) * 1e5 / SEGMENT, 1)
+        if segments else None,
+        "final_score": final[0] if final else None, "final_source": final[1] if final else None,
+        "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
+    }
+    if machine:
+        info["machine"] = machine
+    (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def read_status(logdir: Path) -> dict:
+    try:
+        return json.loads((logdir / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def recorded_earlier(out: Path, recorded_now: set[Path]) -> list[Path]:
+    """Run folders in ``out`` with a ``run.json`` that are not among ``recorded_now``: runs recorded
+    earlier whose run directory is gone. They stay as they are; a run directory that exists
+    always wins (it is recorded again, even when it restarted from step 0)."""
+    if not out.is_dir():
+        return []
+    return sorted(path.parent for path in out.rglob("run.json") if path.parent not in recorded_now)
+
+
+def sweep_command(root: Path) -> str | None:
+    """The ``reverie sweep`` command of the plan (``sweep.yaml``) in ROOT or, for ROOT a
+    sweep's preset folder, its parent; ``None`` without one."""
+    found = [folder for folder in (root, root.parent) if (folder / PLAN_FILE).is_file()]
+    if not found:
+        return None
+    plan = Plan.read(found[0])
+    parts = ["reverie sweep", f"--tasks {','.join(plan.tasks)}", f"--seeds {','.join(map(str, plan.seeds))}",
+             f"--preset '{';'.join(plan.presets)}'"] + [f"--set {item}" for item in plan.overrides]
+    if plan.steps:
+        parts.append(f"--steps {plan.steps}")
+    return " ".join(parts + [f"--logdir {found[0]}"])
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def minutes(seconds: float | None) -> str:
+    return "–" if not seconds else f"{seconds / 60:.0f} min"
+
+
+def run_table(infos: dict[Path, dict], out: Path, last: int) -> str:
+    lines = [f"| run | steps reached | finished | final score (last {last} eval episodes) | best eval | wall time "
+             "| per 100k steps | per 100k, least contended |", "|---" * 8 + "|"]
+    for path, i in sorted(infos.items()):
+        lines.append(f"| `{path.relative_to(out)}` | {i['steps_reached']:,} | {'yes' if i['finished'] else 'no'} | "
+                     f"{fmt(i.get('final_score', i.get('last_evals_mean')))} | {fmt(i['best_eval_mean'])} | "
+                     f"{i['wall_seconds'] / 3600:.2f} h | {minutes(i['seconds_per_100k_steps'])} | "
+                     f"{minutes(i.get('seconds_per_100k_steps_fastest'))} |")
+    return "\n".join(lines)
+
+
+def score_tables(reports: dict[str, scores.Report], reference: list[dict] | None) -> str:
+    parts = []
+    for variant, report in reports.items():
+        head = f"Variant `{variant_label(variant)}`:\n\n" if len(reports) > 1 else ""
+        table = scores.format_reference_markdown(report, reference) if reference is not None \
+            else scores.format_markdown(report)
+        parts.append(head + table)
+    return "\n\n".join(parts)
+
+
+def write_readme(out: Path, block: str, title: str) -> None:
+    """Put ``block`` between the markers of ``OUT/README.md`` (a new README gets ``title``)."""
+    path = out / "README.md"
+    text = path.read_text() if path.exists() else f"# {title}\n\n{BEGIN}\n{END}\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = f"{head}{BEGIN}\n{block}\n{END}{rest.split(END, 1)[1]}"
+    else:
+        print(f"{path} has no record_study markers: appended the block; remove the old table by hand")
+        text = f"{text.rstrip()}\n\n{BEGIN}\n{block}\n{END}\n"
+    path.write_text(text)
+
+
+def record(root: Path, out: Path, steps: int | None, last: int, window: int, local: bool,
+           reference: Path | None) -> dict:
+    """Record every run under ``root`` into ``out`` and write its README block, figures and
+    ``summary.json``; returns the summary. A ``root`` that does not exist (a fresh checkout)
+    redoes them from the runs recorded earlier."""
+    runs = load_runs([root]) if root.exists() else []
+    machine = this_machine() if local else None
+    infos = {}
+    for run in runs:
+        dest = out / run.path.absolute().relative_to(root.absolute())
+        infos[dest] = record_run(run, dest, steps, last, window, machine)
+    for path in recorded_earlier(out, set(infos)):
+        infos[path] = json.loads((path / "run.json").read_text())
+        print(f"kept the recorded {path.relative_to(out)}: its run directory is not under {root}")
+    if not infos:
+        raise ReverieError(f"no runs under {root} and none recorded under {out}")
+    reports = scores.reports_from_runs([str(out)], last)
+    variants = group_variants(load_runs([out]))
+    plot.plot_curves(variants, out / "curves.png")
+    if any(run.series(key)[0].size for seeds in variants.values() for task in seeds.values()
+           for run in task.values() for key in plot.WORLD_MODEL_KEYS):
+        plot.plot_world_model(variants, out / "world_model.png")
+    partial = [p for p, i in infos.items() if not i["finished"]]
+    status = (f"**PARTIAL — not final results.** {len(partial)} of {len(infos)} runs are short of their target "
+              "steps." if partial else f"All {len(infos)} runs reached their target steps.")
+    command = sweep_command(root)
+    machines = sorted({i["machine"] for i in infos.values() if i.get("machine")})
+    ref = scores.read_reference_csv(reference) if reference else None
+    block = "\n\n".join([
+        f"Recorded {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from `{root}` by `python -m benchmarks.record_study`"
+        + (f"; the runs: `{command}`." if command else "."),
+        f"Machine: {'; '.join(machines)}." if machines else
+        "Machine: not recorded (runs do not record theirs; `--local` records the recording machine's).",
+        status,
+        score_tables(reports, ref),
+        run_table(infos, out, last),
+        "Figures: `curves.png` (eval return, mean over seeds, ±1 sample std shaded)"
+        + (", `world_model.png` (world-model losses)" if (out / "world_model.png").exists() else "")
+        + f". Per run: `config.yaml`, `metrics.jsonl`, `curve.csv`, `run.json`. Redraw with `reverie plot {out}`.",
+    ])
+    write_readme(out, block, out.name)
+    summary = {"root": str(root), "command": command, "last": last,
+               "variants": {variant_label(v): json.loads(scores.format_json(r)) for v, r in reports.items()},
+               "runs": {str(p.relative_to(out)): i for p, i in sorted(infos.items())}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.record_study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="a sweep root or a folder of run directories")
+    parser.add_argument("out", type=Path, help="the results folder, e.g. benchmarks/results/learning/<study>")
+    parser.add_argument("--steps", type=int, help="the study's target steps per run (default: each run's run.steps)")
+    parser.add_argument("--last", type=int, default=10, help="eval episodes in the final score (reverie scores --last)")
+    parser.add_argument("--window", type=int, default=WINDOW, help="agent steps per training-return window")
+    parser.add_argument("--reference", type=Path, help="CSV of published scores (label, steps, one column per task)")
+    parser.add_argument("--local", action="store_true", help="the runs ran on this machine: record its host and CPU")
+    args = parser.parse_args()
+    try:
+        record(args.root, args.out, args.steps, args.last, args.window, args.local, args.reference)
+    except ReverieError as error:
+        print(f"record_study: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

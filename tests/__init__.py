@@ -1,0 +1,1 @@
+"""Reverie's test suite (``tests/README.md``); a package so that ``tests.parity`` imports by name."""
