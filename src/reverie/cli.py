@@ -196,6 +196,8 @@ def _add_scores(sub) -> None:
     p.add_argument("--baseline", choices=["dreamerv2", "rainbow", "iqn"], help="aggregate a Table K1 column")
     p.add_argument("--format", choices=["table", "json", "markdown", "csv"], default="table")
     p.add_argument("--last", type=count(1), default=10, help="final score = mean of the last N eval episodes")
+    p.add_argument("--reference", metavar="CSV", help="with run directories: a markdown table of the runs' tasks "
+                   "beside published scores (columns label, steps, one per task; e.g. reverie/data/minatar_reference.csv)")
     p.set_defaults(func=dispatch)
 
 

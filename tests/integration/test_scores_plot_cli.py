@@ -102,8 +102,29 @@ def test_plot_world_model_and_bars(runs, tmp_path):
     assert imread(tmp_path / "b2.png").shape[:2] == (225, 700)
 
 
+def test_scores_beside_a_reference_csv(runs, tmp_path):
+    """``--reference``: the runs' tasks as columns, the published rows, then the runs' mean ± the
+    sample std over seeds; a column may drop the task's family prefix, a missing cell is a dash."""
+    ref = tmp_path / "ref.csv"
+    ref.write_text("label,steps,pong,dmc_walker_walk\nA paper,1000000,15,\nB paper,0,,800\n")
+    result = cli("scores", runs, "--reference", ref, "--last", 3)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("| source | steps |") and "atari_pong" in lines[0] and "dmc_walker_walk" in lines[0]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    row = {label: [cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]
+           for label in [line.strip("|").split("|")[0].strip()]}
+    pong, walker = header.index("atari_pong"), header.index("dmc_walker_walk")
+    assert row["A paper"][1] == "1M" and row["A paper"][pong] == "15.00" and row["A paper"][walker] == "—"
+    assert row["B paper"][walker] == "800.00"
+    ours = next(cells for label, cells in row.items() if label.startswith("**Reverie**"))
+    assert ours[pong] == "**16.00** ± 5.66 (2 seeds)" and ours[walker] == "**300.67** (1 seed)"  # last 3 episodes: 1, 1, 900
+
+
 @pytest.mark.parametrize("args, message", [
     (["scores", "{tmp}/missing"], "no such file or directory"),
+    (["scores", "--baseline", "iqn", "--reference", "{tmp}/bad.csv"], "give LOGDIR"),
+    (["scores", "{runs}", "--reference", "{tmp}/missing.csv"], "no such file"),
     (["scores", "{tmp}/empty"], "no runs"),
     (["scores", "--csv", "{tmp}/missing.csv"], "no such file"),
     (["scores", "--csv", "{tmp}/bad.csv"], "closest: Pong"),

@@ -139,13 +139,14 @@ def make_minatar(game: str, config: Any, seed: int) -> MinAtarEnv:
 def minatar_reference() -> dict[str, dict[str, Any]]:
     """Published MinAtar returns (``data/minatar_reference.csv``, approximate: read off the
     sources' figures) and the random policy's: ``{key: {"label", "steps", "actions",
-    "returns", "scores": {game: value}}}``, keys ``random``, ``dqn_1m``, ``dqn_5m``,
-    ``port_500k``, ``port_1m``."""
+    "returns", "scores": {game: value}}}``, keys ``random``, ``random_minimal``, ``dqn_250k``,
+    ``dqn_1m``, ``dqn_5m``, ``port_200k``, ``port_300k``, ``port_500k``, ``port_1m``; a score not
+    read off its figure is absent (DQN's Freeway at 250k)."""
     import csv
     import io
     from importlib import resources
 
     text = (resources.files("reverie") / "data" / "minatar_reference.csv").read_text()
     return {row["key"]: {"label": row["label"], "steps": int(row["steps"]), "actions": row["actions"],
-                         "returns": row["returns"], "scores": {game: float(row[game]) for game in GAMES}}
+                         "returns": row["returns"], "scores": {game: float(row[game]) for game in GAMES if row[game]}}
             for row in csv.DictReader(io.StringIO(text))}

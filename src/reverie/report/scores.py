@@ -486,6 +486,8 @@ def cli_scores(args: argparse.Namespace) -> int:
     given = [bool(args.logdirs), bool(args.csv), bool(args.baseline)]
     if sum(given) != 1:
         raise ReverieError("give exactly one of: run directories (LOGDIR...), --csv FILE, or --baseline NAME")
+    if getattr(args, "reference", None):
+        return _print_references(args)
     if args.baseline:
         report = report_from_scores(baseline_scores(args.baseline), f"Table K1 {args.baseline}")
     elif args.csv:
@@ -502,6 +504,21 @@ def cli_scores(args: argparse.Namespace) -> int:
         print({"json": format_json, "markdown": format_markdown, "csv": format_csv}[args.format](report))
     for note in report.notes:
         print(f"reverie: note: {note}", file=sys.stderr)
+    return 0
+
+
+def _print_references(args: argparse.Namespace) -> int:
+    """``--reference CSV``: per variant of the runs, their tasks beside the published rows."""
+    if not args.logdirs:
+        raise ReverieError("--reference compares run directories with published scores: give LOGDIR...")
+    reference = read_reference_csv(args.reference)
+    reports = reports_from_runs(args.logdirs, args.last)
+    for variant, report in reports.items():
+        if len(reports) > 1:
+            print(f"\n{variant_label(variant)}\n")
+        print(format_reference_markdown(report, reference))
+        for note in report.notes:
+            print(f"reverie: note: {note}", file=sys.stderr)
     return 0
 
 
