@@ -111,11 +111,7 @@ def read_scores_csv(path: str | Path) -> tuple[dict[str, float], list[str]]:
     ``reverie scores --format csv`` output reads back). Rows of non-Atari tasks (dmc_, gym_)
     are skipped with a note; an unknown game name is an error listing the closest matches."""
     path = Path(path)
-    if not path.is_file():
-        raise ReverieError(f"{path}: no such file")
-    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-    if not reader.fieldnames or not {"game", "score"} <= set(reader.fieldnames):
-        raise ReverieError(f"{path}: needs a header with columns 'game' and 'score', got {reader.fieldnames}")
+    reader = _csv_with(path, ("game", "score"))
     scores, notes = {}, []
     rows = list(reader)
     variants = sorted({row["variant"] for row in rows}) if "variant" in reader.fieldnames else []
@@ -134,6 +130,17 @@ def read_scores_csv(path: str | Path) -> tuple[dict[str, float], list[str]]:
         scores[name] = score
     _canonical_scores(scores)  # fail early on unknown names and duplicates
     return scores, notes
+
+
+def _csv_with(path: Path, columns: tuple[str, str]) -> csv.DictReader:
+    """A CSV file's rows, refused in one line when the file or one of ``columns`` is missing."""
+    if not path.is_file():
+        raise ReverieError(f"{path}: no such file")
+    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
+        raise ReverieError(f"{path}: needs a header with columns {columns[0]!r} and {columns[1]!r}, "
+                           f"got {reader.fieldnames}")
+    return reader
 
 
 def _canonical_scores(scores: dict[str, float]) -> dict[str, float]:
@@ -350,11 +357,7 @@ def read_reference_csv(path: str | Path) -> list[dict]:
     without its family prefix (``breakout``); other columns are ignored. Returns one
     ``{"label", "steps", "scores": {column: value}}`` per row."""
     path = Path(path)
-    if not path.is_file():
-        raise ReverieError(f"{path}: no such file")
-    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-    if not reader.fieldnames or not {"label", "steps"} <= set(reader.fieldnames):
-        raise ReverieError(f"{path}: needs a header with columns 'label' and 'steps', got {reader.fieldnames}")
+    reader = _csv_with(path, ("label", "steps"))
     rows = []
     for number, row in enumerate(reader, 2):
         try:
