@@ -138,6 +138,7 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
     final = final_score(run, last)
     info = {
         "task": run.task, "seed": run.seed, "steps_reached": step, "steps_target": target,
+        "action_repeat": int(config.get("env", {}).get("action_repeat", 1)),
         "finished": status.get("state") == "finished" and step >= target, "wall_seconds": wall,
         "seconds_per_100k_steps": round(wall / step * 1e5, 1) if step else None,
         # the least-contended stretch: the fastest tenth of the 10k-step segments, per 100k steps
@@ -224,6 +225,19 @@ def write_readme(out: Path, block: str, title: str) -> None:
     path.write_text(text)
 
 
+def task_finals(infos) -> dict:
+    """``{"frames": F, "tasks": {task: {"seeds": [...], "eval": [...]}}}``: each run's final
+    score by task, seeds ascending; ``frames`` the largest target any run trained for, in env
+    frames (agent steps × action repeat), or ``None`` when the runs' targets differ."""
+    tasks: dict[str, dict[str, list]] = {}
+    for info in sorted(infos, key=lambda i: (i["task"], i["seed"])):
+        task = tasks.setdefault(info["task"], {"seeds": [], "eval": []})
+        task["seeds"].append(info["seed"])
+        task["eval"].append(info["final_score"])
+    frames = {i["steps_target"] * i.get("action_repeat", 1) for i in infos}
+    return {"frames": frames.pop() if len(frames) == 1 else None, "tasks": tasks}
+
+
 def record(root: Path, out: Path, steps: int | None, last: int, window: int, local: bool,
            reference: Path | None) -> dict:
     """Record every run under ``root`` into ``out`` and write its README block, figures and
@@ -265,7 +279,7 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         + f". Per run: `config.yaml`, `metrics.jsonl`, `curve.csv`, `run.json`. Redraw with `reverie plot {out}`.",
     ])
     write_readme(out, block, out.name)
-    summary = {"root": str(root), "command": command, "last": last,
+    summary = {"root": str(root), "command": command, "last": last, **task_finals(infos.values()),
                "variants": {variant_label(v): json.loads(scores.format_json(r)) for v, r in reports.items()},
                "runs": {str(p.relative_to(out)): i for p, i in sorted(infos.items())}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

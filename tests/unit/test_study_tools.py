@@ -101,6 +101,20 @@ def test_recording_keeps_runs_whose_directory_is_gone_and_the_text_around_the_bl
     assert (out / "curves.png").is_file() and (out / "world_model.png").is_file()
 
 
+def test_the_summary_lists_each_tasks_seeds_and_final_scores_at_the_frames_trained(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, returns in ((1, [30.0, 50.0]), (0, [10.0, 20.0])):
+        write_run(runs / "dmc_walker_walk" / str(seed), "dmc_walker_walk", seed, returns, 20_000)
+    config = runs / "dmc_walker_walk" / "0" / "config.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "env": {"action_repeat": 2}}))
+    config1 = runs / "dmc_walker_walk" / "1" / "config.yaml"
+    config1.write_text(config.read_text().replace("seed: 0", "seed: 1"))
+    summary = record_study.record(runs, tmp_path / "out", None, 2, 5_000, False, None)
+    assert summary["frames"] == 40_000  # 20k agent steps at action repeat 2
+    assert summary["tasks"] == {"dmc_walker_walk": {"seeds": [0, 1], "eval": [15.0, 40.0]}}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["tasks"] == summary["tasks"]
+
+
 def test_the_readme_names_the_sweep_that_ran_the_study(tmp_path):
     from reverie.sweep.plan import make_plan, write_plan
 
