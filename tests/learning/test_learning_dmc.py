@@ -18,14 +18,11 @@ dmc,dmc_small`) plus 14k rendered steps of ~20 ms: an estimated 30–35 min on o
 the 2-core VM; the recorded run took 54 min for 15k steps beside two other runs (load 2–4).
 """
 
-import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from learning_runs import train, training_returns
 
 pytest.importorskip("dm_control")
 pytestmark = pytest.mark.slow
@@ -36,19 +33,11 @@ WINDOW = (11_000, 14_000)  # training episodes (500 agent steps each) ending in 
 THRESHOLD = 2 * RANDOM_WALKER
 
 
-def training_returns(metrics: Path, first: int, last: int) -> list[float]:
-    """``episode/return`` of the training episodes ending in ``(first, last]``."""
-    return [row["episode/return"] for row in map(json.loads, metrics.read_text().splitlines())
-            if "episode/return" in row and first < row["step"] <= last]
-
-
 @pytest.mark.timeout(3900)  # above the run's own 3600 s
 def test_dmc_walker_walks_at_twice_random(tmp_path):
     logdir = tmp_path / "walker"
     start = time.time()
-    subprocess.run([sys.executable, "-m", "reverie", "train", "--task", "dmc_walker_walk", "--preset", "dmc,dmc_small",
-                    "--seed", "0", "--steps", str(STEPS), "--logdir", str(logdir), "--set", "device=cpu"],
-                   check=True, timeout=3600, stdout=subprocess.DEVNULL)
+    train(logdir, "dmc_walker_walk", "dmc,dmc_small", STEPS, timeout=3600)
     metrics = logdir / "metrics.jsonl"
     late, early = training_returns(metrics, *WINDOW), training_returns(metrics, 0, 1_000)
     print(f"DMC walker: {(time.time() - start) / 60:.1f} min; training return {np.mean(early):.1f} over 0–1k "

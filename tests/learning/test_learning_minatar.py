@@ -14,14 +14,12 @@ First run end to end (2026-12-02, 56 min beside 3 other runs on the 2-core VM): 
 and 2.93 over 70k–80k (268 episodes), the recorded run's numbers to the episode.
 """
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from learning_runs import train, training_returns
 
 pytest.importorskip("minatar")
 pytestmark = pytest.mark.slow
@@ -34,8 +32,7 @@ THRESHOLD = 5 * RANDOM_BREAKOUT
 
 def training_return(metrics: Path, first: int, last: int) -> tuple[float, int]:
     """Mean ``episode/return`` of the training episodes ending in ``(first, last]``, and their count."""
-    returns = [row["episode/return"] for row in map(json.loads, metrics.read_text().splitlines())
-               if "episode/return" in row and first < row["step"] <= last]
+    returns = training_returns(metrics, first, last)
     return float(np.mean(returns)) if returns else float("nan"), len(returns)
 
 
@@ -43,9 +40,7 @@ def training_return(metrics: Path, first: int, last: int) -> tuple[float, int]:
 def test_minatar_breakout_learns_five_times_random(tmp_path):
     logdir = tmp_path / "breakout"
     start = time.time()
-    subprocess.run([sys.executable, "-m", "reverie", "train", "--task", "minatar_breakout", "--preset", "minatar",
-                    "--seed", "0", "--steps", str(STEPS), "--logdir", str(logdir), "--set", "device=cpu"],
-                   check=True, timeout=5400, stdout=subprocess.DEVNULL)
+    train(logdir, "minatar_breakout", "minatar", STEPS, timeout=5400)
     mean, episodes = training_return(logdir / "metrics.jsonl", *WINDOW)
     early, _ = training_return(logdir / "metrics.jsonl", 0, 10_000)
     print(f"MinAtar Breakout: {(time.time() - start) / 60:.1f} min; training return {early:.2f} over 0–10k, "
