@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +29,7 @@ from reverie.contracts import Batch, PolicyState, State
 from reverie.nn.layers import autocast
 from reverie.nn.optim import Optimizer
 from reverie.schedules import parse_schedule
-from reverie.utils import resolve_device
+from reverie.utils import cpu_compiler, resolve_device
 from reverie.world_model.model import REWARD_TRANSFORMS, WorldModel
 
 MODES = ("train", "eval", "eval_sample", "random")
@@ -82,8 +83,10 @@ class Agent:
         # ``compile`` wraps anything), refreshed when the weights change: autocast would
         # otherwise recast every weight on every call (docs/SPEED.md).
         self._acting = _ActingCopy(self) if config.precision == "bf16" else None
-        if config.compile:
+        self.compiles = config.compile and _can_compile(self.device)
+        if self.compiles:
             self.world_model.compile_steps()
+            self.behavior.compile_rollout()
             # The actor's MLP, not the actor: imagination calls ``actor.mlp`` and ``actor.dist``.
             for net in (self.behavior.actor.mlp, self.behavior.critic, self.behavior.slow_critic):
                 net.compile(dynamic=False)
@@ -226,6 +229,18 @@ class Agent:
 
     def _autocast(self) -> torch.autocast:
         return autocast(self.device, self.config.precision)
+
+
+def _can_compile(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can build here: on the CPU it needs a C++ compiler. Without
+    one, ``compile=true`` (the ``cartpole`` preset's default) warns once and runs uncompiled:
+    the same numbers, slower."""
+    if device.type != "cpu" or cpu_compiler() is not None:
+        return True
+    warnings.warn("compile=true: no C++ compiler found (torch.compile needs g++, or clang++ on macOS, or $CXX, "
+                  "to build CPU kernels); running uncompiled. Install one for the compiled speed, or set "
+                  "compile=false to silence this", stacklevel=3)
+    return False
 
 
 class _ActingCopy:

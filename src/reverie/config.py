@@ -297,7 +297,13 @@ class Config:
     logdir: str = ""  # run directory; empty = runs/<task>/<seed>
     deterministic: bool = False  # torch deterministic algorithms (exact resume tests)
     precision: Literal["fp32", "bf16"] = "fp32"  # autocast dtype for networks; losses in fp32
-    compile: bool = False  # torch.compile the RSSM step and the heads
+    # torch.compile the observe loop and the imagination whole (one graph each), the prior
+    # step, the heads, actor and critics. The numbers are the same up to float rounding, except
+    # that compiled code draws its random numbers differently (same distributions). The first
+    # update compiles: minutes on a small CPU the first time (gym,cartpole, 2-core VM: 4 min),
+    # seconds once Inductor has cached it. On the CPU it needs a C++ compiler (g++; without
+    # one the run warns and goes uncompiled). Preset `cartpole` turns it on (docs/SPEED.md).
+    compile: bool = False
     # CPU threads for torch's ops; 0 = torch's default (one per core). Tiny models run
     # faster on one: their ops are too small to split, and each split waits for the other
     # threads (docs/SPEED.md: debug update 63 → 36 ms on 2 cores).

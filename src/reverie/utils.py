@@ -78,6 +78,16 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def cpu_compiler() -> str | None:
+    """The C++ compiler that ``torch.compile`` (Inductor) builds CPU kernels with, if this
+    machine has it: ``$CXX``, else Inductor's default (``clang++`` on macOS, ``g++``
+    elsewhere); None without one."""
+    import shutil
+    import sys
+
+    return shutil.which(os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++"))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators (CPU and CUDA). Deterministic
     algorithms are a setting of the run, scoped: ``reverie.runtime.deterministic_algorithms``."""

@@ -64,7 +64,7 @@ def _bench(tmp_path, *args):
 
 def test_bench_times_the_network_of_the_presets_task(tmp_path):
     # gym,cartpole: vector[4] and Discrete(2); before, a 64×64×3 image and 18 actions were timed.
-    run = _bench(tmp_path, "--preset", "gym,cartpole")
+    run = _bench(tmp_path, "--preset", "gym,cartpole", "--set", "compile=false")  # compiling takes minutes
     config = load_config("gym,cartpole")
     assert run["parameters"] == parameter_counts(config, {"vector": Box(-np.inf, np.inf, (4,), np.float32)},
                                                  Discrete(2))

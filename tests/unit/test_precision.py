@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from reverie.agent import Agent
+from reverie.behavior import actor_critic
 from reverie.config import RSSMConfig, load_config
 from reverie.nn.distributions import OneHotDist
 from reverie.nn.layers import ConvDecoder, ConvEncoder, conv_transpose2d_phases, preprocess_image
@@ -303,3 +304,31 @@ def test_bf16_on_the_cpu_acts_in_fp32_below_four_envs(envs):
     wider = {k: np.concatenate([v] * 4)[:4] for k, v in obs.items()}
     bf16.policy(wider, None, "train")
     assert bf16._acting.key != []  # 4 envs: the bf16 copy acts
+
+
+@pytest.mark.parametrize("compiler", ["missing", "present"])
+def test_compile_without_a_cpp_compiler_warns_and_runs_uncompiled(compiler, monkeypatch, tmp_path):
+    # compile=true (the cartpole preset's default) on a CPU machine without g++: one warning
+    # naming the fix, and the agent trains uncompiled instead of failing at its first update.
+    # Twin: with the compiler found, the agent compiles (its loops are torch.compile'd).
+    import shutil
+
+    if compiler == "missing":
+        monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    elif shutil.which("g++") is None:
+        pytest.skip("no g++ on this machine")
+    else:
+        monkeypatch.delenv("CXX", raising=False)
+    config = load_config("gym,cartpole", ["device=cpu", "threads=1", "replay.batch=2", "replay.length=4"])
+    assert config.compile  # the preset's default
+    spaces = ({"vector": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)}, gym.spaces.Discrete(2))
+    if compiler == "missing":
+        with pytest.warns(UserWarning, match="no C..? compiler found.*compile=false"):
+            agent = Agent(config, *spaces)
+        assert not agent.compiles and not agent.world_model.rssm.loop_compiled
+        metrics = agent.train(synthetic_batch(config, *spaces))
+        assert np.isfinite(metrics["model_loss"])
+    else:
+        agent = Agent(config, *spaces)
+        assert agent.compiles and agent.world_model.rssm.loop_compiled
+        assert agent.behavior.rollout is not actor_critic.rollout

@@ -24,8 +24,12 @@ def _sum_last(x: torch.Tensor, dims: int) -> torch.Tensor:
 def _straight_through(hard: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     """Algorithm 1: the value of ``hard`` with the gradient of ``probs``.
 
-    ``probs − stop_grad(probs)`` is exactly zero, so the value stays exactly one-hot.
+    ``probs − stop_grad(probs)`` is exactly zero, so the value stays exactly one-hot; where no
+    gradient can flow (``probs`` outside a graph: acting, a rollout without gradients) the two
+    extra ops are skipped, the same value.
     """
+    if not probs.requires_grad:
+        return hard
     return hard + (probs - probs.detach())
 
 
@@ -177,6 +181,8 @@ class TruncNormalDist:
         cdf = (self._cdf_low + u * self._z).clamp(eps, 1 - eps)
         event = self.mean + self.std * torch.special.ndtri(cdf)
         clipped = event.detach().clamp(self.low + self.clip, self.high - self.clip)
+        if not event.requires_grad:  # no graph: the straight-through terms are exactly zero
+            return clipped
         return event - event.detach() + clipped
 
     def sample(self) -> torch.Tensor:

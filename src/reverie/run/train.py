@@ -235,6 +235,9 @@ def _open(config: Config, logdir: Path, envs: list[Env], quiet: bool) -> Trainer
     from reverie.replay import Replay
 
     agent = Agent(config, envs[0].obs_space, envs[0].act_space)
+    if agent.compiles and not quiet:
+        print("compile=true: the first update compiles the model (minutes the first time on a small CPU: 4 min "
+              "for gym,cartpole on a 2-core VM; seconds once Inductor has cached it)", flush=True)
     driver = Driver(envs, agent, name=config.task)
     checkpoint = load_checkpoint(logdir, map_location=agent.device)
     # upto_step=0 clears a run killed before its first checkpoint. strict: a corrupt chunk the

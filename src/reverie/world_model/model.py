@@ -260,12 +260,11 @@ class WorldModel(nn.Module):
         return likes
 
     def compile_steps(self) -> None:
-        """``torch.compile`` the RSSM steps and the heads (the agent calls it under the
-        top-level ``compile`` setting): fuses the elementwise work around each matmul; the
-        sequence loops stay in Python. One graph per batch size (training and acting each
-        compile once)."""
+        """``torch.compile`` the observe loop whole (``RSSM.compile_loop``), the prior step
+        and the heads (the agent calls it under the top-level ``compile`` setting): fuses the
+        elementwise work around each matmul. One graph per batch size."""
+        self.rssm.compile_loop()
         self.rssm.img_step = torch.compile(self.rssm.img_step, dynamic=False)
-        self.rssm._obs_step = torch.compile(self.rssm._obs_step, dynamic=False)
         for head in self.heads.values():
             head.compile(dynamic=False)
 
