@@ -31,6 +31,10 @@ FAMILIES = [
     pytest.param("gym_CartPole-v1", "gym,debug", [], id="gym-discrete-vector"),
     pytest.param("gym_Pendulum-v1", "gym,debug", ["--set", "env.time_limit=60"], id="gym-continuous-vector",
                  marks=pytest.mark.slow),
+    # compile=true (preset cartpole's default): the compiled loops draw their random numbers
+    # from the same saved generator, so a resumed compiled run is exact too
+    pytest.param("gym_CartPole-v1", "gym,debug", ["--set", "compile=true"], id="gym-discrete-compiled",
+                 marks=pytest.mark.slow),
     # 100-frame limit = 25 agent steps at action repeat 4: episode ends inside the run
     pytest.param("atari_pong", "atari,debug", ["--set", "env.time_limit=100"], id="atari", marks=pytest.mark.slow),
     # 60-frame limit = 30 agent steps at action repeat 2

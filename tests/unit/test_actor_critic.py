@@ -14,6 +14,7 @@ from reverie.behavior.actor_critic import (
     critic_loss,
     critic_target,
     imagine,
+    rollout,
 )
 from reverie.config import BehaviorConfig
 from reverie.nn.distributions import Normal
@@ -233,16 +234,28 @@ def test_schedules_are_evaluated_at_the_step():
 
 
 @pytest.mark.parametrize("rho", [1.0, 0.5])
-def test_the_loss_reuses_the_imagined_actor_outputs(rho):
+def test_actor_runs_once_per_imagined_step_and_the_loss_reuses_its_outputs(rho):
     config, ac, wm, start, is_terminal = _setup(horizon=4, reinforce_mix=rho)
     traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9)
-    # The outputs at states 0..H−1 are the actor's outputs there, with their graph.
+    # The rollout's outputs at states 0..H−1 are the actor's outputs there, with their graph.
     torch.testing.assert_close(traj["actor_out"], ac.actor.mlp(traj["feat"][:-1]).detach())
     calls = []
     ac.actor.mlp.register_forward_hook(lambda module, inp, out: calls.append(tuple(inp[0].shape)))
     loss_a, _, _ = ac.losses(wm, start, is_terminal, step=0)
-    # H calls on the N = 6 start states, none in the loss. With ρ = 1 the rollout records no
-    # graph, and one call on the H detached states gives the outputs the loss differentiates.
-    assert calls == [(6, FEAT)] * 4 + ([(4, 6, FEAT)] if rho == 1 else [])
+    assert calls == [(6, FEAT)] * 4  # H calls on the N = 6 start states, none in the loss
     loss_a.backward()
     assert all(p.grad is not None for p in ac.actor.parameters())
+
+
+def test_a_compiled_rollout_leaves_the_actor_outputs_to_one_call_after_it():
+    # compile=true compiles `rollout` without the actor's graph (ρ = 1); the loss's outputs
+    # then come from one call on the detached states, with their graph. The eager function
+    # stands in for the compiled one here (the slow test_precision test compiles it).
+    config, ac, wm, start, is_terminal = _setup(horizon=4, reinforce_mix=1.0)
+    calls = []
+    ac.actor.mlp.register_forward_hook(lambda module, inp, out: calls.append(tuple(inp[0].shape)))
+    with torch.no_grad():
+        traj = imagine(wm, ac.actor, start, is_terminal, 4, 0.9, compiled=rollout)
+    assert calls == [(6, FEAT)] * 4 + [(4, 6, FEAT)]
+    assert traj["actor_out"].requires_grad and not traj["feat"].requires_grad
+    torch.testing.assert_close(traj["actor_out"], ac.actor.mlp(traj["feat"][:-1]).detach())

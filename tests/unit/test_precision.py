@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from reverie.agent import Agent
-from reverie.behavior import actor_critic
 from reverie.config import RSSMConfig, load_config
 from reverie.nn.distributions import OneHotDist
 from reverie.nn.layers import ConvDecoder, ConvEncoder, conv_transpose2d_phases, preprocess_image
@@ -326,9 +325,10 @@ def test_compile_without_a_cpp_compiler_warns_and_runs_uncompiled(compiler, monk
         with pytest.warns(UserWarning, match="no C..? compiler found.*compile=false"):
             agent = Agent(config, *spaces)
         assert not agent.compiles and not agent.world_model.rssm.loop_compiled
+        assert agent.behavior.compiled_rollout is None
         metrics = agent.train(synthetic_batch(config, *spaces))
         assert np.isfinite(metrics["model_loss"])
     else:
         agent = Agent(config, *spaces)
         assert agent.compiles and agent.world_model.rssm.loop_compiled
-        assert agent.behavior.rollout is not actor_critic.rollout
+        assert agent.behavior.compiled_rollout is not None

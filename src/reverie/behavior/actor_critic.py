@@ -106,25 +106,34 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 def rollout(rssm: nn.Module, actor: Actor, state: State, horizon: int,
-            actor_outputs: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            actor_outputs: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The prior rolled ``horizon`` steps from ``state`` (``[N, ...]``) with actions sampled
     from the actor: features ``[T, N, F]``, actions ``[T, N, A]`` (``action[0]`` zeros), T =
-    horizon + 1, and with ``actor_outputs`` the actor's outputs ``[T − 1, N, out]``.
+    horizon + 1, and with ``actor_outputs`` the actor's outputs ``[T − 1, N, out]`` with their
+    graph to the actor's parameters (built even when the rollout itself runs without
+    gradients), so that ``actor_loss`` does not run the actor again on the same states.
 
-    Under gradients (ρ < 1) the samples carry them into the dynamics. Without (ρ = 1) it is
-    a function of the state, the weights and the random stream only, so ``compile=true``
-    compiles it whole (``ActorCritic.compile_rollout``)."""
+    Under gradients (ρ < 1) the samples carry them into the dynamics; without (ρ = 1) nothing
+    but the actor's outputs records a graph. With neither gradients nor ``actor_outputs`` it is
+    a function of the state, the weights and the random stream only, which ``compile=true``
+    compiles whole (``ActorCritic.compile_rollout``)."""
     feat = rssm.get_feat(state)
     feats, actions = [feat], [torch.zeros(feat.shape[0], actor.act_size, device=feat.device)]
     outs = []
+    grad = torch.is_grad_enabled()
     for _ in range(horizon):
         # The actor sees stop_grad(feat): its own gradient comes only through the action.
-        outs.append(actor.mlp(feats[-1].detach()))
-        action = sample_with_grad(actor.dist(outs[-1]))
+        with torch.enable_grad() if actor_outputs else contextlib.nullcontext():
+            outs.append(actor.mlp(feats[-1].detach()))
+        # Without gradients for the rollout the draw records no graph.
+        action = sample_with_grad(actor.dist(outs[-1] if grad else outs[-1].detach()))
         state = rssm.img_step(state, action)
         feats.append(rssm.get_feat(state))
         actions.append(action)
-    return torch.stack(feats, 0), torch.stack(actions, 0), torch.stack(outs, 0) if actor_outputs else None
+    if not actor_outputs:
+        return torch.stack(feats, 0), torch.stack(actions, 0), None
+    with torch.enable_grad():  # the stack keeps the outputs' graph
+        return torch.stack(feats, 0), torch.stack(actions, 0), torch.stack(outs, 0)
 
 
 def imagine(
@@ -134,7 +143,7 @@ def imagine(
     is_terminal: torch.Tensor,
     horizon: int,
     discount: float,
-    roll: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = rollout,
+    compiled: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | None = None,
 ) -> Trajectory:
     """Roll the prior ``horizon`` steps from every posterior state, actions from the actor.
 
@@ -143,10 +152,10 @@ def imagine(
     ``feat`` ``[T, N, F]``, ``action`` ``[T, N, A]`` (``action[0]`` zeros), ``reward``,
     ``discount``, ``weight`` ``[T, N]``, and ``actor_out`` ``[T − 1, N, out]``: the actor
     network's raw outputs at states 0..H−1, with their graph to the actor's parameters, for
-    ``actor_loss``. With gradients enabled (ρ < 1: dynamics backpropagation) they are the
-    rollout's own outputs, whose samples carry the gradient into the dynamics; without (ρ = 1)
-    the rollout records no graph (``roll``, by default ``rollout``) and the outputs are computed
-    afterwards in one call on the detached features, as the official code does.
+    ``actor_loss`` (``rollout``). ``compiled``: a compiled ``rollout`` used without gradients
+    (ρ = 1) with ``actor_outputs=False``; the outputs are then computed after it in one call on
+    the detached features, as the official code does (uncompiled that is slower: 110–122 vs
+    123–127 ms per minatar update on one thread, docs/SPEED.md).
 
     ``discount[0]`` is the true γ·(1 − is_terminal) of the start state (a real state with
     a known label), later ones the discount head's mean (it already predicts γ·(1 −
@@ -156,10 +165,10 @@ def imagine(
     state by its probability of being reached (section 2.2).
     """
     state = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in start.items()}
-    if torch.is_grad_enabled():
-        feat, action, actor_out = rollout(world_model.rssm, actor, state, horizon, actor_outputs=True)
+    if compiled is None or torch.is_grad_enabled():
+        feat, action, actor_out = rollout(world_model.rssm, actor, state, horizon)
     else:
-        feat, action, _ = roll(world_model.rssm, actor, state, horizon)
+        feat, action, _ = compiled(world_model.rssm, actor, state, horizon, actor_outputs=False)
         with torch.enable_grad():
             actor_out = actor.mlp(feat[:-1].detach())
     reward, disc, weight = _predict(world_model, feat, is_terminal, discount)
@@ -261,7 +270,7 @@ class ActorCritic(nn.Module):
         self.critic = Critic(feat_size, config.critic)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(device)
-        self.rollout = rollout  # the imagination without gradients (ρ = 1); compile_rollout compiles it
+        self.compiled_rollout = None  # the imagination without gradients (ρ = 1), set by compile_rollout
         self.reinforce_mix = parse_schedule(config.reinforce_mix)
         self.entropy_scale = parse_schedule(config.entropy)
 
@@ -273,7 +282,7 @@ class ActorCritic(nn.Module):
         # With ρ = 1 nothing differentiates through the imagined trajectory: skip its graph.
         with frozen(world_model), torch.set_grad_enabled(rho < 1):
             traj = imagine(world_model, self.actor, start, is_terminal, self.config.horizon, self.config.discount,
-                           self.rollout)
+                           self.compiled_rollout)
             target, value = critic_target(traj, self.slow_critic, self.config.return_lambda)
         actor_objective, metrics = actor_loss(self.actor, traj, target, value, rho, eta)
         critic_objective, critic_metrics = critic_loss(self.critic, traj, target)
@@ -284,7 +293,7 @@ class ActorCritic(nn.Module):
         """``torch.compile`` the imagination without gradients whole: one graph for the H
         steps (gym,cartpole, 2 threads: 11 ms faster per update, docs/SPEED.md). Compiled code
         draws its random numbers differently from eager code (same distributions)."""
-        self.rollout = torch.compile(rollout, fullgraph=True, dynamic=False)
+        self.compiled_rollout = torch.compile(rollout, fullgraph=True, dynamic=False)
 
     @torch.no_grad()
     def update_slow_critic(self, step: int) -> None:
