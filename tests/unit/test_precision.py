@@ -310,14 +310,14 @@ def test_compile_without_a_cpp_compiler_warns_and_runs_uncompiled(compiler, monk
     # compile=true (the cartpole preset's default) on a CPU machine without g++: one warning
     # naming the fix, and the agent trains uncompiled instead of failing at its first update.
     # Twin: with the compiler found, the agent compiles (its loops are torch.compile'd).
-    import shutil
+    from reverie.utils import cpu_compiler
 
     if compiler == "missing":
         monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    elif shutil.which("g++") is None:
-        pytest.skip("no g++ on this machine")
     else:
         monkeypatch.delenv("CXX", raising=False)
+        if cpu_compiler() is None:
+            pytest.skip("no C++ compiler on this machine")
     config = load_config("gym,cartpole", ["device=cpu", "threads=1", "replay.batch=2", "replay.length=4"])
     assert config.compile  # the preset's default
     spaces = ({"vector": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)}, gym.spaces.Discrete(2))
