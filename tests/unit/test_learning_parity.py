@@ -32,7 +32,7 @@ def test_a_new_reverie_key_is_caught(monkeypatch):
 def test_the_reverie_command_resolves_to_the_config_the_official_side_mirrors(task, tmp_path):
     # The config `reverie train` builds from the harness's own command line (the real CLI's
     # resolution) is the one `resolve` hands to MAPPING for the official side.
-    study = lp.Study(tasks=[task], seeds=[3], steps={task: 4000}, workdir=tmp_path, out=tmp_path / "out")
+    study = lp.Study(tasks=[task], seeds={task: [3]}, steps={task: 4000}, workdir=tmp_path, out=tmp_path / "out")
     argv = lp.command(study, task, "reverie", 3)[1:]
     config, _ = resolve_train_config(build_parser().parse_args(argv))
     mirrored, _ = lp.resolve(task, 3, 4000, 1, [])
@@ -178,6 +178,21 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, says, capsys):
     assert lp.main(argv) == 2
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_each_task_keeps_its_own_seeds_from_run_to_report(tmp_path):
+    # Breakout's default is 5 seeds, the others 3; report reads each task's from its plan, so a
+    # study with both never reports a task's missing seeds as unfinished runs.
+    args = lp.parser().parse_args(["run", "--workdir", str(tmp_path)])
+    study = lp.study_from(args)
+    assert study.seeds == {"gym_CartPole-v1": [0, 1, 2], "gym_Pendulum-v1": [0, 1, 2],
+                           "minatar_breakout": [0, 1, 2, 3, 4]}
+    lp.write_plan(study)
+    report = lp.parser().parse_args(["report", "--workdir", str(tmp_path), "--tasks", "gym_CartPole-v1,minatar_breakout"])
+    assert lp.with_plan(lp.study_from(report), report).seeds == {"gym_CartPole-v1": [0, 1, 2],
+                                                                 "minatar_breakout": [0, 1, 2, 3, 4]}
+    one = lp.parser().parse_args(["run", "--seeds", "7", "--tasks", "gym_CartPole-v1,minatar_breakout"])
+    assert lp.study_from(one).seeds == {"gym_CartPole-v1": [7], "minatar_breakout": [7]}
 
 
 def test_seed_list_parses():
