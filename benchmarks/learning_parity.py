@@ -35,14 +35,16 @@ resumes its logdir exactly; the official loop continues from its replay and
 restarted at the steps of its stored episodes, which leaves out the episodes it did not store
 (shorter than ``minlen``) and the running one: a resumed official curve is shifted by those.
 
-Defaults (``make learning-parity``): CartPole 30k, Pendulum 20k and MinAtar Breakout 100k agent
-steps, seeds 0, 1, 2, ``--jobs 2`` with one thread per run (both sides of a seed side by side).
-Trials on the 2-core VM (2026-12-04, at the preset sizes, the two sides side by side): CartPole
-58 s (official) and 72 s (Reverie) per 1,000 steps after prefill with other work on the machine,
-Breakout 14 s and 12 s on a quiet one. That is about 30 core-minutes per CartPole run, 20 per
-Pendulum run (the same sizes, 17.5k steps after prefill) and 20–40 per Breakout run: 18 runs,
-about 8–10 core-hours, 4–5 hours on two cores. Breakout stops at 100k of the preset's 250k to
-fit that budget: its curves show the start of learning, not the preset's final score.
+Defaults (``make learning-parity``): CartPole 20k and Pendulum 10k agent steps with seeds 0, 1,
+2, MinAtar Breakout 50k with seeds 0–4 (``Task.seeds``: random Breakout's short episodes score
+0–2, so its curves are noisy), ``--jobs 2`` with one thread per run. Measured on the 2-core VM
+(2026-12-04, two runs at a time): CartPole 58 s (official) and 60 s (Reverie) per 1,000 steps
+after prefill, Pendulum 64 and 62 s, Breakout 761–822 s and 848–984 s per 50k-step run. That is
+about 1.8 core-hours for CartPole, 0.8 for Pendulum and 2.4 for Breakout: 5 core-hours, 2.5 hours
+on two cores, within the issue's 10. At 15k steps neither side had left random Breakout; at 50k
+both are only starting to. The ``minatar`` preset itself trains 0.7–2.4 by 20k–50k steps; here
+both sides must use a Normal decoder on the 0/1 grid and the official replay rules (the likely
+cause of the slower start, not isolated).
 
 ``report`` reads the logdirs and writes ``summary.json``, one figure per task and a README:
 the curves binned onto ``BINS`` equal stretches of the step axis (the mean return of the
@@ -811,24 +813,32 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def fmt_mean_std(values: list[float | None]) -> str:
+def decimals(values: list[float | None]) -> int:
+    """Decimals that show a task's returns to about 3 significant digits, at least one: 1 for
+    CartPole's 100s and Pendulum's −900s, 3 for Breakout's 0.37 (where 1 would print 0.4 ± 0.0)."""
+    largest = max((abs(v) for v in values if v is not None and math.isfinite(v) and v != 0), default=1.0)
+    return max(1, 2 - math.floor(math.log10(largest)))
+
+
+def fmt_mean_std(values: list[float | None], digits: int = 1) -> str:
     mean, std = mean_std(values)
-    return fmt(mean) + ("" if math.isnan(std) else f" ± {fmt(std)}")
+    return fmt(mean, digits) + ("" if math.isnan(std) else f" ± {fmt(std, digits)}")
 
 
 def result_rows(summary: dict[str, Any]) -> list[str]:
     lines = ["| task | side | seeds | AUC (mean return) | final score | s per 1k steps | not averaged |",
              "|---|---|---|---|---|---|---|"]
     for task, entry in summary["tasks"].items():
+        digits = decimals([v for side in SIDES for v in entry[side]["auc"]])
         for side in SIDES:
             part = entry[side]
             left_out = [f"seed {r['seed']} {r['state']} ({r['log']})" for r in part["crashed"] + part["unfinished"]]
             lines.append(f"| {task} | {side} | {', '.join(map(str, part['seeds'])) or '–'} | "
-                         f"{fmt_mean_std(part['auc'])} | {fmt_mean_std(part['final'])} | "
+                         f"{fmt_mean_std(part['auc'], digits)} | {fmt_mean_std(part['final'], digits)} | "
                          f"{fmt(part['sec_per_1k_steps'])} | {'; '.join(left_out) or '–'} |")
         ci = entry["auc_diff_ci95"]
         lines.append(f"| {task} | reverie − official, AUC, 95 % bootstrap CI | | "
-                     f"{'[' + fmt(ci[0]) + ', ' + fmt(ci[1]) + ']' if ci else '–'} | | | |")
+                     f"{'[' + fmt(ci[0], digits) + ', ' + fmt(ci[1], digits) + ']' if ci else '–'} | | | |")
     return lines
 
 

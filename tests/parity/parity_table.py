@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.learning_parity import decimals
+
 
 @dataclass
 class Row:
@@ -143,8 +145,9 @@ def learning_parity_section(doc: str) -> list[str]:
              "official / Reverie s per 1k steps |", "|---|---:|---|---|---|---|"]
     for task, row in summary["tasks"].items():
         ci = row.get("auc_diff_ci95")
-        ci_text = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "–"
-        sides = [_area(row[side]) for side in ("official", "reverie")]
+        digits = decimals([v for side in ("official", "reverie") for v in row[side].get("auc", [])])
+        ci_text = f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "–"
+        sides = [_area(row[side], digits) for side in ("official", "reverie")]
         speed = " / ".join(f"{row[side]['sec_per_1k_steps']:.0f}" if row[side].get("sec_per_1k_steps") else "–"
                            for side in ("official", "reverie"))
         lines.append(f"| {task} | {row['steps']:,} | {sides[0]} | {sides[1]} | {ci_text} | {speed} |")
@@ -153,12 +156,12 @@ def learning_parity_section(doc: str) -> list[str]:
     return [*lines, ""]
 
 
-def _area(side: dict) -> str:
+def _area(side: dict, digits: int) -> str:
     values = [v for v in side.get("auc", []) if v is not None]
     if not values:
         return "–"
-    spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.1f}{spread} ({len(values)})"
+    spread = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f}{spread} ({len(values)})"
 
 
 def _cpu_name() -> str:

@@ -147,6 +147,12 @@ def test_bootstrap_ci_on_known_inputs():
     assert lp.bootstrap_diff_ci([], [1.0]) is None
 
 
+def test_tables_show_each_task_to_about_three_digits():
+    assert lp.decimals([59.7, 131.6]) == lp.decimals([-916.1, None]) == lp.decimals([4321.0]) == 1
+    assert lp.decimals([0.366, 0.371]) == 3  # Breakout: one decimal would print 0.4 ± 0.0 for both sides
+    assert lp.fmt_mean_std([0.34, 0.38], lp.decimals([0.34, 0.38])) == "0.360 ± 0.028"
+
+
 def test_seconds_per_1k_counts_within_sittings_after_prefill():
     points = [(50, 0.0, 1), (150, 10.0, 1), (250, 20.0, 1),  # sitting 1: 10 s per 100 steps after prefill
               (240, 500.0, 2), (440, 540.0, 2)]  # a resumed sitting: its start-up gap is not counted
