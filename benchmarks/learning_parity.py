@@ -930,8 +930,7 @@ def study_from(args: argparse.Namespace) -> Study:
     tasks = parse_tasks(args.tasks)
     seeds = parse_seeds(args.seeds) if args.seeds else None
     return Study(tasks=tasks, seeds={task: seeds or list(TASKS[task].seeds) for task in tasks},
-                 workdir=Path(args.workdir),
-                 out=Path(args.out), steps={task: args.steps or TASKS[task].steps for task in tasks},
+                 workdir=Path(args.workdir), out=Path(args.out), steps={task: args.steps or TASKS[task].steps for task in tasks},
                  jobs=args.jobs, threads=args.threads, sets=tuple(args.set or ()), reverie=Path(args.reverie),
                  official_python=Path(args.official_python))
 

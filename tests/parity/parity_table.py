@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.learning_parity import decimals
+from benchmarks.learning_parity import decimals, fmt_mean_std
 
 
 @dataclass
@@ -158,10 +158,7 @@ def learning_parity_section(doc: str) -> list[str]:
 
 def _area(side: dict, digits: int) -> str:
     values = [v for v in side.get("auc", []) if v is not None]
-    if not values:
-        return "–"
-    spread = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.{digits}f}{spread} ({len(values)})"
+    return f"{fmt_mean_std(values, digits)} ({len(values)})" if values else "–"
 
 
 def _cpu_name() -> str:
