@@ -18,14 +18,17 @@ sees the same variants as ``reverie scores ROOT``:
 - ``run.json``: steps reached against the target (``--steps``, else the config's
   ``run.steps``), finished or not, wall seconds (the trainer's clock in ``status.json``,
   summed over its invocations), seconds per 100k steps over the whole run and in its
-  least-contended stretch (``segment_seconds``), the final and best eval score, and with
+  least-contended stretch (``segment_seconds``), the final and best eval score (the final
+  one also of the sampled-action policy, ``eval/return_sample``, where the run has it), and with
   ``--local`` the host, CPU and cores of this machine (the runs do not record theirs).
 
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
 git) keep their files, and their rows. Then, from OUT: the scores of ``reverie scores``
 (``reports_from_runs``; with ``--reference CSV``, per task the mean ± sample std over seeds
 beside the CSV's rows, ``scores.format_reference_markdown``), a table per run, the figures of
-``reverie plot`` (``curves.png``, ``world_model.png``) and ``summary.json``. The text goes into
+``reverie plot`` (``curves.png``, ``world_model.png``) and ``summary.json`` (per task the seeds
+and their final scores; for MinAtar's games also under ``games``, mode and sampled policy
+apart, the shape of the MinAtar study). The text goes into
 ``OUT/README.md`` between the ``BEGIN``/``END`` markers, so what a person wrote around it stays;
 a README without them gets the block appended.
 """
@@ -121,7 +124,7 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
     status = read_status(run.path)
     config = yaml.safe_load((run.path / "config.yaml").read_text())
     evals, windows = eval_points(run.metrics), episode_windows(run.metrics, window)
-    kept = [r for r in run.metrics if "eval/return" in r or any(k.startswith("train/") for k in r)]
+    kept = [r for r in run.metrics if any(k.startswith(("eval/", "train/")) for k in r)]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(run.path / "config.yaml", out / "config.yaml")
     merged = sorted(kept + windows, key=lambda r: (r["step"], "episode/return" in r))
@@ -145,12 +148,20 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
         "seconds_per_100k_steps_fastest": round(float(np.quantile(segments, 0.1)) * 1e5 / SEGMENT, 1)
         if segments else None,
         "final_score": final[0] if final else None, "final_source": final[1] if final else None,
+        "final_score_sample": sampled_score(run.metrics, last),
         "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
     }
     if machine:
         info["machine"] = machine
     (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def sampled_score(rows: list[dict], last: int) -> float | None:
+    """Mean of the last ``last`` evaluation episodes of the sampled-action policy
+    (``eval/return_sample``, written with ``run.eval_sample``); ``None`` for a run without them."""
+    returns = [float(r["eval/return_sample"]) for r in rows if r.get("eval/return_sample") is not None]
+    return float(np.mean(returns[-last:])) if returns else None
 
 
 def read_status(logdir: Path) -> dict:
@@ -192,11 +203,12 @@ def minutes(seconds: float | None) -> str:
 
 
 def run_table(infos: dict[Path, dict], out: Path, last: int) -> str:
-    lines = [f"| run | steps reached | finished | final score (last {last} eval episodes) | best eval | wall time "
-             "| per 100k steps | per 100k, least contended |", "|---" * 8 + "|"]
+    lines = [f"| run | steps reached | finished | final score (last {last} eval episodes) | sampled policy, same "
+             "episodes | best eval | wall time | per 100k steps | per 100k, least contended |", "|---" * 9 + "|"]
     for path, i in sorted(infos.items()):
         lines.append(f"| `{path.relative_to(out)}` | {i['steps_reached']:,} | {'yes' if i['finished'] else 'no'} | "
-                     f"{fmt(i.get('final_score', i.get('last_evals_mean')))} | {fmt(i['best_eval_mean'])} | "
+                     f"{fmt(i.get('final_score', i.get('last_evals_mean')))} | {fmt(i.get('final_score_sample'))} | "
+                     f"{fmt(i['best_eval_mean'])} | "
                      f"{i['wall_seconds'] / 3600:.2f} h | {minutes(i['seconds_per_100k_steps'])} | "
                      f"{minutes(i.get('seconds_per_100k_steps_fastest'))} |")
     return "\n".join(lines)
@@ -226,16 +238,31 @@ def write_readme(out: Path, block: str, title: str) -> None:
 
 
 def task_finals(infos) -> dict:
-    """``{"frames": F, "tasks": {task: {"seeds": [...], "eval": [...]}}}``: each run's final
-    score by task, seeds ascending; ``frames`` the largest target any run trained for, in env
-    frames (agent steps × action repeat), or ``None`` when the runs' targets differ."""
+    """``{"steps": S, "frames": F, "tasks": {task: {"seeds": [...], "eval": [...]}}}``: each
+    run's final score by task, seeds ascending, with ``eval_sample`` beside ``eval`` when any
+    run evaluated the sampled-action policy (``None`` for a run that did not). ``steps`` is the
+    agent steps every run trained for and ``frames`` the same in env frames (× action repeat);
+    either is ``None`` when the runs' targets differ."""
     tasks: dict[str, dict[str, list]] = {}
+    sampled = any(i.get("final_score_sample") is not None for i in infos)
     for info in sorted(infos, key=lambda i: (i["task"], i["seed"])):
-        task = tasks.setdefault(info["task"], {"seeds": [], "eval": []})
+        task = tasks.setdefault(info["task"], {"seeds": [], "eval": []} | ({"eval_sample": []} if sampled else {}))
         task["seeds"].append(info["seed"])
         task["eval"].append(info["final_score"])
+        if sampled:
+            task["eval_sample"].append(info.get("final_score_sample"))
+    steps = {i["steps_target"] for i in infos}
     frames = {i["steps_target"] * i.get("action_repeat", 1) for i in infos}
-    return {"frames": frames.pop() if len(frames) == 1 else None, "tasks": tasks}
+    return {"steps": steps.pop() if len(steps) == 1 else None, "frames": frames.pop() if len(frames) == 1 else None,
+            "tasks": tasks}
+
+
+def minatar_games(tasks: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+    """The MinAtar study's view of ``task_finals``' tasks: ``{game: {"seeds", "eval_mode",
+    "eval_sample"}}`` for every ``minatar_<game>`` task (the mode policy is ``eval/return``)."""
+    return {task.removeprefix("minatar_"): {"seeds": t["seeds"], "eval_mode": t["eval"],
+                                           "eval_sample": t.get("eval_sample", [None] * len(t["seeds"]))}
+            for task, t in tasks.items() if task.startswith("minatar_")}
 
 
 def record(root: Path, out: Path, steps: int | None, last: int, window: int, local: bool,
@@ -279,7 +306,9 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         + f". Per run: `config.yaml`, `metrics.jsonl`, `curve.csv`, `run.json`. Redraw with `reverie plot {out}`.",
     ])
     write_readme(out, block, out.name)
-    summary = {"root": str(root), "command": command, "last": last, **task_finals(infos.values()),
+    finals = task_finals(infos.values())
+    games = minatar_games(finals["tasks"])
+    summary = {"root": str(root), "command": command, "last": last, **finals, **({"games": games} if games else {}),
                "variants": {variant_label(v): json.loads(scores.format_json(r)) for v, r in reports.items()},
                "runs": {str(p.relative_to(out)): i for p, i in sorted(infos.items())}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -232,7 +232,7 @@ def _add_bench(sub) -> None:
 
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="run games × seeds × presets on Ray, resumably")
-    p.add_argument("--tasks", help="atari55, a comma list, or @file with one task per line")
+    p.add_argument("--tasks", help="atari55, minatar5, a comma list, or @file with one task per line")
     p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument("--preset", default="atari", help="preset(s) of every run; ';' separates variants")
     p.add_argument("--logdir", help="study root: ROOT/<preset>/<task>/<seed>/")

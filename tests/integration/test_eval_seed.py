@@ -61,3 +61,10 @@ def test_eval_sample_plays_the_same_episodes_with_sampled_actions(tmp_path):
     sampled = [r["eval/return_sample"] for r in rows[True] if "eval/return_sample" in r]
     assert mode(rows[True]) == mode(rows[False]) and len(sampled) == 3
     assert not any("eval/return_sample" in r for r in rows[False])
+    # The real twin of unit/test_study_tools.py's sampled rows: the recorder keeps them and scores them.
+    from benchmarks import record_study
+
+    summary = record_study.record(tmp_path / "True", tmp_path / "recorded", None, 2, 100, False, None)
+    (info,) = summary["runs"].values()
+    assert info["final_score_sample"] == sum(sampled[-2:]) / 2
+    assert summary["tasks"]["gym_CartPole-v1"]["eval_sample"] == [info["final_score_sample"]]

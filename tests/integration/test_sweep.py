@@ -40,6 +40,9 @@ from reverie.sweep.status import format_status, run_rows, study_eta
 def test_task_lists_expand_and_dedupe(tmp_path):
     assert len(parse_tasks("atari55")) == 55 and parse_tasks("atari55")[0] == "atari_alien"
     assert parse_tasks("atari_pong, atari_breakout,atari_pong") == ["atari_pong", "atari_breakout"]
+    assert parse_tasks("minatar5") == ["minatar_asterix", "minatar_breakout", "minatar_freeway", "minatar_seaquest",
+                                       "minatar_space_invaders"]
+    assert parse_tasks("minatar_freeway,minatar5")[:2] == ["minatar_freeway", "minatar_asterix"]
     listing = tmp_path / "tasks.txt"
     listing.write_text("# my games\natari_pong\n\natari_breakout  # short episodes\n")
     assert parse_tasks(f"@{listing}") == ["atari_pong", "atari_breakout"]

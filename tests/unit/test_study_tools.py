@@ -45,8 +45,9 @@ def test_compare_reads_a_resumed_run_at_equal_steps():
     assert record_study.last_at(train, "train/kl_loss", 15_000) is None
 
 
-def write_run(logdir, task, seed, returns, step, finished=True, target=20_000):
-    """A run directory as ``reverie train`` leaves it: config, status, per-episode and eval rows."""
+def write_run(logdir, task, seed, returns, step, finished=True, target=20_000, sampled=()):
+    """A run directory as ``reverie train`` leaves it: config, status, per-episode and eval rows
+    (``sampled``: the sampled-action policy's eval episodes, ``run.eval_sample``)."""
     logdir.mkdir(parents=True)
     (logdir / "config.yaml").write_text(yaml.safe_dump({"task": task, "seed": seed, "run": {"steps": target}}))
     (logdir / "status.json").write_text(json.dumps({"state": "finished" if finished else "running",
@@ -54,6 +55,7 @@ def write_run(logdir, task, seed, returns, step, finished=True, target=20_000):
     rows = [{"step": s, "episode/return": r} for s, r in ((1_000, 1.0), (4_000, 3.0), (6_000, 5.0))]
     rows += [{"step": 10_000, "time": 100.0, "train/image_loss": 9.0}, {"step": 20_000, "time": 160.0}]
     rows += [{"step": 20_000, "eval/return": r} for r in returns]
+    rows += [{"step": 20_000, "eval/return_sample": r, "eval/length_sample": 9} for r in sampled]
     (logdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -110,9 +112,25 @@ def test_the_summary_lists_each_tasks_seeds_and_final_scores_at_the_frames_train
     config1 = runs / "dmc_walker_walk" / "1" / "config.yaml"
     config1.write_text(config.read_text().replace("seed: 0", "seed: 1"))
     summary = record_study.record(runs, tmp_path / "out", None, 2, 5_000, False, None)
-    assert summary["frames"] == 40_000  # 20k agent steps at action repeat 2
+    assert (summary["steps"], summary["frames"]) == (20_000, 40_000)  # 20k agent steps at action repeat 2
     assert summary["tasks"] == {"dmc_walker_walk": {"seeds": [0, 1], "eval": [15.0, 40.0]}}
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["tasks"] == summary["tasks"]
+    assert "games" not in summary  # the MinAtar view only for MinAtar's games
+
+
+def test_the_minatar_summary_holds_mode_and_sampled_policy_per_game(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_run(runs / "minatar_breakout" / "1", "minatar_breakout", 1, [4.0, 6.0, 8.0], 20_000, sampled=[1.0, 3.0, 5.0])
+    write_run(runs / "minatar_breakout" / "0", "minatar_breakout", 0, [2.0, 2.0], 20_000, sampled=[7.0])
+    write_run(runs / "minatar_freeway" / "0", "minatar_freeway", 0, [20.0, 22.0], 20_000)  # no sampled evals
+    summary = record_study.record(runs, out, None, 2, 5_000, False, None)
+    assert summary["steps"] == 20_000
+    assert summary["games"] == {"breakout": {"seeds": [0, 1], "eval_mode": [2.0, 7.0], "eval_sample": [7.0, 4.0]},
+                                "freeway": {"seeds": [0], "eval_mode": [21.0], "eval_sample": [None]}}
+    assert summary["runs"]["minatar_breakout/1"]["final_score_sample"] == 4.0  # the last 2 of 3
+    rows = [json.loads(line) for line in (out / "minatar_breakout" / "1" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["eval/return_sample"] for r in rows if "eval/return_sample" in r] == [1.0, 3.0, 5.0]
+    assert "| `minatar_breakout/1` | 20,000 | yes | 7.00 | 4.00 |" in (out / "README.md").read_text()
 
 
 def test_the_readme_names_the_sweep_that_ran_the_study(tmp_path):

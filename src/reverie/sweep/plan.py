@@ -80,11 +80,20 @@ def preset_dirname(preset: str) -> str:
     return preset.replace(",", "+")
 
 
+def task_groups() -> dict[str, list[str]]:
+    """Names that stand for a whole suite in ``--tasks``: the paper's 55 Atari games, and
+    MinAtar's five games (Young & Tian 2019)."""
+    from reverie.envs.minatar import GAMES
+
+    return {"atari55": [f"atari_{rom}" for rom in ATARI55], "minatar5": [f"minatar_{game}" for game in GAMES]}
+
+
 def parse_tasks(spec: str | None) -> list[str]:
-    """``atari55``, a comma list (which may contain ``atari55``), or ``@file`` with one task
-    per line (``#`` comments and blank lines ignored). Duplicates are dropped, order kept."""
+    """A group (``atari55``, ``minatar5``), a comma list (which may contain groups), or
+    ``@file`` with one task per line (``#`` comments and blank lines ignored). Duplicates are
+    dropped, order kept."""
     if not spec:
-        raise ConfigError("--tasks is required: atari55, a comma list such as atari_pong,atari_breakout, "
+        raise ConfigError("--tasks is required: atari55, minatar5, a comma list such as atari_pong,atari_breakout, "
                           "or @file with one task per line")
     if spec.startswith("@"):
         try:
@@ -95,8 +104,9 @@ def parse_tasks(spec: str | None) -> list[str]:
     else:
         items = [item.strip() for item in spec.split(",")]
     tasks: list[str] = []
+    groups = task_groups()
     for item in filter(None, items):
-        tasks += [f"atari_{rom}" for rom in ATARI55] if item == "atari55" else [item]
+        tasks += groups.get(item, [item])
     if not tasks:
         raise ConfigError(f"--tasks {spec}: no task names")
     return list(dict.fromkeys(tasks))
