@@ -25,7 +25,8 @@ sees the same variants as ``reverie scores ROOT``:
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
 git) keep their files, and their rows. Then, from OUT: the scores of ``reverie scores``
 (``reports_from_runs``; with ``--reference CSV``, per task the mean ± sample std over seeds
-beside the CSV's rows, ``scores.format_reference_markdown``), a table per run, the figures of
+beside the CSV's rows at no more than twice the study's steps, ``scores.format_reference_markdown``;
+a row for the sampled-action policy where the runs evaluated it), a table per run, the figures of
 ``reverie plot`` (``curves.png``, ``world_model.png``) and ``summary.json`` (per task the seeds
 and their final scores; for MinAtar's games also under ``games``, mode and sampled policy
 apart, the shape of the MinAtar study). The text goes into
@@ -214,14 +215,44 @@ def run_table(infos: dict[Path, dict], out: Path, last: int) -> str:
     return "\n".join(lines)
 
 
-def score_tables(reports: dict[str, scores.Report], reference: list[dict] | None) -> str:
+def score_tables(reports: dict[str, scores.Report], reference: list[dict] | None, variants: dict, last: int) -> str:
+    """Per variant, the scores table (beside ``reference`` when given) and, for runs that
+    evaluated the sampled-action policy too, one more row with its scores."""
     parts = []
     for variant, report in reports.items():
         head = f"Variant `{variant_label(variant)}`:\n\n" if len(reports) > 1 else ""
         table = scores.format_reference_markdown(report, reference) if reference is not None \
             else scores.format_markdown(report)
-        parts.append(head + table)
+        parts.append(head + table + sampled_row(variants[variant], [row.task for row in report.rows], last,
+                                                columns=2 if reference is not None else None))
     return "\n\n".join(parts)
+
+
+def sampled_row(groups: dict[str, dict], tasks: list[str], last: int, columns: int | None) -> str:
+    """A row of the reference table (``columns`` = 2 cells before the tasks'), mean ± sample
+    std over seeds of ``sampled_score``, or below a plain table a line; ``""`` without any."""
+    cells = []
+    for task in tasks:
+        values = [v for v in (sampled_score(run.metrics, last) for run in groups[task].values()) if v is not None]
+        std = f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+        cells.append(f"{np.mean(values):.2f}{std} ({len(values)} seed{'s' if len(values) > 1 else ''})"
+                     if values else "–")
+    if all(cell == "–" for cell in cells):
+        return ""
+    if columns is None:
+        return "\n\nSampled-action policy (`eval/return_sample`): " + "; ".join(f"{t} {c}" for t, c in zip(tasks, cells))
+    return "\n| Reverie, sampled actions (eval/return_sample in metrics.jsonl) | | " + " | ".join(cells) + " |"
+
+
+def near_steps(reference: list[dict], steps: int | None) -> tuple[list[dict], str]:
+    """The reference rows a study of ``steps`` agent steps is compared with: those without
+    steps (random) and those at no more than twice its steps; and a sentence naming what was left out."""
+    if steps is None:
+        return reference, ""
+    kept = [row for row in reference if not row["steps"] or row["steps"] <= 2 * steps]
+    left = len(reference) - len(kept)
+    return kept, (f" {left} reference rows at more than twice the study's {steps:,} steps are left out "
+                  "(`reverie scores --reference` prints them)." if left else "")
 
 
 def write_readme(out: Path, block: str, title: str) -> None:
@@ -292,21 +323,21 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
               "steps." if partial else f"All {len(infos)} runs reached their target steps.")
     command = sweep_command(root)
     machines = sorted({i["machine"] for i in infos.values() if i.get("machine")})
-    ref = scores.read_reference_csv(reference) if reference else None
+    finals = task_finals(infos.values())
+    ref, left_out = near_steps(scores.read_reference_csv(reference), finals["steps"]) if reference else (None, "")
     block = "\n\n".join([
         f"Recorded {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from `{root}` by `python -m benchmarks.record_study`"
         + (f"; the runs: `{command}`." if command else "."),
         f"Machine: {'; '.join(machines)}." if machines else
         "Machine: not recorded (runs do not record theirs; `--local` records the recording machine's).",
-        status,
-        score_tables(reports, ref),
+        status + left_out,
+        score_tables(reports, ref, variants, last),
         run_table(infos, out, last),
         "Figures: `curves.png` (eval return, mean over seeds, ±1 sample std shaded)"
         + (", `world_model.png` (world-model losses)" if (out / "world_model.png").exists() else "")
         + f". Per run: `config.yaml`, `metrics.jsonl`, `curve.csv`, `run.json`. Redraw with `reverie plot {out}`.",
     ])
     write_readme(out, block, out.name)
-    finals = task_finals(infos.values())
     games = minatar_games(finals["tasks"])
     summary = {"root": str(root), "command": command, "last": last, **finals, **({"games": games} if games else {}),
                "variants": {variant_label(v): json.loads(scores.format_json(r)) for v, r in reports.items()},

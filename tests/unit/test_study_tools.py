@@ -133,6 +133,20 @@ def test_the_minatar_summary_holds_mode_and_sampled_policy_per_game(tmp_path):
     assert "| `minatar_breakout/1` | 20,000 | yes | 7.00 | 4.00 |" in (out / "README.md").read_text()
 
 
+def test_the_reference_table_compares_at_equal_steps_with_a_row_for_the_sampled_policy(tmp_path):
+    runs, csv = tmp_path / "runs", tmp_path / "reference.csv"
+    write_run(runs / "minatar_breakout" / "0", "minatar_breakout", 0, [2.0, 4.0], 20_000, sampled=[5.0, 7.0])
+    write_run(runs / "minatar_breakout" / "1", "minatar_breakout", 1, [4.0, 6.0], 20_000, sampled=[1.0, 3.0])
+    csv.write_text("key,label,steps,breakout\nrandom,random policy,0,0.4\nat,port at 20k,20000,4.6\n"
+                   "twice,port at 40k,40000,5.0\nfar,port at 100k,100000,9.0\n")
+    record_study.record(runs, tmp_path / "out", None, 2, 5_000, False, csv)
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert all(f"| {label} |" in text for label in ("random policy", "port at 20k", "port at 40k"))
+    assert "port at 100k" not in text and "1 reference rows at more than twice the study's 20,000 steps" in text
+    assert "| **4.00** ± 1.41 (2 seeds) |" in text  # the mode policy: 3 and 5
+    assert "| Reverie, sampled actions (eval/return_sample in metrics.jsonl) | | 4.00 ± 2.83 (2 seeds) |" in text
+
+
 def test_the_readme_names_the_sweep_that_ran_the_study(tmp_path):
     from reverie.sweep.plan import make_plan, write_plan
 
