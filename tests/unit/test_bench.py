@@ -12,7 +12,7 @@ from reverie.agent import Agent
 from reverie.cli import main
 from reverie.config import load_config
 from reverie.tools.params import parameter_counts
-from reverie.tools.timing import acting_ms_per_agent_step, synthetic_batch, time_policy
+from reverie.tools.timing import acting_ms_per_agent_step, count_flops, synthetic_batch, time_policy
 
 TIMES = {"world_model", "actor_critic", "train", "policy", "policy_after_update"}
 
@@ -84,6 +84,16 @@ def test_bench_bf16_with_another_env(tmp_path):
 def test_bench_compile(tmp_path):
     run = _bench(tmp_path, "--preset", "debug", "--compile")
     assert run["compile"] is True and all(v > 0 for v in run["median_ms"].values())
+
+
+def test_flops_of_a_whole_graph_compiled_function_are_its_eager_flops():
+    # The agent's compiled observe loop is fullgraph=True, which raises under the counter's
+    # dispatch mode (`reverie bench --compile` and the cartpole preset crashed); the eager
+    # backend keeps this fast, the refusal is dynamo's and the same.
+    a = torch.randn(8, 8, requires_grad=True)
+    eager = lambda: (a @ a).sum().backward()  # noqa: E731
+    compiled = torch.compile(lambda x: (x @ x).sum(), backend="eager", fullgraph=True)
+    assert count_flops(lambda: compiled(a).backward())[0] == count_flops(eager)[0] == 3 * 2 * 8**3
 
 
 def test_bench_envs_times_one_policy_call_of_n_observations_on_the_drivers_threads(tmp_path, monkeypatch):

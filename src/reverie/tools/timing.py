@@ -105,9 +105,12 @@ def timed(out: list[float], device: torch.device, fn: Callable[..., Any], *args:
 
 
 def count_flops(fn: Callable[[], Any]) -> tuple[int, Any]:
-    """``(FLOPs, result)`` of one call of ``fn``, forward and backward passes included."""
+    """``(FLOPs, result)`` of one call of ``fn``, forward and backward passes included.
+
+    Counted on the eager code: torch.compile refuses to trace under the counter's dispatch
+    mode (a ``fullgraph`` function raises), and the compiled graph does the same matmuls."""
     counter = FlopCounterMode(display=False)
-    with counter:
+    with torch.compiler.set_stance("force_eager"), counter:
         result = fn()
     return counter.get_total_flops(), result
 
