@@ -42,7 +42,8 @@ def test_the_agent_builds_the_grid_nets_only_when_asked():
     grid = Agent(load_config("minatar,debug", GRID), space, ACTIONS).world_model
     assert grid.encoder.mlp is None and isinstance(grid.encoder.grid, GridEncoder)
     assert grid.heads["decoder"].mlp is None and isinstance(grid.heads["decoder"].grid, GridDecoder)
-    mlp = Agent(load_config("minatar,debug", ["device=cpu"]), space, ACTIONS).world_model  # the preset's default
+    mlp = Agent(load_config("minatar,debug", ["device=cpu", "world_model.encoder.kind=mlp",
+                                              "world_model.decoder.kind=mlp"]), space, ACTIONS).world_model
     assert mlp.encoder.grid is None and mlp.heads["decoder"].grid is None and mlp.encoder.mlp is not None
 
 

@@ -8,6 +8,7 @@ import torch
 from reverie.agent import build_world_model
 from reverie.config import load_config, preset_names, preset_stack
 from reverie.errors import TaskError
+from reverie.spaces import GridBox
 from reverie.world_model import WorldModel
 
 B, L = 3, 8
@@ -22,7 +23,10 @@ def vector_space(dim=5):
 
 
 def spaces_for(config):
-    """The observation and action spaces an environment of ``config.task`` would have."""
+    """The observation and action spaces an environment of ``config.task`` would have (MinAtar:
+    Breakout's 4-channel grid and its 3 minimal actions; ``unit/test_envs_minatar.py`` checks the game gives them)."""
+    if config.task.startswith("minatar"):
+        return {"vector": GridBox((10, 10, 4))}, gym.spaces.Discrete(3)
     obs = {"image": image_space(1 if config.env.grayscale else 3, config.env.size[0])}
     act = gym.spaces.Box(-1, 1, (6,), np.float32) if config.task.startswith("dmc") else gym.spaces.Discrete(18)
     return obs, act
