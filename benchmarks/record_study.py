@@ -320,7 +320,8 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         plot.plot_world_model(variants, out / "world_model.png")
     partial = [p for p, i in infos.items() if not i["finished"]]
     status = (f"**PARTIAL — not final results.** {len(partial)} of {len(infos)} runs are short of their target "
-              "steps." if partial else f"All {len(infos)} runs reached their target steps.")
+              "steps, and the scores below count each at the steps it reached (the run table): compare only "
+              "the tasks whose runs finished." if partial else f"All {len(infos)} runs reached their target steps.")
     command = sweep_command(root)
     machines = sorted({i["machine"] for i in infos.values() if i.get("machine")})
     finals = task_finals(infos.values())
