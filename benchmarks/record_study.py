@@ -215,31 +215,33 @@ def run_table(infos: dict[Path, dict], out: Path, last: int) -> str:
     return "\n".join(lines)
 
 
-def score_tables(reports: dict[str, scores.Report], reference: list[dict] | None, variants: dict, last: int) -> str:
+def score_tables(reports: dict[str, scores.Report], reference: list[dict] | None, variants: dict,
+                 infos: dict[Path, dict]) -> str:
     """Per variant, the scores table (beside ``reference`` when given) and, for runs that
-    evaluated the sampled-action policy too, one more row with its scores."""
+    evaluated the sampled-action policy too, one more row with its scores (``infos``: each
+    recorded run's ``run.json``, by its folder)."""
     parts = []
     for variant, report in reports.items():
         head = f"Variant `{variant_label(variant)}`:\n\n" if len(reports) > 1 else ""
         table = scores.format_reference_markdown(report, reference) if reference is not None \
             else scores.format_markdown(report)
-        parts.append(head + table + sampled_row(variants[variant], [row.task for row in report.rows], last,
-                                                columns=2 if reference is not None else None))
+        parts.append(head + table + sampled_row(variants[variant], [row.task for row in report.rows], infos,
+                                                in_table=reference is not None))
     return "\n\n".join(parts)
 
 
-def sampled_row(groups: dict[str, dict], tasks: list[str], last: int, columns: int | None) -> str:
-    """A row of the reference table (``columns`` = 2 cells before the tasks'), mean ± sample
-    std over seeds of ``sampled_score``, or below a plain table a line; ``""`` without any."""
+def sampled_row(groups: dict[str, dict], tasks: list[str], infos: dict[Path, dict], in_table: bool) -> str:
+    """The runs' ``final_score_sample`` per task, mean ± sample std over seeds: a row of the
+    reference table (``in_table``) or a line below a plain one; ``""`` when no run has one."""
     cells = []
     for task in tasks:
-        values = [v for v in (sampled_score(run.metrics, last) for run in groups[task].values()) if v is not None]
-        std = f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
-        cells.append(f"{np.mean(values):.2f}{std} ({len(values)} seed{'s' if len(values) > 1 else ''})"
-                     if values else "–")
+        values = [v for v in (infos[run.path].get("final_score_sample") for run in groups[task].values())
+                  if v is not None]
+        cells.append(scores.seeds_cell(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
+                                       else None, len(values)) if values else "–")
     if all(cell == "–" for cell in cells):
         return ""
-    if columns is None:
+    if not in_table:
         return "\n\nSampled-action policy (`eval/return_sample`): " + "; ".join(f"{t} {c}" for t, c in zip(tasks, cells))
     return "\n| Reverie, sampled actions (eval/return_sample in metrics.jsonl) | | " + " | ".join(cells) + " |"
 
@@ -332,7 +334,7 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         f"Machine: {'; '.join(machines)}." if machines else
         "Machine: not recorded (runs do not record theirs; `--local` records the recording machine's).",
         status + left_out,
-        score_tables(reports, ref, variants, last),
+        score_tables(reports, ref, variants, infos),
         run_table(infos, out, last),
         "Figures: `curves.png` (eval return, mean over seeds, ±1 sample std shaded)"
         + (", `world_model.png` (world-model losses)" if (out / "world_model.png").exists() else "")

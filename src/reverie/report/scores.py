@@ -391,11 +391,16 @@ def format_reference_markdown(report: Report, reference: list[dict], label: str 
     for ref in reference:
         steps = f"{ref['steps'] / 1e6:g}M" if ref["steps"] else "–"
         lines.append(f"| {ref['label']} | {steps} | " + " | ".join(_fmt(reference_score(ref, t)) for t in tasks) + " |")
-    cells = [f"**{_fmt(row.score)}**" + (f" ± {_fmt(row.std)}" if row.std is not None else "")
-             + f" ({row.seeds} seed{'s' if row.seeds > 1 else ''})" for row in report.rows]
+    cells = [seeds_cell(row.score, row.std, row.seeds, bold=True) for row in report.rows]
     sources = "; ".join(sorted({row.source for row in report.rows if row.source}))
     lines.append(f"| **{label}** ({sources}) | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def seeds_cell(score: float, std: float | None, seeds: int, bold: bool = False) -> str:
+    """One task's cell of a reference table: ``score ± std (N seeds)``, the std only over 2+ seeds."""
+    value = f"**{_fmt(score)}**" if bold else _fmt(score)
+    return value + (f" ± {_fmt(std)}" if std is not None else "") + f" ({seeds} seed{'s' if seeds > 1 else ''})"
 
 
 def print_table(report: Report, file=None) -> None:
