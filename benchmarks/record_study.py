@@ -23,15 +23,15 @@ sees the same variants as ``reverie scores ROOT``:
   ``--local`` the host, CPU and cores of this machine (the runs do not record theirs).
 
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
-git) keep their files, and their rows. Then, from OUT: the scores of ``reverie scores``
-(``reports_from_runs``; with ``--reference CSV``, per task the mean ± sample std over seeds
-beside the CSV's rows at no more than twice the study's steps, ``scores.format_reference_markdown``;
-a row for the sampled-action policy where the runs evaluated it), a table per run, the figures of
-``reverie plot`` (``curves.png``, ``world_model.png``) and ``summary.json`` (per task the seeds
-and their final scores; for MinAtar's games also under ``games``, mode and sampled policy
-apart, the shape of the MinAtar study). The text goes into
-``OUT/README.md`` between the ``BEGIN``/``END`` markers, so what a person wrote around it stays;
-a README without them gets the block appended.
+git) keep their files, and their rows. Then, from OUT: the scores of ``reverie scores``, of the
+finished runs only (``reports_of_runs``; with ``--reference CSV``, per task the mean ± sample std
+over seeds beside the CSV's rows at no more than twice the study's steps,
+``scores.format_reference_markdown``; a row for the sampled-action policy where the runs
+evaluated it), a table of every run at the steps it reached, the figures of ``reverie plot``
+(``curves.png``, ``world_model.png``) and ``summary.json`` (per task the finished runs' seeds and
+their final scores; for MinAtar's games also under ``games``, mode and sampled policy apart, the
+shape of the MinAtar study). The text goes into ``OUT/README.md`` between the ``BEGIN``/``END``
+markers, so what a person wrote around it stays; a README without them gets the block appended.
 """
 
 from __future__ import annotations
@@ -270,15 +270,26 @@ def write_readme(out: Path, block: str, title: str) -> None:
     path.write_text(text)
 
 
+def study_status(infos: dict[Path, dict]) -> str:
+    """The line that says whether the study is complete; the scores count only finished runs."""
+    partial = [i for i in infos.values() if not i["finished"]]
+    if not partial:
+        return f"All {len(infos)} runs reached their target steps."
+    return (f"**PARTIAL — not final results.** {len(partial)} of {len(infos)} runs are short of their target "
+            "steps. The scores and `summary.json` count only the finished runs (`summary.json` names their "
+            "seeds); the run table lists every run at the steps it reached.")
+
+
 def task_finals(infos) -> dict:
     """``{"steps": S, "frames": F, "tasks": {task: {"seeds": [...], "eval": [...]}}}``: each
-    run's final score by task, seeds ascending, with ``eval_sample`` beside ``eval`` when any
-    run evaluated the sampled-action policy (``None`` for a run that did not). ``steps`` is the
-    agent steps every run trained for and ``frames`` the same in env frames (× action repeat);
-    either is ``None`` when the runs' targets differ."""
+    finished run's final score by task, seeds ascending, with ``eval_sample`` beside ``eval``
+    when any run evaluated the sampled-action policy (``None`` for a run that did not); a run
+    short of its target is left out, so every score is one at the study's steps. ``steps`` is
+    the agent steps every run trains for and ``frames`` the same in env frames (× action
+    repeat); either is ``None`` when the runs' targets differ."""
     tasks: dict[str, dict[str, list]] = {}
     sampled = any(i.get("final_score_sample") is not None for i in infos)
-    for info in sorted(infos, key=lambda i: (i["task"], i["seed"])):
+    for info in sorted((i for i in infos if i["finished"]), key=lambda i: (i["task"], i["seed"])):
         task = tasks.setdefault(info["task"], {"seeds": [], "eval": []} | ({"eval_sample": []} if sampled else {}))
         task["seeds"].append(info["seed"])
         task["eval"].append(info["final_score"])
@@ -314,16 +325,14 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         print(f"kept the recorded {path.relative_to(out)}: its run directory is not under {root}")
     if not infos:
         raise ReverieError(f"no runs under {root} and none recorded under {out}")
-    reports = scores.reports_from_runs([str(out)], last)
-    variants = group_variants(load_runs([out]))
+    recorded = load_runs([out])
+    variants = group_variants(recorded)
     plot.plot_curves(variants, out / "curves.png")
     if any(run.series(key)[0].size for seeds in variants.values() for task in seeds.values()
            for run in task.values() for key in plot.WORLD_MODEL_KEYS):
         plot.plot_world_model(variants, out / "world_model.png")
-    partial = [p for p, i in infos.items() if not i["finished"]]
-    status = (f"**PARTIAL — not final results.** {len(partial)} of {len(infos)} runs are short of their target "
-              "steps, and the scores below count each at the steps it reached (the run table): compare only "
-              "the tasks whose runs finished." if partial else f"All {len(infos)} runs reached their target steps.")
+    finished = [run for run in recorded if infos[run.path]["finished"]]
+    reports = scores.reports_of_runs(finished, f"{out} (finished runs)", last) if finished else {}
     command = sweep_command(root)
     machines = sorted({i["machine"] for i in infos.values() if i.get("machine")})
     finals = task_finals(infos.values())
@@ -333,8 +342,9 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         + (f"; the runs: `{command}`." if command else "."),
         f"Machine: {'; '.join(machines)}." if machines else
         "Machine: not recorded (runs do not record theirs; `--local` records the recording machine's).",
-        status + left_out,
-        score_tables(reports, ref, variants, infos),
+        study_status(infos) + left_out,
+        score_tables(reports, ref, group_variants(finished), infos) if reports else
+        "No run has reached its target steps yet: no scores (the run table below has each run's).",
         run_table(infos, out, last),
         "Figures: `curves.png` (eval return, mean over seeds, ±1 sample std shaded)"
         + (", `world_model.png` (world-model losses)" if (out / "world_model.png").exists() else "")

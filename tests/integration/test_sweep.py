@@ -129,7 +129,7 @@ def _synthetic_study(root: Path) -> Plan:
     """A planned 2 × 2 study: one run finished, one half-way, one failed, one never started."""
     plan = make_plan(root, "atari_pong,atari_breakout", "0,1", "debug", steps=1000)  # 4000 frames per run
     write_plan(plan)
-    statuses = {"debug/atari_pong/0": {"state": "finished", "frames": 4000, "wall_seconds": 40.0, "last_eval_return": -20.5},
+    statuses = {"debug/atari_pong/0": {"state": "finished", "step": 1000, "frames": 4000, "wall_seconds": 40.0, "last_eval_return": -20.5},
                 "debug/atari_breakout/0": {"state": "running", "frames": 2000, "wall_seconds": 40.0, "last_eval_return": 1.0},
                 "debug/atari_pong/1": {"state": "running", "frames": 0, "wall_seconds": 1.0, "last_eval_return": None}}
     for path, status in statuses.items():
@@ -167,6 +167,26 @@ def test_status_of_a_live_study_trusts_the_sweeps_record(tmp_path):
         assert "sweep: running" in format_status(tmp_path)
     finally:
         lock.release()
+
+
+def test_a_run_finished_at_a_smaller_target_is_extended_not_skipped(tmp_path):
+    """A pilot moved into a study (or a study whose --steps grew) finished at fewer steps than the
+    plan's: the sweep queues it, ``--status`` shows it stopped, and the summary leaves it out."""
+    from reverie.sweep.ray_runner import Outcome, _queue_unfinished
+
+    plan = make_plan(tmp_path, "gym_CartPole-v1", "0,1", "gym,debug", ["device=cpu", "run.prefill=100",
+                     "run.eval_every=0", "run.log_every=100", "run.pretrain=2"], steps=300)
+    write_plan(plan)
+    short, done = plan.runs
+    for run, steps in ((short, 200), (done, 300)):
+        argv = train_argv(plan, run)
+        argv[argv.index("--steps") + 1] = str(steps)
+        assert main(argv) == 0
+    assert json.loads((plan.logdir(short) / "status.json").read_text())["state"] == "finished"
+    outcome, records = Outcome(), {}
+    assert [r.path for r in _queue_unfinished(plan, records, outcome)] == [short.path]
+    assert outcome.skipped == [done.path] and records[short.path]["state"] == "queued"
+    assert [r.state for r in run_rows(tmp_path, live=False)[0]] == ["stopped", "finished"]
 
 
 def test_status_cli_on_a_folder_without_a_study(tmp_path, capsys):

@@ -163,3 +163,19 @@ def test_no_runs_and_nothing_recorded_is_one_line(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr("sys.argv", ["record_study", str(tmp_path / "nothing"), str(tmp_path / "out")])
     assert record_study.main() == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_the_scores_and_summary_count_only_finished_runs_and_the_run_table_lists_all(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_run(runs / "minatar_breakout" / "0", "minatar_breakout", 0, [2.0, 4.0], 20_000, sampled=[5.0])
+    write_run(runs / "minatar_breakout" / "1", "minatar_breakout", 1, [9.0, 9.0], 20_000, finished=False, target=40_000)
+    write_run(runs / "minatar_freeway" / "0", "minatar_freeway", 0, [20.0], 10_000, finished=False)
+    summary = record_study.record(runs, out, None, 2, 5_000, False, None)
+    assert summary["games"] == {"breakout": {"seeds": [0], "eval_mode": [3.0], "eval_sample": [5.0]}}
+    assert [row["score"] for row in summary["variants"]["(root)"]["games"]] == [3.0]  # seed 1 at 20k of 40k: out
+    text = (out / "README.md").read_text()
+    assert "2 of 3 runs are short of their target steps" in text and "| minatar_breakout | 1 | 3.00 |" in text
+    assert "| `minatar_breakout/1` | 20,000 | no | 9.00 |" in text and "| `minatar_freeway/0` | 10,000 | no | 20.00 |" in text
+    (runs / "minatar_breakout" / "0" / "status.json").write_text(json.dumps({"state": "running", "step": 10_000}))
+    summary = record_study.record(runs, out, None, 2, 5_000, False, None)
+    assert summary["tasks"] == {} and "No run has reached its target steps yet" in (out / "README.md").read_text()

@@ -30,7 +30,7 @@ import numpy as np
 
 from reverie.atari_games import ATARI55, TABLE_NAMES, canonical_game, table_k1
 from reverie.errors import ReverieError
-from reverie.report.rundirs import variant_label
+from reverie.report.rundirs import Run, variant_label
 
 METRICS = ("gamer_median", "gamer_mean", "record_mean", "clipped_record_mean")
 BASELINES = ("dreamerv2", "rainbow", "iqn")  # Table K1 algorithm columns
@@ -214,17 +214,25 @@ def reports_from_runs(logdirs: list[str], last: int = 10) -> dict[str, Report]:
     variants: a sweep's preset folders). Per variant: final score per seed
     (``rundirs.final_score``), mean over the seeds of each task, aggregates over the Atari
     tasks among the 55."""
-    from reverie.report.rundirs import group_variants, load_runs
+    from reverie.report.rundirs import load_runs
+
+    return reports_of_runs(load_runs(logdirs), ", ".join(map(str, logdirs)), last)
+
+
+def reports_of_runs(runs: list[Run], where: str, last: int = 10) -> dict[str, Report]:
+    """``reports_from_runs`` of runs already loaded (``rundirs.load_runs``; a caller may leave
+    some out, as a study's recorder leaves out the unfinished); ``where`` names them in errors."""
+    from reverie.report.rundirs import group_variants
 
     reports, empty = {}, []
-    for variant, groups in group_variants(load_runs(logdirs)).items():
+    for variant, groups in group_variants(runs).items():
         report = _report_of_groups(groups, last)
         if report is None:
             empty.append(variant_label(variant))
         else:
             reports[variant] = report
     if not reports:
-        raise ReverieError(f"no run under {', '.join(map(str, logdirs))} has a finished episode yet")
+        raise ReverieError(f"no run under {where} has a finished episode yet")
     for report in reports.values():
         report.notes += [f"variant {name}: no run has a finished episode yet; left out" for name in empty]
     return reports

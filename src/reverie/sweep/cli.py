@@ -34,7 +34,7 @@ def summarize(plan: Plan, out=None) -> list[Path]:
 
     out, written, finished = out or sys.stdout, [], []
     for preset in plan.presets:
-        logdirs = [str(plan.logdir(r)) for r in plan.runs if r.preset == preset and is_finished(plan.logdir(r))]
+        logdirs = [str(plan.logdir(r)) for r in plan.runs if r.preset == preset and is_finished(plan.logdir(r), r.total_steps)]
         if not logdirs:
             continue
         finished += logdirs

@@ -187,7 +187,7 @@ def _queue_unfinished(plan: Plan, runs: dict[str, dict], outcome: Outcome) -> de
     queue: deque[RunSpec] = deque()
     for run in plan.runs:
         record = runs.setdefault(run.path, {"attempts": 0})
-        if is_finished(plan.logdir(run)):
+        if is_finished(plan.logdir(run), run.total_steps):
             record["state"] = "finished"
             outcome.skipped.append(run.path)
         else:

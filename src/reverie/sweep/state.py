@@ -24,8 +24,15 @@ def read_status(logdir: Path) -> dict[str, Any]:
         return {}
 
 
-def is_finished(logdir: Path) -> bool:
-    return read_status(logdir).get("state") == "finished"
+def is_finished(logdir: Path, steps: int | None = None) -> bool:
+    """The run in ``logdir`` finished (``status_finished``)."""
+    return status_finished(read_status(logdir), steps)
+
+
+def status_finished(status: dict[str, Any], steps: int | None = None) -> bool:
+    """A run's ``status.json`` says finished, at ``steps`` agent steps or more where given: a run
+    that finished at a smaller target (a pilot moved into a study) is not finished for the study."""
+    return status.get("state") == "finished" and (steps is None or status.get("step", 0) >= steps)
 
 
 def read_state(root: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reverie.report.metrics import format_duration, status_path
 from reverie.sweep.plan import Plan
-from reverie.sweep.state import read_state, read_status, sweep_is_live
+from reverie.sweep.state import read_state, read_status, status_finished, sweep_is_live
 
 COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
 
@@ -38,7 +38,7 @@ def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
         logdir, record = plan.logdir(run), state.get("runs", {}).get(run.path, {})
         status = read_status(logdir)
         frames, wall = int(status.get("frames") or 0), status.get("wall_seconds")
-        rows.append(RunRow(run.path, _state(status, _mtime(status_path(logdir)), record, live), frames,
+        rows.append(RunRow(run.path, _state(status, run.total_steps, _mtime(status_path(logdir)), record, live), frames,
                            run.total_frames, status.get("last_eval_return"),
                            wall / frames if wall and frames else None, int(record.get("attempts", 0))))
     return rows, state.get("sweep", {})
@@ -51,11 +51,11 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _state(status: dict, status_mtime: float | None, record: dict, live: bool) -> str:
-    """``status.json`` decides finished; the sweep's record decides failed and, while a sweep is
-    live, queued. A queued run (submitted to Ray, or waiting in the sweep) is running once
-    ``reverie train`` has written its status.json since the submission."""
-    if status.get("state") == "finished":
+def _state(status: dict, steps: int, status_mtime: float | None, record: dict, live: bool) -> str:
+    """``status.json`` decides finished (at the plan's ``steps``); the sweep's record decides
+    failed and, while a sweep is live, queued. A queued run (submitted to Ray, or waiting in the
+    sweep) is running once ``reverie train`` has written its status.json since the submission."""
+    if status_finished(status, steps):
         return "finished"
     if record.get("state") == "failed":
         return "failed"
