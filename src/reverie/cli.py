@@ -186,6 +186,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--logdir", required=True)
     p.add_argument("--episodes", type=count(1), default=None, help="episodes (default run.eval_episodes)")
     p.add_argument("--video", action="store_true", help="save a video of each episode")
+    p.add_argument("--policy", choices=("mode", "sample", "both"), default=None,
+                   help="the actor's mode (the paper's), its samples on the same episode seeds, or both "
+                        "(default: what the run's evaluations play: both with run.eval_sample, else mode)")
     p.set_defaults(func=dispatch)
 
 

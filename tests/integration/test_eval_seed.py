@@ -68,3 +68,11 @@ def test_eval_sample_plays_the_same_episodes_with_sampled_actions(tmp_path):
     (info,) = summary["runs"].values()
     assert info["final_score_sample"] == sum(sampled[-2:]) / 2
     assert summary["tasks"]["gym_CartPole-v1"]["eval_sample"] == [info["final_score_sample"]]
+    # `reverie eval` on that run plays what its evaluation at the checkpoint's step played, both policies.
+    reverie("eval", "--logdir", str(tmp_path / "True"))
+    played = read_jsonl(tmp_path / "True" / "eval.jsonl")
+    assert [r["return"] for r in played if r["policy"] == "mode"] == mode(rows[True])
+    assert [(r["return"], r["length"]) for r in played if r["policy"] == "sample"] == [
+        (r["eval/return_sample"], r["eval/length_sample"]) for r in rows[True] if "eval/return_sample" in r]
+    reverie("eval", "--logdir", str(tmp_path / "True"), "--policy", "sample", "--episodes", "1")
+    assert [r["policy"] for r in read_jsonl(tmp_path / "True" / "eval.jsonl")[len(played):]] == ["sample"]

@@ -57,7 +57,7 @@ def test_train_writes_every_output_and_eval_reads_it(tmp_path):
     out = reverie("eval", "--logdir", str(logdir), "--episodes", "2").stdout
     assert "mean return" in out
     lines = [json.loads(x) for x in (logdir / "eval.jsonl").read_text().splitlines()]
-    assert [x["episode"] for x in lines] == [0, 1] and all(x["step"] == 400 for x in lines)
+    assert [x["episode"] for x in lines] == [0, 1] and all(x["step"] == 400 and x["policy"] == "mode" for x in lines)
 
 
 def test_resume_refuses_model_changes_and_accepts_longer_runs(tmp_path, capsys):

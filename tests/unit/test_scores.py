@@ -154,6 +154,8 @@ class TestRunFiles:
         assert final_score(run, last=2) == (3.5, "eval/return in metrics.jsonl", 2)
         run = Run(tmp_path, "atari_pong", 0, 4, metrics[-1:], evals=[{"return": 7.0}, {"return": 9.0}])
         assert final_score(run, last=10) == (8.0, "return in eval.jsonl", 2)
+        run.evals += [{"policy": "mode", "return": 5.0}, {"policy": "sample", "return": 100.0}]
+        assert final_score(run, last=10) == (7.0, "return in eval.jsonl", 3)  # the mode policy's, as eval/return
         run = Run(tmp_path, "atari_pong", 0, 4, metrics[-1:])
         assert final_score(run)[:2] == (50.0, "episode/return in metrics.jsonl")
         assert final_score(Run(tmp_path, "atari_pong", 0, 4, [])) is None

@@ -187,13 +187,14 @@ def final_score(run: Run, last: int = 10) -> tuple[float, str, int] | None:
     """Final score of a run: the mean return over its last ``last`` evaluation episodes.
 
     Evaluation episodes come from metrics.jsonl ("eval/return", one line per episode), else
-    from eval.jsonl (``reverie eval``), else training episodes ("episode/return") stand in.
+    from eval.jsonl (``reverie eval``, its mode policy), else training episodes ("episode/return")
+    stand in.
     Returns ``(score, source, episodes used)``, or ``None`` when the run has no episode yet."""
     if last < 1:
         raise ReverieError(f"--last must be at least 1, got {last}")
     candidates = (
         [row["eval/return"] for row in run.metrics if row.get("eval/return") is not None],
-        [row["return"] for row in run.evals if row.get("return") is not None],
+        [row["return"] for row in run.evals if row.get("return") is not None and row.get("policy", "mode") == "mode"],
         [row["episode/return"] for row in run.metrics if row.get("episode/return") is not None],
     )
     for source, returns in zip(FINAL_SOURCES, candidates):

@@ -55,6 +55,11 @@ def run_episodes(agent: AgentContract, config: Config, episodes: int, step: int,
     return results
 
 
+# `reverie eval --policy`: (name in eval.jsonl, Driver mode) of each policy played, on the same episode seeds.
+POLICIES = {"mode": [("mode", "eval")], "sample": [("sample", "eval_sample")],
+            "both": [("mode", "eval"), ("sample", "eval_sample")]}
+
+
 def cli_eval(args: argparse.Namespace) -> int:
     from reverie.agent import Agent
     from reverie.checkpoint import load_checkpoint
@@ -74,16 +79,20 @@ def cli_eval(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{logdir} has no complete checkpoint yet; train longer (run.checkpoint_every) first")
     agent.load_state_dict(ckpt.tensors["agent"])
     count = args.episodes or config.run.eval_episodes
-    video_dir = logdir / "videos" / f"eval_{ckpt.step:012d}" if args.video else None
-    episodes = run_episodes(agent, config, count, ckpt.step, video_dir=video_dir)
+    policy = args.policy or ("both" if config.run.eval_sample else "mode")
     frames = ckpt.step * config.env.action_repeat
-    with open(logdir / "eval.jsonl", "a", encoding="utf-8") as file:
-        for index, episode in enumerate(episodes):
-            record = {"step": ckpt.step, "frames": frames, "episode": index, "return": episode.score, "length": episode.length}
-            file.write(json.dumps(record) + "\n")
-            print(f"episode {index}: return {episode.score:.1f}, length {episode.length}")
-    returns = [e.score for e in episodes]
-    print(f"checkpoint {ckpt.path.name} (step {ckpt.step:,}, {frames:,} frames): "
-          f"mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
+    print(f"checkpoint {ckpt.path.name} (step {ckpt.step:,}, {frames:,} frames)")
+    for name, mode in POLICIES[policy]:
+        video_dir = logdir / "videos" / f"eval_{ckpt.step:012d}" if args.video else None
+        episodes = run_episodes(agent, config, count, ckpt.step, video_dir=video_dir,
+                                tag="eval" if name == "mode" else f"eval_{name}", mode=mode)
+        with open(logdir / "eval.jsonl", "a", encoding="utf-8") as file:
+            for index, episode in enumerate(episodes):
+                record = {"step": ckpt.step, "frames": frames, "policy": name, "episode": index,
+                          "return": episode.score, "length": episode.length}
+                file.write(json.dumps(record) + "\n")
+                print(f"{name} policy, episode {index}: return {episode.score:.1f}, length {episode.length}")
+        returns = [e.score for e in episodes]
+        print(f"{name} policy: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
     print(f"results appended to {logdir / 'eval.jsonl'}" + (f"; videos in {video_dir}" if video_dir else ""))
     return 0
