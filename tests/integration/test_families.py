@@ -10,6 +10,7 @@ import pytest
 from test_train import read_metrics, reverie
 
 from reverie.checkpoint import load_checkpoint
+from reverie.config import load_config_file
 
 FAMILIES = {
     "atari": ("atari_pong", "atari,debug", "ale_py"),
@@ -55,4 +56,6 @@ def test_family_trains_checkpoints_resumes_and_evaluates(tmp_path: Path, family:
     out = reverie("eval", "--logdir", str(logdir), "--episodes", "1").stdout
     assert "mean return" in out
     evals = [json.loads(x) for x in (logdir / "eval.jsonl").read_text().splitlines()]
-    assert len(evals) == 1 and evals[0]["step"] == 2 * STEPS and evals[0]["length"] > 0
+    policies = ["mode", "sample"] if load_config_file(logdir / "config.yaml").run.eval_sample else ["mode"]
+    assert [e["policy"] for e in evals] == policies  # the policies the run's own evaluations play
+    assert all(e["step"] == 2 * STEPS and e["length"] > 0 for e in evals)
