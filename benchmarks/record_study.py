@@ -52,6 +52,7 @@ from reverie.errors import ReverieError
 from reverie.report import plot, scores
 from reverie.report.rundirs import Run, final_score, group_variants, load_runs, variant_label
 from reverie.sweep.plan import PLAN_FILE, Plan
+from reverie.sweep.state import read_status, status_finished
 
 WINDOW = 5000  # agent steps per training-episode window
 SEGMENT = 10_000  # agent steps per segment of segment_seconds
@@ -143,7 +144,7 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
     info = {
         "task": run.task, "seed": run.seed, "steps_reached": step, "steps_target": target,
         "action_repeat": int(config.get("env", {}).get("action_repeat", 1)),
-        "finished": status.get("state") == "finished" and step >= target, "wall_seconds": wall,
+        "finished": status_finished(status, target), "wall_seconds": wall,
         "seconds_per_100k_steps": round(wall / step * 1e5, 1) if step else None,
         # the least-contended stretch: the fastest tenth of the 10k-step segments, per 100k steps
         "seconds_per_100k_steps_fastest": round(float(np.quantile(segments, 0.1)) * 1e5 / SEGMENT, 1)
@@ -163,13 +164,6 @@ def sampled_score(rows: list[dict], last: int) -> float | None:
     (``eval/return_sample``, written with ``run.eval_sample``); ``None`` for a run without them."""
     returns = [float(r["eval/return_sample"]) for r in rows if r.get("eval/return_sample") is not None]
     return float(np.mean(returns[-last:])) if returns else None
-
-
-def read_status(logdir: Path) -> dict:
-    try:
-        return json.loads((logdir / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def recorded_earlier(out: Path, recorded_now: set[Path]) -> list[Path]:

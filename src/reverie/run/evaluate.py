@@ -81,9 +81,9 @@ def cli_eval(args: argparse.Namespace) -> int:
     count = args.episodes or config.run.eval_episodes
     policy = args.policy or ("both" if config.run.eval_sample else "mode")
     frames = ckpt.step * config.env.action_repeat
+    video_dir = logdir / "videos" / f"eval_{ckpt.step:012d}" if args.video else None
     print(f"checkpoint {ckpt.path.name} (step {ckpt.step:,}, {frames:,} frames)")
     for name, mode in POLICIES[policy]:
-        video_dir = logdir / "videos" / f"eval_{ckpt.step:012d}" if args.video else None
         episodes = run_episodes(agent, config, count, ckpt.step, video_dir=video_dir,
                                 tag="eval" if name == "mode" else f"eval_{name}", mode=mode)
         with open(logdir / "eval.jsonl", "a", encoding="utf-8") as file:
