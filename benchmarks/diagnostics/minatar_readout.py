@@ -14,7 +14,9 @@ input on the first ``--train`` of them, then measures it on the newest ``--holdo
 - ``features``: the world model's ``[h_t, z_t]`` at the run's newest checkpoint (the
   posterior over sequences of ``--chunk`` steps, each from the zero state, as
   ``minatar_heads.py`` computes it): what the reward head is given;
-- ``features_mode``: the same, with the posterior's mode in place of its sample at every step
+- ``features_pair``: ``[h_{t−1}, z_{t−1}, h_t, z_t]`` (zero before a sequence's first step):
+  whether what ``h_t`` lost of step ``t − 1`` is still in the state one step earlier;
+- ``features_mode``: the same as ``features``, with the posterior's mode in place of its sample at every step
   (``draw="mode"``, so ``h_t`` is built from modes too): what is left when the latents'
   sampling noise is taken out;
 - ``posterior_probs``: ``[h_t, p(z_t | h_t, x_t)]`` along the sampled path: the posterior's
@@ -22,7 +24,8 @@ input on the first ``--train`` of them, then measures it on the newest ``--holdo
 
 ``--inputs`` picks which (all of them by default).
 
-Each readout is the reward head's shape in the ``minatar`` preset (MLP 2 × 128, ELU) trained
+Each readout is the reward head's shape in the ``minatar`` preset (MLP 2 × 128, ELU; another with
+``--layers``/``--units``, e.g. the paper's 4 × 400) trained
 with the head's loss (Normal(μ, 1), i.e. squared error), Adam 3e-4, batches of 256 steps,
 ``--updates`` steps, the same seed. A readout that reaches near 1 at rewarded held-out steps
 on ``transition`` but not on ``features`` says the information is in the data and lost by
@@ -44,7 +47,7 @@ HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded 
           "readout where rewarded | readout elsewhere |")
 
 
-INPUTS = ("transition", "grid", "features", "features_mode", "posterior_probs")
+INPUTS = ("transition", "grid", "features", "features_pair", "features_mode", "posterior_probs")
 
 
 def posterior_features(world_model, batch: dict[str, np.ndarray], draw: str) -> dict[str, np.ndarray]:
@@ -70,19 +73,26 @@ def inputs(logdir: Path, steps: int, chunk: int, names=INPUTS) -> tuple[dict[str
     previous = np.roll(grid, 1, axis=0)
     previous[first] = 0  # nothing before an episode's (or a chunk's) first step
     data = {"transition": np.concatenate([previous, action, grid], 1), "grid": grid}
-    if {"features", "posterior_probs"} & set(names):
+    if {"features", "features_pair", "posterior_probs"} & set(names):
         torch.manual_seed(0)  # the posterior samples its latents
         sampled = posterior_features(agent.world_model, batch, "sample")
-        data.update(features=sampled["features"], posterior_probs=sampled["probs"])
+        before = np.roll(sampled["features"], 1, axis=0)
+        before[first] = 0
+        data.update(features=sampled["features"], posterior_probs=sampled["probs"],
+                    features_pair=np.concatenate([before, sampled["features"]], 1))
     if "features_mode" in names:
         data["features_mode"] = posterior_features(agent.world_model, batch, "mode")["features"]
     return {name: data[name] for name in names}, batch["reward"].reshape(-1), int(checkpoint.name)
 
 
-def fit_readout(x: np.ndarray, y: np.ndarray, updates: int, seed: int) -> torch.nn.Module:
+def fit_readout(x: np.ndarray, y: np.ndarray, updates: int, seed: int, layers: int = 2,
+                units: int = 128) -> torch.nn.Module:
+    """An MLP of ``layers`` × ``units`` ELU (the preset's reward head by default) fit to ``y``."""
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 128), torch.nn.ELU(), torch.nn.Linear(128, 128),
-                              torch.nn.ELU(), torch.nn.Linear(128, 1))
+    hidden = []
+    for i in range(layers):
+        hidden += [torch.nn.Linear(x.shape[1] if i == 0 else units, units), torch.nn.ELU()]
+    net = torch.nn.Sequential(*hidden, torch.nn.Linear(units if layers else x.shape[1], 1))
     opt = torch.optim.Adam(net.parameters(), 3e-4)
     rng = np.random.default_rng(seed)
     x, y = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.float32)
@@ -103,6 +113,8 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=15_000, help="readout updates (batches of 256)")
     parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, default=2, help="readout hidden layers (the minatar reward head's 2)")
+    parser.add_argument("--units", type=int, default=128, help="readout units per layer (the minatar head's 128)")
     parser.add_argument("--inputs", default=",".join(INPUTS), help=f"comma-separated, of {', '.join(INPUTS)}")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
@@ -116,7 +128,7 @@ def main() -> int:
         held = len(reward) - min(args.holdout, len(reward) // 2)
         paid = reward[held:] != 0
         for name, x in data.items():
-            net = fit_readout(x[:held], reward[:held], args.updates, args.seed)
+            net = fit_readout(x[:held], reward[:held], args.updates, args.seed, args.layers, args.units)
             with torch.no_grad():
                 out = net(torch.as_tensor(x[held:])).squeeze(-1).numpy()
             table.add(f"| {logdir} | {step:,} | {name} | {held:,} | {len(paid):,} | {int(paid.sum()):,} | "

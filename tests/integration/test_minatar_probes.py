@@ -81,6 +81,11 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
     np.testing.assert_array_equal(transition[~first, :width], grid[np.flatnonzero(~first) - 1])
     assert not transition[first, :width].any()  # nothing before a sequence's first step
     assert data["features"].shape[0] == 250
+    # The pair is the step before's features beside this step's, zero before a sequence starts.
+    pair, feat_width = data["features_pair"], data["features"].shape[1]
+    np.testing.assert_array_equal(pair[:, feat_width:], data["features"])
+    np.testing.assert_array_equal(pair[~first, :feat_width], data["features"][np.flatnonzero(~first) - 1])
+    assert not pair[first, :feat_width].any()
     # The mode path and the posterior's probabilities share h's width with the sampled
     # features; the probabilities of each latent sum to 1, the mode is one-hot.
     feat, mode, probs = data["features"], data["features_mode"], data["posterior_probs"]
@@ -94,6 +99,8 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
     assert list(only) == ["grid"]
     net = minatar_readout.fit_readout(data["grid"], reward, 3, 0)
     assert net(torch.as_tensor(data["grid"][:2])).shape == (2, 1)
+    wide = minatar_readout.fit_readout(data["grid"], reward, 3, 0, layers=4, units=400)
+    assert [m.out_features for m in wide if isinstance(m, torch.nn.Linear)] == [400, 400, 400, 400, 1]
 
 
 def test_heads_name_each_games_channels_in_observation_order():
