@@ -63,6 +63,14 @@ def posterior_features(world_model, batch: dict[str, np.ndarray], draw: str) -> 
     return {"features": torch.cat(feats).float().cpu().numpy(), "probs": torch.cat(probs).float().cpu().numpy()}
 
 
+def one_step_before(x: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Each row's predecessor in ``x [N, D]`` (steps in order), zero where ``first`` marks an
+    episode's (or a chunk's) first step: nothing comes before it."""
+    before = np.roll(x, 1, axis=0)
+    before[first] = 0
+    return before
+
+
 def inputs(logdir: Path, steps: int, chunk: int, names=INPUTS) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """``({name: float32 [N, D]}, reward [N], checkpoint step)`` for the newest ``steps``."""
     agent, checkpoint = load_agent(logdir)
@@ -70,16 +78,13 @@ def inputs(logdir: Path, steps: int, chunk: int, names=INPUTS) -> tuple[dict[str
     first = batch["is_first"].reshape(-1)
     grid = batch["vector"].reshape(len(first), -1).astype(np.float32)
     action = batch["action"].reshape(len(first), -1).astype(np.float32)
-    previous = np.roll(grid, 1, axis=0)
-    previous[first] = 0  # nothing before an episode's (or a chunk's) first step
-    data = {"transition": np.concatenate([previous, action, grid], 1), "grid": grid}
+    data = {"transition": np.concatenate([one_step_before(grid, first), action, grid], 1), "grid": grid}
     if {"features", "features_pair", "posterior_probs"} & set(names):
         torch.manual_seed(0)  # the posterior samples its latents
         sampled = posterior_features(agent.world_model, batch, "sample")
-        before = np.roll(sampled["features"], 1, axis=0)
-        before[first] = 0
-        data.update(features=sampled["features"], posterior_probs=sampled["probs"],
-                    features_pair=np.concatenate([before, sampled["features"]], 1))
+        feat = sampled["features"]
+        data.update(features=feat, posterior_probs=sampled["probs"],
+                    features_pair=np.concatenate([one_step_before(feat, first), feat], 1))
     if "features_mode" in names:
         data["features_mode"] = posterior_features(agent.world_model, batch, "mode")["features"]
     return {name: data[name] for name in names}, batch["reward"].reshape(-1), int(checkpoint.name)
