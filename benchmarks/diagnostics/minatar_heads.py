@@ -19,6 +19,11 @@ prints, as one Markdown row:
 - per object channel, how many of its cells are set per step and how many of those the
   decoder, given the posterior state, puts below probability 0.5 (a world model that tracks
   the game misses few; the reward cannot be predicted from objects the model has lost).
+
+With ``--prior 1,2,3,5,8`` a second table: the reward head on the prior's k-step predictions of
+each step, imagined from the posterior k steps before along the replay's actions. The actor
+learns from imagined states: a reward the posterior reads but the prior does not predict
+never reaches it.
 """
 
 from __future__ import annotations
@@ -126,6 +131,46 @@ def head_stats(agent: Agent, batch: dict[str, np.ndarray]) -> dict[str, np.ndarr
             "set": cells.sum(1).mean(0), "missed": missed.sum(1).mean(0)}
 
 
+def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, observed=None):
+    """States imagined ``k`` prior steps ahead from every posterior state of ``batch`` but the
+    last ``k`` of each sequence, with the replay's own actions (as the actor's imagination
+    rolls the prior, here along the path the data took): ``(observed, state, valid)``, the state
+    ``[B·(T−k), ...]`` predicting step ``j + k`` from step ``j``, ``valid`` false where an
+    episode starts within ``(j, j + k]`` (the prior cannot know the reset)."""
+    observed = observed or agent.world_model.observe(batch)
+    post, action = observed.post, observed.data["action"]
+    rows, length = action.shape[:2]
+    n = length - k
+    state = {key: value[:, :n].reshape(rows * n, *value.shape[2:]) for key, value in post.items()}
+    actions = action.unfold(1, k, 1)[:, 1:n + 1].permute(0, 1, 3, 2).reshape(rows * n, k, -1)  # a_{j+1..j+k}
+    for i in range(k):
+        state = agent.world_model.rssm.img_step(state, actions[:, i])
+    starts = torch.as_tensor(batch["is_first"]).bool().unfold(1, k, 1)[:, 1:n + 1].any(-1)
+    return observed, state, ~starts.reshape(-1).cpu().numpy()
+
+
+def prior_row(agent: Agent, batch: dict[str, np.ndarray], k: int, samples: int, logdir: Path) -> str:
+    """The reward head on the ``k``-step prior predictions, averaged over ``samples`` draws of
+    the imagined latents, at the steps that paid a reward and elsewhere; ``k = 0``: the posterior."""
+    head = agent.world_model.heads["reward"]
+    paid = batch["reward"][:, k:].ravel() != 0
+    with torch.no_grad():
+        if k == 0:
+            predicted, valid = head(agent.world_model.observe(batch).feat).mean.cpu().numpy().ravel(), np.ones_like(paid)
+        else:
+            draws = []
+            for _ in range(samples):
+                _, state, valid = imagined_from_posterior(agent, batch, k)
+                draws.append(head(agent.world_model.rssm.get_feat(state)).mean.squeeze(-1).cpu().numpy())
+            predicted = np.mean(draws, 0)
+    where = "posterior" if k == 0 else f"{k}-step prior"
+    return (f"| {logdir} | {where} | {int((paid & valid).sum()):,} | {mean(predicted[paid & valid])} | "
+            f"{mean(predicted[~paid & valid])} |")
+
+
+PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere |")
+
+
 def run_row(logdir: Path, steps: int, chunk: int) -> str:
     agent, checkpoint = load_agent(logdir)
     batch, starts = newest_steps(logdir, steps, chunk)
@@ -146,6 +191,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run")
     parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    parser.add_argument("--prior", default="", help="also the reward head on the k-step prior "
+                        "predictions (imagination along the replay's actions), e.g. 1,2,3,5,8")
+    parser.add_argument("--samples", type=int, default=4, help="draws of the imagined latents per --prior k")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
@@ -153,6 +201,15 @@ def main() -> int:
     for logdir in args.logdirs:
         table.add(run_row(logdir, args.steps, args.chunk))
     table.save(args.out)
+    if args.prior:
+        ks = [0] + [int(k) for k in args.prior.split(",")]
+        prior = Table(PRIOR_HEADER)
+        for logdir in args.logdirs:
+            agent, _ = load_agent(logdir)
+            batch, _ = newest_steps(logdir, args.steps, args.chunk)
+            for k in ks:
+                prior.add(prior_row(agent, batch, k, args.samples, logdir))
+        prior.save(args.out, append=True)
     return 0
 
 
