@@ -131,13 +131,12 @@ def head_stats(agent: Agent, batch: dict[str, np.ndarray]) -> dict[str, np.ndarr
             "set": cells.sum(1).mean(0), "missed": missed.sum(1).mean(0)}
 
 
-def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, observed=None):
-    """States imagined ``k`` prior steps ahead from every posterior state of ``batch`` but the
-    last ``k`` of each sequence, with the replay's own actions (as the actor's imagination
-    rolls the prior, here along the path the data took): ``(observed, state, valid)``, the state
-    ``[B·(T−k), ...]`` predicting step ``j + k`` from step ``j``, ``valid`` false where an
-    episode starts within ``(j, j + k]`` (the prior cannot know the reset)."""
-    observed = observed or agent.world_model.observe(batch)
+def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, observed):
+    """States imagined ``k`` prior steps ahead from every posterior state of ``observed``
+    (``world_model.observe(batch)``) but the last ``k`` of each sequence, with the replay's own
+    actions (as the actor's imagination rolls the prior, here along the path the data took):
+    ``(state, valid)``, the state ``[B·(T−k), ...]`` predicting step ``j + k`` from step ``j``,
+    ``valid`` false where an episode starts within ``(j, j + k]`` (the prior cannot know the reset)."""
     post, action = observed.post, observed.data["action"]
     rows, length = action.shape[:2]
     n = length - k
@@ -146,26 +145,28 @@ def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, 
     for i in range(k):
         state = agent.world_model.rssm.img_step(state, actions[:, i])
     starts = torch.as_tensor(batch["is_first"]).bool().unfold(1, k, 1)[:, 1:n + 1].any(-1)
-    return observed, state, ~starts.reshape(-1).cpu().numpy()
+    return state, ~starts.reshape(-1).cpu().numpy()
 
 
-def prior_row(agent: Agent, batch: dict[str, np.ndarray], k: int, samples: int, logdir: Path) -> str:
-    """The reward head on the ``k``-step prior predictions, averaged over ``samples`` draws of
-    the imagined latents, at the steps that paid a reward and elsewhere; ``k = 0``: the posterior."""
+def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int, logdir: Path) -> list[str]:
+    """One row for the posterior, then one per ``k``: the reward head on the ``k``-step prior
+    predictions from one posterior pass, averaged over ``samples`` draws of the imagined
+    latents, at the steps that paid a reward and elsewhere."""
     head = agent.world_model.heads["reward"]
-    paid = batch["reward"][:, k:].ravel() != 0
     with torch.no_grad():
-        if k == 0:
-            predicted, valid = head(agent.world_model.observe(batch).feat).mean.cpu().numpy().ravel(), np.ones_like(paid)
-        else:
-            draws = []
+        observed = agent.world_model.observe(batch)
+        paid = batch["reward"].ravel() != 0
+        posterior = head(observed.feat).mean.cpu().numpy().ravel()
+        rows = [f"| {logdir} | posterior | {int(paid.sum()):,} | {mean(posterior[paid])} | {mean(posterior[~paid])} |"]
+        for k in ks:
+            draws, valid = [], None
             for _ in range(samples):
-                _, state, valid = imagined_from_posterior(agent, batch, k)
+                state, valid = imagined_from_posterior(agent, batch, k, observed)
                 draws.append(head(agent.world_model.rssm.get_feat(state)).mean.squeeze(-1).cpu().numpy())
-            predicted = np.mean(draws, 0)
-    where = "posterior" if k == 0 else f"{k}-step prior"
-    return (f"| {logdir} | {where} | {int((paid & valid).sum()):,} | {mean(predicted[paid & valid])} | "
-            f"{mean(predicted[~paid & valid])} |")
+            predicted, paid_k = np.mean(draws, 0), batch["reward"][:, k:].ravel() != 0
+            rows.append(f"| {logdir} | {k}-step prior | {int((paid_k & valid).sum()):,} | "
+                        f"{mean(predicted[paid_k & valid])} | {mean(predicted[~paid_k & valid])} |")
+    return rows
 
 
 PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere |")
@@ -173,7 +174,10 @@ PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rew
 
 def run_row(logdir: Path, steps: int, chunk: int) -> str:
     agent, checkpoint = load_agent(logdir)
-    batch, starts = newest_steps(logdir, steps, chunk)
+    return head_row(logdir, agent, checkpoint, *newest_steps(logdir, steps, chunk))
+
+
+def head_row(logdir: Path, agent: Agent, checkpoint: Path, batch: dict[str, np.ndarray], starts: int) -> str:
     stats = head_stats(agent, batch)
     names = channel_names(agent.config.task.removeprefix("minatar_"))
     actions = agent.world_model.action_dim
@@ -198,18 +202,20 @@ def main() -> int:
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
     table = Table(HEADER)
+    ks = [int(k) for k in args.prior.split(",")] if args.prior else []
+    prior = []
     for logdir in args.logdirs:
-        table.add(run_row(logdir, args.steps, args.chunk))
+        agent, checkpoint = load_agent(logdir)
+        batch, starts = newest_steps(logdir, args.steps, args.chunk)
+        table.add(head_row(logdir, agent, checkpoint, batch, starts))
+        if ks:
+            prior += prior_rows(agent, batch, ks, args.samples, logdir)
     table.save(args.out)
-    if args.prior:
-        ks = [0] + [int(k) for k in args.prior.split(",")]
-        prior = Table(PRIOR_HEADER)
-        for logdir in args.logdirs:
-            agent, _ = load_agent(logdir)
-            batch, _ = newest_steps(logdir, args.steps, args.chunk)
-            for k in ks:
-                prior.add(prior_row(agent, batch, k, args.samples, logdir))
-        prior.save(args.out, append=True)
+    if ks:
+        prior_table = Table(PRIOR_HEADER)
+        for row in prior:
+            prior_table.add(row)
+        prior_table.save(args.out, append=True)
     return 0
 
 

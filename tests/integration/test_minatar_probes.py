@@ -107,19 +107,21 @@ def test_prior_predictions_start_from_each_posterior_and_skip_episode_starts(run
     batch, _ = minatar_heads.newest_steps(run, 250, 50)
     agent, _ = minatar_heads.load_agent(run)
     with torch.no_grad():
-        observed, one, valid = minatar_heads.imagined_from_posterior(agent, batch, 1)
+        observed = agent.world_model.observe(batch)
+        one, valid = minatar_heads.imagined_from_posterior(agent, batch, 1, observed)
         # One prior step from the posterior at j with a_{j+1} is the prior that observe
         # computed for step j + 1, wherever no episode starts in between.
         expected = observed.prior["deter"][:, 1:].reshape(-1, agent.world_model.rssm.deter)
         torch.testing.assert_close(one["deter"][valid], expected[valid])
-        _, three, valid3 = minatar_heads.imagined_from_posterior(agent, batch, 3, observed)
+        three, valid3 = minatar_heads.imagined_from_posterior(agent, batch, 3, observed)
     starts = batch["is_first"].astype(bool)
     assert one["deter"].shape[0] == 5 * 49 and three["deter"].shape[0] == 5 * 47
     np.testing.assert_array_equal(valid, ~starts[:, 1:].ravel())
     windows = np.stack([starts[:, 1 + i: 48 + i] for i in range(3)]).any(0)
     np.testing.assert_array_equal(valid3, ~windows.ravel())
-    row = minatar_heads.prior_row(agent, batch, 2, 2, run)
-    assert row.startswith(f"| {run} | 2-step prior | ") and row.count("|") == 6
+    rows = minatar_heads.prior_rows(agent, batch, [2], 2, run)
+    assert rows[0].startswith(f"| {run} | posterior | ") and rows[1].startswith(f"| {run} | 2-step prior | ")
+    assert all(row.count("|") == 6 for row in rows) and len(rows) == 2
 
 
 def test_heads_name_each_games_channels_in_observation_order():
