@@ -148,7 +148,7 @@ def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, 
     return state, ~starts.reshape(-1).cpu().numpy()
 
 
-def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int, logdir: Path) -> list[str]:
+def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int, name: str | Path) -> list[str]:
     """One row for the posterior, then one per ``k``: the reward head on the ``k``-step prior
     predictions from one posterior pass, averaged over ``samples`` draws of the imagined
     latents, at the steps that paid a reward and elsewhere."""
@@ -157,19 +157,27 @@ def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], sample
         observed = agent.world_model.observe(batch)
         paid = batch["reward"].ravel() != 0
         posterior = head(observed.feat).mean.cpu().numpy().ravel()
-        rows = [f"| {logdir} | posterior | {int(paid.sum()):,} | {mean(posterior[paid])} | {mean(posterior[~paid])} |"]
+        rows = [f"| {name} | posterior | {int(paid.sum()):,} | {mean(posterior[paid])} | {mean(posterior[~paid])} |"]
         for k in ks:
             draws, valid = [], None
             for _ in range(samples):
                 state, valid = imagined_from_posterior(agent, batch, k, observed)
                 draws.append(head(agent.world_model.rssm.get_feat(state)).mean.squeeze(-1).cpu().numpy())
             predicted, paid_k = np.mean(draws, 0), batch["reward"][:, k:].ravel() != 0
-            rows.append(f"| {logdir} | {k}-step prior | {int((paid_k & valid).sum()):,} | "
+            rows.append(f"| {name} | {k}-step prior | {int((paid_k & valid).sum()):,} | "
                         f"{mean(predicted[paid_k & valid])} | {mean(predicted[~paid_k & valid])} |")
     return rows
 
 
 PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere |")
+
+
+def prior_table(rows: list[str], out: Path | None) -> None:
+    """Prints ``prior_rows``' rows as a table under ``PRIOR_HEADER``, appended to ``out`` if given."""
+    table = Table(PRIOR_HEADER)
+    for row in rows:
+        table.add(row)
+    table.save(out, append=True)
 
 
 def run_row(logdir: Path, steps: int, chunk: int) -> str:
@@ -212,10 +220,7 @@ def main() -> int:
             prior += prior_rows(agent, batch, ks, args.samples, logdir)
     table.save(args.out)
     if ks:
-        prior_table = Table(PRIOR_HEADER)
-        for row in prior:
-            prior_table.add(row)
-        prior_table.save(args.out, append=True)
+        prior_table(prior, args.out)
     return 0
 
 

@@ -19,7 +19,10 @@ measures on those held-out steps, never trained on:
 - the objects (set cells, all channels) the decoder misses from the posterior state, per step
   (as ``minatar_heads.py`` counts them);
 - the held-out per-step losses (grid, reward, KL), to show what a setting costs the rest;
-- the wall seconds of the updates (one torch thread; compare only rows taken side by side).
+- the wall seconds of the updates (one torch thread; compare only rows taken side by side);
+- with ``--prior 1,2,3``, a second table: the reward head on the prior's k-step predictions of
+  the held-out steps (``minatar_heads --prior``), before and after the updates. The actor
+  learns from the prior's imagined states, so this says whether the updates reach them.
 
 Every variant starts from the same weights and draws the same batches (``--seed``); the run's
 own config is the control. The replay is read from a temporary copy: the run directory is not
@@ -39,7 +42,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.diagnostics.minatar_heads import Table, head_stats, load_agent, mean, newest_steps, run_config
+from benchmarks.diagnostics.minatar_heads import (
+    Table,
+    head_stats,
+    load_agent,
+    mean,
+    newest_steps,
+    prior_rows,
+    prior_table,
+    run_config,
+)
 from reverie.config import parse_override
 from reverie.errors import ConfigError
 from reverie.replay import Replay
@@ -67,10 +79,15 @@ def parse_variant(text: str) -> dict:
 
 
 def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str, np.ndarray], seed: int,
-          train_dir: Path) -> str:
-    """One variant's row: ``updates`` world-model steps on ``train_dir``, measured on ``held``."""
+          train_dir: Path, prior: list[int] = (), samples: int = 4) -> tuple[str, list[str]]:
+    """One variant's row: ``updates`` world-model steps on ``train_dir``, measured on ``held``;
+    and, for each ``k`` in ``prior``, the reward head on the k-step prior before and after them."""
     agent, checkpoint = load_agent(logdir, parse_variant(variant), fresh=fresh)
     config = agent.config
+    start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
+    name = f"{logdir}, {variant or 'as run'}, {start}"
+    torch.manual_seed(seed)  # the same imagined draws before and after
+    before = prior_rows(agent, held, list(prior), samples, f"{name}, +0 updates") if prior else []
     replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
     torch.manual_seed(seed)
     began = time.perf_counter()
@@ -80,11 +97,12 @@ def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str,
     torch.manual_seed(seed)  # the posterior samples its latents: same draws for every variant
     stats = head_stats(agent, held)
     losses = held_out_losses(agent, held)
-    start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
+    torch.manual_seed(seed)
+    after = prior_rows(agent, held, list(prior), samples, f"{name}, +{updates:,} updates") if prior else []
     return (f"| {logdir} | {start} | {variant or 'as run'} | {updates:,} | {seconds:.0f} | {held['reward'].size:,} | {len(stats['rewarded']):,} | "
             f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
             f"{stats['missed'].sum():.2f}/{stats['set'].sum():.2f} | {losses['image_loss']:.2f} | "
-            f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |")
+            f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |"), before + after
 
 
 def training_copy(logdir: Path, holdout: int, into: Path) -> Path:
@@ -109,6 +127,9 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=20_000, help="newest replay steps kept out of training")
     parser.add_argument("--chunk", type=int, default=100, help="steps per held-out sequence")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prior", default="", help="also the reward head on the k-step prior predictions "
+                        "before and after the updates, e.g. 1,2,3 (as minatar_heads --prior)")
+    parser.add_argument("--samples", type=int, default=4, help="draws of the imagined latents per --prior k")
     parser.add_argument("--out", type=Path, help="also append the rows as Markdown here")
     args = parser.parse_args()
     variants = args.variant or [""]
@@ -118,13 +139,18 @@ def main() -> int:
         except ConfigError as error:
             parser.error(f"--variant {variant!r}: {error}")
     torch.set_num_threads(1)
-    table = Table(HEADER)
+    ks = [int(k) for k in args.prior.split(",")] if args.prior else []
+    table, prior = Table(HEADER), []
     with tempfile.TemporaryDirectory(prefix="reward_probe_") as tmp:
         train_dir = training_copy(args.logdir, args.holdout, Path(tmp))
         held, _ = newest_steps(args.logdir, args.holdout, args.chunk)  # read once, measured by every variant
         for variant in variants:
-            table.add(probe(args.logdir, variant, args.fresh, args.updates, held, args.seed, train_dir))
+            row, rows = probe(args.logdir, variant, args.fresh, args.updates, held, args.seed, train_dir, ks, args.samples)
+            table.add(row)
+            prior += rows
     table.save(args.out, append=True)
+    if prior:
+        prior_table(prior, args.out)
     return 0
 
 

@@ -53,13 +53,29 @@ def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run
     train_dir = minatar_reward_probe.training_copy(run, 150, tmp_path)
     assert Replay.load(train_dir, 10**9).step == total - 150
     held, _ = minatar_heads.newest_steps(run, 150, 50)
-    row = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, held, 0, train_dir)
+    row, prior = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, held, 0, train_dir)
+    assert prior == []  # no --prior: no second table
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:4] + cells[5:6] == ["fresh", "world_model.loss_scales.reward=100", "2", "150"] and len(cells) == 13
     assert minatar_heads.run_row(run, 250, 50).startswith(f"| {run} | 400 |")
     assert snapshot(run) == before
     with pytest.raises(SystemExit, match="not more than --holdout"):
         minatar_reward_probe.training_copy(run, total, tmp_path / "again")
+
+
+def test_probe_reads_the_prior_before_and_after_its_updates(run, tmp_path):
+    train_dir = minatar_reward_probe.training_copy(run, 150, tmp_path)
+    held, _ = minatar_heads.newest_steps(run, 150, 50)
+    _, prior = minatar_reward_probe.probe(run, "", False, 3, held, 0, train_dir, prior=[1], samples=2)
+    name = f"{run}, as run, checkpoint 400"
+    assert [row.split(" | ")[:2] for row in prior] == [
+        [f"| {name}, +0 updates", "posterior"], [f"| {name}, +0 updates", "1-step prior"],
+        [f"| {name}, +3 updates", "posterior"], [f"| {name}, +3 updates", "1-step prior"]]
+    agent, _ = minatar_heads.load_agent(run)
+    torch.manual_seed(0)  # the checkpoint's model, read as the probe reads it first
+    untrained = minatar_heads.prior_rows(agent, held, [1], 2, f"{name}, +0 updates")
+    assert prior[:2] == untrained
+    assert [row.split(" | ")[3:] for row in prior[:2]] != [row.split(" | ")[3:] for row in prior[2:]]
 
 
 def test_probe_variants_are_parsed_as_the_cli_parses_overrides():
