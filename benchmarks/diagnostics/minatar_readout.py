@@ -11,9 +11,14 @@ input on the first ``--train`` of them, then measures it on the newest ``--holdo
 - ``transition``: the raw grids ``x_{t−1}``, ``x_t`` and the action ``a_{t−1}`` (zero before
   an episode's first step): everything the reward of step ``t`` can depend on;
 - ``grid``: ``x_t`` alone;
+- ``grid_before``: ``x_{t−1}`` and the action into step ``t``, without ``x_t``: what a one-step
+  prediction has of the frames (MinAtar's hidden timers aside);
 - ``features``: the world model's ``[h_t, z_t]`` at the run's newest checkpoint (the
   posterior over sequences of ``--chunk`` steps, each from the zero state, as
   ``minatar_heads.py`` computes it): what the reward head is given;
+- ``deter``: ``h_t`` alone, the part of the features that the posterior and a one-step prior
+  share (``h_t`` is a function of ``z_{t−1}`` and the action, not of ``x_t``); the prior's
+  ``z_t`` is drawn from it;
 - ``features_pair``: ``[h_{t−1}, z_{t−1}, h_t, z_t]`` (zero before a sequence's first step):
   whether what ``h_t`` lost of step ``t − 1`` is still in the state one step earlier;
 - ``features_mode``: the same as ``features``, with the posterior's mode in place of its sample at every step
@@ -47,7 +52,7 @@ HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded 
           "readout where rewarded | readout elsewhere |")
 
 
-INPUTS = ("transition", "grid", "features", "features_pair", "features_mode", "posterior_probs")
+INPUTS = ("transition", "grid", "grid_before", "features", "deter", "features_pair", "features_mode", "posterior_probs")
 
 
 def posterior_features(world_model, batch: dict[str, np.ndarray], draw: str) -> dict[str, np.ndarray]:
@@ -78,12 +83,14 @@ def inputs(logdir: Path, steps: int, chunk: int, names=INPUTS) -> tuple[dict[str
     first = batch["is_first"].reshape(-1)
     grid = batch["vector"].reshape(len(first), -1).astype(np.float32)
     action = batch["action"].reshape(len(first), -1).astype(np.float32)
-    data = {"transition": np.concatenate([one_step_before(grid, first), action, grid], 1), "grid": grid}
-    if {"features", "features_pair", "posterior_probs"} & set(names):
+    before = one_step_before(grid, first)
+    data = {"transition": np.concatenate([before, action, grid], 1), "grid": grid,
+            "grid_before": np.concatenate([before, action], 1)}
+    if {"features", "deter", "features_pair", "posterior_probs"} & set(names):
         torch.manual_seed(0)  # the posterior samples its latents
         sampled = posterior_features(agent.world_model, batch, "sample")
         feat = sampled["features"]
-        data.update(features=feat, posterior_probs=sampled["probs"],
+        data.update(features=feat, posterior_probs=sampled["probs"], deter=feat[:, : agent.world_model.rssm.deter],
                     features_pair=np.concatenate([one_step_before(feat, first), feat], 1))
     if "features_mode" in names:
         data["features_mode"] = posterior_features(agent.world_model, batch, "mode")["features"]

@@ -111,6 +111,13 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
     np.testing.assert_allclose(probs[:, deter:].reshape(250, rssm.stoch, rssm.classes).sum(-1), 1.0, rtol=1e-5)
     assert set(np.unique(mode[:, deter:])) <= {0.0, 1.0}
     np.testing.assert_array_equal(feat[:, :deter], probs[:, :deter])  # the same sampled path
+    # What one prior step has: the frame before and the action, and h_t, which the posterior
+    # shares with the prior (the prior of the same sampled path).
+    np.testing.assert_array_equal(data["grid_before"], transition[:, : width + actions])
+    torch.manual_seed(0)  # inputs draws the posterior's latents from this seed
+    with torch.no_grad():
+        prior_deter = agent.world_model.observe(batch).prior["deter"].reshape(250, deter).numpy()
+    np.testing.assert_array_equal(data["deter"], prior_deter)
     only, _, _ = minatar_readout.inputs(run, 250, 50, ("grid",))
     assert list(only) == ["grid"]
     net = minatar_readout.fit_readout(data["grid"], reward, 3, 0)
