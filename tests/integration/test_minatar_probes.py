@@ -155,3 +155,36 @@ def test_heads_name_each_games_channels_in_observation_order():
     assert channel_names("breakout") == ["paddle", "ball", "trail", "brick"]
     with pytest.raises(TaskError, match="unknown MinAtar game 'pong'"):
         channel_names("pong")
+
+
+def test_asterix_reward_classes_match_what_the_game_does_inside():
+    """Each reward of random Asterix play, classed from the frame before and the move alone,
+    against the game's own entities and move timer before the step (no sticky actions)."""
+    from benchmarks.diagnostics import asterix_rewards
+    from reverie.envs.minatar import MinAtarEnv
+    env = MinAtarEnv("asterix", seed=3, sticky_actions=0.0, full_action_space=False)
+    letters = [env.env.env.action_map[a] for a in env.actions]
+    rng, obs, seen = np.random.default_rng(0), env.reset(), []
+    vectors, moves, rewards, firsts = [obs["vector"]], ["n"], [0.0], [True]
+    for _ in range(4000):
+        game, action = env.env.env, int(rng.integers(len(letters)))
+        dy, dx = asterix_rewards.MOVES[letters[action]]
+        y, x = min(8, max(1, game.player_y + dy)), min(9, max(0, game.player_x + dx))
+        golds = [e for e in game.entities if e is not None and e[3]]
+        onto = any(e[:2] == [x, y] for e in golds)
+        moves_onto = game.move_timer == 0 and any([e[0] + (1 if e[2] else -1), e[1]] == [x, y] for e in golds)
+        truth = "both" if onto and moves_onto else "step_onto" if onto else "gold_moves_onto" if moves_onto else "other"
+        obs = env.step(action)
+        grid = obs["vector"].reshape(10, 10, -1) > 0.5
+        for gx, gy, right, gold in filter(None, game.entities):  # every gold's direction, edges included
+            assert not gold or asterix_rewards.gold_direction(grid, gy, gx) == (1 if right else -1)
+        if obs["reward"]:
+            seen.append(truth)
+            assert asterix_rewards.classify(vectors[-1].reshape(10, 10, -1) > 0.5, letters[action]) == truth
+        vectors.append(obs["vector"]), moves.append(letters[action]), rewards.append(obs["reward"]), firsts.append(False)
+        if obs["is_last"]:
+            obs = env.reset()
+            vectors.append(obs["vector"]), moves.append("n"), rewards.append(0.0), firsts.append(True)
+    assert {"step_onto", "gold_moves_onto"} <= set(seen), seen
+    counts = asterix_rewards.count_cases(np.stack(vectors), moves, np.array(rewards), np.array(firsts))
+    assert counts == {case: seen.count(case) for case in asterix_rewards.CASES}
