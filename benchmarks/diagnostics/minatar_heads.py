@@ -172,6 +172,17 @@ def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], sample
 PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere |")
 
 
+def prior_steps(text: str) -> list[int]:
+    """``--prior``'s ``"1,2,3"`` as ``[1, 2, 3]`` (argparse ``type``: a bad value is one usage line)."""
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        ks = [0]
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give imagination steps as positive integers, e.g. 1,2,3,5,8")
+    return ks
+
+
 def prior_table(rows: list[str], out: Path | None) -> None:
     """Prints ``prior_rows``' rows as a table under ``PRIOR_HEADER``, appended to ``out`` if given."""
     table = Table(PRIOR_HEADER)
@@ -203,14 +214,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run")
     parser.add_argument("--chunk", type=int, default=100, help="steps per sequence from the zero state")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
-    parser.add_argument("--prior", default="", help="also the reward head on the k-step prior "
+    parser.add_argument("--prior", type=prior_steps, default=[], help="also the reward head on the k-step prior "
                         "predictions (imagination along the replay's actions), e.g. 1,2,3,5,8")
     parser.add_argument("--samples", type=int, default=4, help="draws of the imagined latents per --prior k")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
     table = Table(HEADER)
-    ks = [int(k) for k in args.prior.split(",")] if args.prior else []
+    ks = args.prior
     prior = []
     for logdir in args.logdirs:
         agent, checkpoint = load_agent(logdir)

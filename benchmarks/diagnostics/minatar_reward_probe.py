@@ -37,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from benchmarks.diagnostics.minatar_heads import (
     mean,
     newest_steps,
     prior_rows,
+    prior_steps,
     prior_table,
     run_config,
 )
@@ -79,7 +81,7 @@ def parse_variant(text: str) -> dict:
 
 
 def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str, np.ndarray], seed: int,
-          train_dir: Path, prior: list[int] = (), samples: int = 4) -> tuple[str, list[str]]:
+          train_dir: Path, prior: Sequence[int] = (), samples: int = 4) -> tuple[str, list[str]]:
     """One variant's row: ``updates`` world-model steps on ``train_dir``, measured on ``held``;
     and, for each ``k`` in ``prior``, the reward head on the k-step prior before and after them."""
     agent, checkpoint = load_agent(logdir, parse_variant(variant), fresh=fresh)
@@ -127,7 +129,7 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=20_000, help="newest replay steps kept out of training")
     parser.add_argument("--chunk", type=int, default=100, help="steps per held-out sequence")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prior", default="", help="also the reward head on the k-step prior predictions "
+    parser.add_argument("--prior", type=prior_steps, default=[], help="also the reward head on the k-step prior predictions "
                         "before and after the updates, e.g. 1,2,3 (as minatar_heads --prior)")
     parser.add_argument("--samples", type=int, default=4, help="draws of the imagined latents per --prior k")
     parser.add_argument("--out", type=Path, help="also append the rows as Markdown here")
@@ -139,13 +141,12 @@ def main() -> int:
         except ConfigError as error:
             parser.error(f"--variant {variant!r}: {error}")
     torch.set_num_threads(1)
-    ks = [int(k) for k in args.prior.split(",")] if args.prior else []
     table, prior = Table(HEADER), []
     with tempfile.TemporaryDirectory(prefix="reward_probe_") as tmp:
         train_dir = training_copy(args.logdir, args.holdout, Path(tmp))
         held, _ = newest_steps(args.logdir, args.holdout, args.chunk)  # read once, measured by every variant
         for variant in variants:
-            row, rows = probe(args.logdir, variant, args.fresh, args.updates, held, args.seed, train_dir, ks, args.samples)
+            row, rows = probe(args.logdir, variant, args.fresh, args.updates, held, args.seed, train_dir, args.prior, args.samples)
             table.add(row)
             prior += rows
     table.save(args.out, append=True)

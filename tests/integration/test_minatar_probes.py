@@ -188,3 +188,14 @@ def test_asterix_reward_classes_match_what_the_game_does_inside():
     assert {"step_onto", "gold_moves_onto"} <= set(seen), seen
     counts = asterix_rewards.count_cases(np.stack(vectors), moves, np.array(rewards), np.array(firsts))
     assert counts == {case: seen.count(case) for case in asterix_rewards.CASES}
+
+
+def test_prior_steps_are_positive_integers_or_one_usage_line():
+    import argparse
+    assert minatar_heads.prior_steps("1,2,5") == [1, 2, 5]
+    for bad in ("0,2", "a", "", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+            minatar_heads.prior_steps(bad)
+    result = subprocess.run([sys.executable, "-m", "benchmarks.diagnostics.minatar_reward_probe", "runs/none",
+                             "--prior", "x"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith("e.g. 1,2,3,5,8")
