@@ -248,3 +248,21 @@ def test_a_recorded_study_scores_and_plots_as_its_runs(study, tmp_path):
     assert cli("plot", study, "--kind", "world_model", "--out", tmp_path / "wm.png").returncode == 0
     assert imread(out / "world_model.png").shape == imread(tmp_path / "wm.png").shape
     assert (out / "curves.png").is_file() and record_study.BEGIN in (out / "README.md").read_text()
+
+
+def test_minatar_references_are_drawn_at_their_own_steps_up_to_twice_the_curves(tmp_path):
+    from reverie.report.plot import minatar_points
+    port, dqn = "a public PyTorch DreamerV2, minimal actions", "DQN, Young & Tian 2019, 6 actions"
+    assert minatar_points("breakout", 250_000) == {
+        "port_": (port, [(200_000, 4.6), (300_000, 5.1), (500_000, 5.0)]), "dqn_": (dqn, [(250_000, 6.7)])}
+    assert minatar_points("freeway", 250_000) == {"port_": (port, [(200_000, 14.7), (300_000, 14.4), (500_000, 15.0)])}
+    assert minatar_points("asterix", 50_000) == {}  # nothing published at 100k steps or fewer
+    logdir = tmp_path / "minatar_breakout" / "0"  # a curve to 250k frames, in `reverie train`'s format
+    logdir.mkdir(parents=True)
+    (logdir / "config.yaml").write_text(yaml.safe_dump({"task": "minatar_breakout", "seed": 0, "env": {"action_repeat": 1}}))
+    (logdir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "frames": s, "eval/return": s / 5e4}) + "\n"
+                                                  for s in (50_000, 150_000, 250_000)))
+    out = tmp_path / "curves.svg"
+    assert cli("plot", logdir, "--out", out).returncode == 0
+    svg = out.read_text().replace("&amp;", "&")  # the labels, kept as SVG comments, XML-escaped
+    assert f"{port}, at its steps" in svg and f"{dqn}, at its steps" in svg and "random policy, minimal actions" in svg

@@ -27,9 +27,10 @@ FORMATS = (".png", ".svg")
 # Paper reference lines (Table K1 final scores at 200M frames): column, label, colour.
 REFERENCES = (("dreamerv2", "DreamerV2 (paper, 200M frames)", "#d62728"), ("rainbow", "Rainbow (paper, 200M frames)", "#2ca02c"),
               ("iqn", "IQN (paper, 200M frames)", "#9467bd"))
-# MinAtar reference lines (data/minatar_reference.csv): key, colour, line style.
-MINATAR_REFERENCES = (("random", "#7f7f7f", ":"), ("random_minimal", "#7f7f7f", "-."), ("port_500k", "#d62728", "--"),
-                      ("port_1m", "#d62728", ":"), ("dqn_1m", "#2ca02c", "--"), ("dqn_5m", "#2ca02c", ":"))
+# MinAtar references (data/minatar_reference.csv): the random policies' lines (key, colour, line
+# style), and the published sources' points at their own steps (key prefix, colour, marker).
+MINATAR_RANDOM = (("random", "#7f7f7f", ":"), ("random_minimal", "#7f7f7f", "-."))
+MINATAR_SOURCES = (("port_", "#d62728", "o"), ("dqn_", "#2ca02c", "s"))
 # One colour per preset variant of a study (none of the reference lines' colours).
 VARIANT_COLORS = ("#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 WORLD_MODEL_KEYS = {"train/image_loss": "image loss", "train/reward_loss": "reward loss",
@@ -110,19 +111,39 @@ def _task_title(task: str) -> tuple[str, str | None]:
     return task, None
 
 
-def _minatar_marks(ax, game: str) -> None:
-    """Dashed/dotted lines at the published MinAtar returns and the random policy's
-    (nothing for a name that is not one of the five games)."""
+def minatar_points(game: str, upto: float) -> dict[str, tuple[str, list[tuple[int, float]]]]:
+    """Each published source's returns for ``game`` at its own steps, ``{key prefix: (label,
+    [(steps, score), ...])}`` in order of steps, those at no more than twice ``upto`` (the curves' last
+    frame; MinAtar steps are frames): a curve is compared at equal steps, as the results tables
+    compare it, not with scores reached at many times its budget."""
+    from reverie.envs.minatar import minatar_reference
+
+    table, points = minatar_reference(), {}
+    for prefix, _, _ in MINATAR_SOURCES:
+        rows = sorted((ref["steps"], ref) for key, ref in table.items() if key.startswith(prefix))
+        kept = [(steps, ref["scores"][game]) for steps, ref in rows if steps <= 2 * upto and game in ref["scores"]]
+        if kept:
+            points[prefix] = (f"{rows[0][1]['label'].split(' (')[0]}, {rows[0][1]['actions']} actions", kept)
+    return points
+
+
+def _minatar_marks(ax, game: str, upto: float) -> None:
+    """The random policy's returns as lines, the published returns as points at their steps
+    (``minatar_points``); nothing for a name that is not one of the five games."""
     from reverie.envs.minatar import GAMES, minatar_reference
 
     if game not in GAMES:
         return
     table = minatar_reference()
-    for key, color, style in MINATAR_REFERENCES:
+    for key, color, style in MINATAR_RANDOM:
         ref = table[key]
-        steps = f", {ref['steps'] / 1e6:g}M steps" if ref["steps"] else ""
-        label = f"{ref['label'].split(' (')[0]}, {ref['actions']} actions{steps}"
-        ax.axhline(ref["scores"][game], color=color, linestyle=style, linewidth=1, label=label)
+        ax.axhline(ref["scores"][game], color=color, linestyle=style, linewidth=1,
+                   label=f"{ref['label'].split(' (')[0]}, {ref['actions']} actions")
+    sources = minatar_points(game, upto)
+    for prefix, color, marker in MINATAR_SOURCES:
+        if prefix in sources:
+            label, points = sources[prefix]
+            ax.plot(*zip(*points), color=color, linestyle="--", linewidth=1, marker=marker, label=f"{label}, at its steps")
 
 
 def _mean_by_x(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,8 +181,8 @@ def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/
     """Learning curves, one panel per task and one line per variant (``{variant: {task: {seed:
     run}}}``, as ``rundirs.group_variants`` gives): mean over seeds, shaded ±1 sample std, and the
     paper's final DreamerV2, Rainbow and IQN scores (Table K1, 200M frames) dashed for the 55
-    Atari games; for ``minatar_<game>`` the published returns of ``data/minatar_reference.csv``
-    and the random policy's."""
+    Atari games; for ``minatar_<game>`` the random policy's returns and the published ones of
+    ``data/minatar_reference.csv`` at their own steps, up to twice the curves' (``minatar_points``)."""
     tasks = sorted({task for groups in variants.values() for task in groups})
     figure, axes = _grid(len(tasks))
     table, ylabel = table_k1(), metric.replace("/", " ").replace("_", " ")
@@ -170,7 +191,7 @@ def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/
         counts = sorted({len(groups[task]) for groups in variants.values() if task in groups})
         seeds = "–".join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))
         ax.set_title(f"{title} ({seeds} seed{'s' if counts != [1] else ''})", fontsize="medium")
-        drawn = False
+        drawn, upto = False, 0.0
         for (variant, groups), color in zip(variants.items(), VARIANT_COLORS * len(variants)):
             curve = seed_curves(list(groups[task].values()), metric) if task in groups else None
             if curve is None:
@@ -179,14 +200,14 @@ def plot_curves(variants: dict[str, dict], out: str | Path, metric: str = "eval/
             name = "Reverie" if len(variants) == 1 else variant_label(variant)
             ax.plot(x, mean, color=color, label=f"{name} (mean over seeds)")
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, label="±1 sample std over seeds")
-            drawn = True
+            drawn, upto = True, max(upto, float(x[-1]))
         if not drawn:
             ax.text(0.5, 0.5, f"no {metric} logged", ha="center", va="center", transform=ax.transAxes)
         if rom:
             for column, label, color in REFERENCES:
                 ax.axhline(table[rom][column], color=color, linestyle="--", linewidth=1, label=label)
         elif task.startswith("minatar_"):
-            _minatar_marks(ax, task[len("minatar_"):])
+            _minatar_marks(ax, task[len("minatar_"):], upto)
         _frames_axis(ax)
         ax.set_ylabel(ylabel)
     return _save(figure, out)
