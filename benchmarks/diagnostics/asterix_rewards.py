@@ -22,6 +22,7 @@ read from its trail cell, or, at the edge where it spawned and has no trail yet,
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -35,10 +36,16 @@ MOVES = {"n": (0, 0), "l": (0, -1), "u": (-1, 0), "r": (0, 1), "d": (1, 0), "f":
 HEADER = "| run | steps | rewarded (after a first step) | " + " | ".join(CASES) + " |"
 
 
+@functools.cache
+def channel(name: str) -> int:
+    """Asterix's channel index of ``name`` (``channel_names`` builds a game to read them: once)."""
+    return channel_names("asterix").index(name)
+
+
 def gold_direction(grid: np.ndarray, y: int, x: int) -> int:
     """+1 (right) or −1 (left) for the gold at ``(y, x)`` of ``grid [10, 10, C]`` from its
     trail cell behind it; a gold with no trail yet spawned at an edge and moves away from it."""
-    trail = channel_names("asterix").index("trail")
+    trail = channel("trail")
     if x > 0 and grid[y, x - 1, trail]:
         return 1
     if x < 9 and grid[y, x + 1, trail]:
@@ -48,8 +55,7 @@ def gold_direction(grid: np.ndarray, y: int, x: int) -> int:
 
 def classify(grid: np.ndarray, move: str) -> str:
     """The class of a reward paid after ``grid [10, 10, C]`` (bool) and the player's ``move``."""
-    names = channel_names("asterix")
-    player, gold = names.index("player"), names.index("gold")
+    player, gold = channel("player"), channel("gold")
     (y, x), (dy, dx) = np.argwhere(grid[..., player])[0], MOVES[move]
     y, x = min(8, max(1, y + dy)), min(9, max(0, x + dx))  # the game keeps the player in rows 1–8
     onto = bool(grid[y, x, gold])

@@ -221,16 +221,15 @@ def main() -> int:
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
     table = Table(HEADER)
-    ks = args.prior
     prior = []
     for logdir in args.logdirs:
         agent, checkpoint = load_agent(logdir)
         batch, starts = newest_steps(logdir, args.steps, args.chunk)
         table.add(head_row(logdir, agent, checkpoint, batch, starts))
-        if ks:
-            prior += prior_rows(agent, batch, ks, args.samples, logdir)
+        if args.prior:
+            prior += prior_rows(agent, batch, args.prior, args.samples, logdir)
     table.save(args.out)
-    if ks:
+    if args.prior:
         prior_table(prior, args.out)
     return 0
 

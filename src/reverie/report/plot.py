@@ -120,10 +120,10 @@ def minatar_points(game: str, upto: float) -> dict[str, tuple[str, list[tuple[in
 
     table, points = minatar_reference(), {}
     for prefix, _, _ in MINATAR_SOURCES:
-        rows = sorted((ref["steps"], ref) for key, ref in table.items() if key.startswith(prefix))
-        kept = [(steps, ref["scores"][game]) for steps, ref in rows if steps <= 2 * upto and game in ref["scores"]]
+        rows = sorted((ref for key, ref in table.items() if key.startswith(prefix)), key=lambda ref: ref["steps"])
+        kept = [(ref["steps"], ref["scores"][game]) for ref in rows if ref["steps"] <= 2 * upto and game in ref["scores"]]
         if kept:
-            points[prefix] = (f"{rows[0][1]['label'].split(' (')[0]}, {rows[0][1]['actions']} actions", kept)
+            points[prefix] = (f"{rows[0]['label'].split(' (')[0]}, {rows[0]['actions']} actions", kept)
     return points
 
 
