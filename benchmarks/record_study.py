@@ -23,7 +23,8 @@ sees the same variants as ``reverie scores ROOT``:
   ``--local`` the host, CPU and cores of this machine (the runs do not record theirs).
 
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
-git) keep their files, and their rows. Then, from OUT: the scores of ``reverie scores``, of the
+git) keep their files, and their rows. A run folder copied into OUT by hand, without a
+``run.json``, is recorded in place from its own files. Then, from OUT: the scores of ``reverie scores``, of the
 finished runs only (``reports_of_runs``; with ``--reference CSV``, per task the mean ± sample std
 over seeds beside the CSV's rows at no more than twice the study's steps,
 ``scores.format_reference_markdown``; a row for the sampled-action policy where the runs
@@ -128,7 +129,8 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
     evals, windows = eval_points(run.metrics), episode_windows(run.metrics, window)
     kept = [r for r in run.metrics if any(k.startswith(("eval/", "train/")) for k in r)]
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run.path / "config.yaml", out / "config.yaml")
+    if out.resolve() != run.path.resolve():  # a hand-copied folder is recorded in place
+        shutil.copy(run.path / "config.yaml", out / "config.yaml")
     merged = sorted(kept + windows, key=lambda r: (r["step"], "episode/return" in r))
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
     window_mean = {w["step"]: w["episode/return"] for w in windows}
@@ -173,6 +175,15 @@ def recorded_earlier(out: Path, recorded_now: set[Path]) -> list[Path]:
     if not out.is_dir():
         return []
     return sorted(path.parent for path in out.rglob("run.json") if path.parent not in recorded_now)
+
+
+def copied_by_hand(out: Path, recorded_now: set[Path]) -> list[Run]:
+    """Runs in ``out`` without a ``run.json`` that are not among ``recorded_now``: run folders
+    copied into OUT by hand (their raw ``config.yaml``, ``metrics.jsonl``, ``status.json``), to be
+    recorded in place from their own files."""
+    if not out.is_dir():
+        return []
+    return [run for run in load_runs([out]) if run.path not in recorded_now and not (run.path / "run.json").exists()]
 
 
 def sweep_command(root: Path) -> str | None:
@@ -317,6 +328,9 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
     for path in recorded_earlier(out, set(infos)):
         infos[path] = json.loads((path / "run.json").read_text())
         print(f"kept the recorded {path.relative_to(out)}: its run directory is not under {root}")
+    for run in copied_by_hand(out, set(infos)):
+        infos[run.path] = record_run(run, run.path, steps, last, window)
+        print(f"recorded {run.path.relative_to(out)} in place from its own files: it had no run.json")
     if not infos:
         raise ReverieError(f"no runs under {root} and none recorded under {out}")
     recorded = load_runs([out])

@@ -80,7 +80,7 @@ def run_row(logdir: Path, steps: int) -> str:
     env = MinAtarEnv("asterix", full_action_space=config.env.full_action_space)
     letters = [env.env.env.action_map[a] for a in env.actions]
     # One sequence, in order; its first step (no frame before it) and the episodes' starts are marked.
-    batch, _ = newest_steps(logdir, steps, steps)
+    batch, _ = newest_steps(logdir, steps, None)  # all stored steps where fewer than --steps
     action = batch["action"].reshape(-1, batch["action"].shape[-1]).argmax(-1)
     first = batch["is_first"].reshape(-1)
     counts = count_cases(batch["vector"].reshape(len(action), -1), [letters[a] for a in action],
@@ -91,7 +91,7 @@ def run_row(logdir: Path, steps: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logdirs", nargs="+", type=Path)
-    parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run")
+    parser.add_argument("--steps", type=int, default=20_000, help="newest stored steps per run (all, where fewer)")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
     table = Table(HEADER)

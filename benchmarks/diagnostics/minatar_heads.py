@@ -94,9 +94,10 @@ def load_agent(logdir: Path, overrides: dict | None = None, fresh: bool = False)
     return agent, checkpoints[-1]
 
 
-def newest_steps(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.ndarray], int]:
+def newest_steps(logdir: Path, steps: int, chunk: int | None) -> tuple[dict[str, np.ndarray], int]:
     """The newest ``steps`` (rounded down to whole chunks) of the run's replay as ``[N, chunk, ...]``
-    sequences, each marked ``is_first`` at its start, and the number of episode starts in them."""
+    sequences, each marked ``is_first`` at its start, and the number of episode starts in them.
+    ``chunk=None``: one sequence of the newest ``steps``, or of all stored steps where fewer."""
     files, total = [], 0  # newest first
     for path in sorted((logdir / "replay").glob("ep*.npz"), reverse=True):
         with np.load(path) as stored:
@@ -105,9 +106,10 @@ def newest_steps(logdir: Path, steps: int, chunk: int) -> tuple[dict[str, np.nda
         if total >= steps:
             break
     data = {key: np.concatenate([f[key] for f in reversed(files)]) for key in files[0]}
-    usable = min(steps, len(data["reward"])) // chunk * chunk
+    chunk = chunk or min(steps, len(data["reward"]))
+    usable = min(steps, len(data["reward"])) // chunk * chunk if chunk else 0
     if not usable:
-        raise SystemExit(f"{logdir}: fewer than {chunk} stored steps; pass a smaller --chunk")
+        raise SystemExit(f"{logdir}: fewer than {chunk or 1} stored steps; pass a smaller --chunk")
     batch = {key: value[-usable:].reshape(-1, chunk, *value.shape[1:]) for key, value in data.items()}
     starts = int(batch["is_first"].sum())  # before the chunks' own starts are marked
     batch["is_first"][:, 0] = True  # each chunk starts from the zero state, as a training sequence

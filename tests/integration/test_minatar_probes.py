@@ -45,6 +45,10 @@ def test_newest_steps_are_the_replay_tail_in_order(run):
     np.testing.assert_array_equal(batch["vector"].reshape(250, -1), everything["vector"][-250:])
     np.testing.assert_array_equal(batch["reward"].ravel(), everything["reward"][-250:])
     assert starts == int(everything["is_first"][-250:].sum()) >= 2  # 120-step episodes: several starts
+    stored = len(everything["reward"])
+    whole, _ = minatar_heads.newest_steps(run, 10**6, None)  # one sequence: all there is, not an error
+    np.testing.assert_array_equal(whole["reward"], everything["reward"][None])
+    assert minatar_heads.newest_steps(run, stored - 7, None)[0]["vector"].shape[:2] == (1, stored - 7)
 
 
 def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run_alone(run, tmp_path):

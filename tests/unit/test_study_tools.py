@@ -103,6 +103,25 @@ def test_recording_keeps_runs_whose_directory_is_gone_and_the_text_around_the_bl
     assert (out / "curves.png").is_file() and (out / "world_model.png").is_file()
 
 
+def test_a_run_folder_copied_into_the_results_by_hand_is_recorded_in_place(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_run(runs / "pilots" / "minatar_breakout" / "0", "minatar_breakout", 0, [4.0, 6.0], 20_000)
+    # an earlier pilot's raw files, copied by hand: config, metrics, status, no run.json
+    write_run(out / "pilots" / "minatar_asterix_partial" / "0", "minatar_asterix", 0, [0.5], 15_000,
+              finished=False)
+    summary = record_study.record(runs, out, None, 2, 5_000, False, None)
+    assert capsys.readouterr().out.splitlines() == [
+        "recorded pilots/minatar_asterix_partial/0 in place from its own files: it had no run.json"]
+    copied = summary["runs"]["pilots/minatar_asterix_partial/0"]
+    assert (copied["steps_reached"], copied["finished"], copied["final_score"]) == (15_000, False, 0.5)
+    rows = (out / "pilots" / "minatar_asterix_partial" / "0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["episodes"] for r in rows if "episodes" in json.loads(r)] == [2, 1]  # per window
+    again = record_study.record(runs, out, None, 2, 5_000, False, None)  # now recorded: kept as it is
+    assert capsys.readouterr().out.splitlines() == [
+        f"kept the recorded pilots/minatar_asterix_partial/0: its run directory is not under {runs}"]
+    assert again["runs"]["pilots/minatar_asterix_partial/0"] == copied
+
+
 def test_the_summary_lists_each_tasks_seeds_and_final_scores_at_the_frames_trained(tmp_path):
     runs = tmp_path / "runs"
     for seed, returns in ((1, [30.0, 50.0]), (0, [10.0, 20.0])):
