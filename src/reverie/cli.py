@@ -247,6 +247,8 @@ def _add_sweep(sub) -> None:
     p.add_argument("--cpus-per-run", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--retries", type=int, default=2, help="attempts after a failure, per run")
+    p.add_argument("--recorded", metavar="DIR", help="results folder of `python -m benchmarks.record_study`: runs "
+                   "recorded there as finished are not run again where ROOT lacks them (a study over sittings)")
     p.add_argument("--status", metavar="ROOT", help="print the state of a study and exit")
     p.set_defaults(func=dispatch)
 

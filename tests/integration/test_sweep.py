@@ -189,6 +189,49 @@ def test_a_run_finished_at_a_smaller_target_is_extended_not_skipped(tmp_path):
     assert [r.state for r in run_rows(tmp_path, live=False)[0]] == ["stopped", "finished"]
 
 
+def test_runs_recorded_as_finished_elsewhere_are_not_run_again(tmp_path):
+    """``--recorded``: a study that spans sittings whose ``runs/`` was lost keeps the runs that
+    ``benchmarks.record_study`` recorded as finished, and runs the rest; a run directory under
+    ROOT always wins over its recorded copy."""
+    from benchmarks import record_study
+    from reverie.sweep.ray_runner import Outcome, _queue_unfinished
+
+    root, out = tmp_path / "study", tmp_path / "results"
+    plan = make_plan(root, "gym_CartPole-v1", "0,1,2", "gym,debug", ["device=cpu", "run.prefill=100",
+                     "run.eval_every=100", "run.log_every=100", "run.pretrain=2"], steps=300)
+    write_plan(plan)
+    done, short, never = plan.runs
+    for run, steps in ((done, 300), (short, 200)):
+        argv = train_argv(plan, run)
+        argv[argv.index("--steps") + 1] = str(steps)
+        assert main(argv) == 0
+    record_study.record(root / "gym+debug", out, 300, 2, 100, False, None)  # out/<task>/<seed>: one preset
+    shutil.rmtree(root / "gym+debug")  # runs/ lost between sittings
+    with pytest.raises(ConfigError, match="--recorded .*record_study"):
+        make_plan(root, "gym_CartPole-v1", "0,1,2", "gym,debug", plan.overrides, 300, recorded=tmp_path / "nothing")
+    plan = make_plan(root, "gym_CartPole-v1", "0,1,2", "gym,debug", plan.overrides, 300, recorded=out)
+    write_plan(plan)
+    outcome, records = Outcome(), {}
+    assert [r.path for r in _queue_unfinished(plan, records, outcome)] == [short.path, never.path]
+    assert outcome.skipped == [done.path] and records[done.path] == {"attempts": 0, "state": "finished",
+                                                                     "recorded": str(out.resolve())}
+    rows = run_rows(root, live=False)[0]
+    assert [(r.state, r.frames) for r in rows] == [("recorded", 300), ("pending", 0), ("pending", 0)]
+    assert "3 runs: 2 pending, 1 recorded" in format_status(root)
+    (plan.logdir(done)).mkdir(parents=True)  # the run started again under ROOT: it goes on
+    (plan.logdir(done) / "status.json").write_text(json.dumps({"state": "running", "step": 0}))
+    outcome, records = Outcome(), {}
+    assert len(_queue_unfinished(plan, records, outcome)) == 3 and not outcome.skipped
+    assert [r.state for r in run_rows(root, live=False)[0]] == ["stopped", "pending", "pending"]
+    (plan.logdir(done) / "status.json").unlink()
+    plan.recorded = None  # without --recorded the copies count for nothing
+    assert len(_queue_unfinished(plan, {}, Outcome())) == 3
+    plan.recorded = str(out)
+    recorded = out / "gym_CartPole-v1" / "0" / "run.json"  # a copy taken while the run still ran
+    recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "finished": False}))
+    assert len(_queue_unfinished(plan, {}, Outcome())) == 3
+
+
 def test_status_cli_on_a_folder_without_a_study(tmp_path, capsys):
     assert main(["sweep", "--status", str(tmp_path)]) == 2
     assert "sweep.yaml" in capsys.readouterr().err

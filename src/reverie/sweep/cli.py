@@ -85,7 +85,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--retries must be >= 0 and --max-concurrent >= 1")
     if args.cpus_per_run < 0 or (args.gpus_per_run or 0) < 0:
         raise ConfigError("--cpus-per-run and --gpus-per-run must be >= 0")
-    plan = make_plan(args.logdir, args.tasks, args.seeds, args.preset, args.set, args.steps)
+    plan = make_plan(args.logdir, args.tasks, args.seeds, args.preset, args.set, args.steps, args.recorded)
     plan.root.mkdir(parents=True, exist_ok=True)
     lock = StudyLock(plan.root)
     if not lock.acquire():
@@ -106,6 +106,9 @@ def cli_sweep(args: argparse.Namespace) -> int:
         summarize(plan)
     finally:
         lock.release()
+    if elsewhere := [path for path in outcome.finished if not is_finished(plan.root / path)]:
+        print(f"\nsweep: {len(elsewhere)} runs are finished in {plan.recorded}, not under {plan.root}: "
+              "the scores above leave them out; `python -m benchmarks.record_study` counts them")
     print(f"\nsweep: {len(outcome.finished)}/{len(plan.runs)} runs finished"
           + (f"; {len(outcome.failed)} failed: {', '.join(outcome.failed)}" if outcome.failed else ""))
     return 1 if outcome.failed else 0

@@ -50,13 +50,15 @@ class Plan:
     overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE of every run
     steps: int | None = None  # --steps; None = each preset's run.steps
     runs: list[RunSpec] = field(default_factory=list)
+    recorded: str | None = None  # --recorded: a record_study folder whose finished runs count as done
 
     def logdir(self, run: RunSpec) -> Path:
         return self.root / run.path
 
     def to_yaml(self) -> str:
         data = {"version": 1, "tasks": self.tasks, "seeds": self.seeds, "presets": self.presets,
-                "overrides": self.overrides, "steps": self.steps, "runs": [asdict(r) for r in self.runs]}
+                "overrides": self.overrides, "steps": self.steps, "recorded": self.recorded,
+                "runs": [asdict(r) for r in self.runs]}
         return yaml.safe_dump(data, sort_keys=False)
 
     @classmethod
@@ -146,16 +148,21 @@ def parse_presets(spec: str) -> list[str]:
 
 
 def make_plan(root: str | Path, tasks: str | None, seeds: str, presets: str,
-              overrides: list[str] | None = None, steps: float | None = None) -> Plan:
+              overrides: list[str] | None = None, steps: float | None = None,
+              recorded: str | Path | None = None) -> Plan:
     """Parse and validate everything a sweep needs; raises before anything is scheduled."""
     overrides = list(overrides or [])
+    if recorded is not None and not Path(recorded).is_dir():
+        raise ConfigError(f"--recorded {recorded}: no such folder; give the results folder that "
+                          "`python -m benchmarks.record_study` wrote the study's runs into")
     if any(item.split("=", 1)[0].strip() == "threads" for item in overrides):
         raise ConfigError("--set threads: a sweep's runs get --cpus-per-run threads (and OMP_NUM_THREADS); "
                           "drop --set threads and use --cpus-per-run")
     if steps is not None and (steps <= 0 or steps != int(steps)):
         raise ConfigError(f"--steps {steps}: give a positive whole number of agent steps")
     plan = Plan(Path(root).resolve(), parse_tasks(tasks), parse_seeds(seeds), parse_presets(presets),
-                overrides, None if steps is None else int(steps))
+                overrides, None if steps is None else int(steps),
+                recorded=None if recorded is None else str(Path(recorded).resolve()))
     check_tasks(plan.tasks)
     for preset in plan.presets:
         config = load_config(preset, overrides)  # ConfigError names a bad preset or key

@@ -15,7 +15,7 @@ from typing import Any
 
 from reverie.errors import ConfigError
 from reverie.sweep.plan import Plan, RunSpec
-from reverie.sweep.state import is_finished, read_state, write_state
+from reverie.sweep.state import is_finished, read_state, read_status, recorded_run, write_state
 
 RAY_LINK = ".ray"  # hidden, so that `reverie scores ROOT` does not search Ray's session files
 ERROR_TAIL_LINES = 30  # lines of train.log kept in sweep_state.json for a failed attempt
@@ -141,7 +141,10 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
 
     state["sweep"] = sweep_record()
     write_state(plan.root, state)
-    log(f"sweep: {len(plan.runs)} runs, {len(outcome.skipped)} finished already, {len(queue)} to run, "
+    elsewhere = sum(1 for path in outcome.skipped if runs[path].get("recorded"))
+    log(f"sweep: {len(plan.runs)} runs, {len(outcome.skipped)} finished already"
+        + (f" ({elsewhere} of them recorded in {plan.recorded}, not under ROOT)" if elsewhere else "")
+        + f", {len(queue)} to run, "
         f"{state['sweep']['slots']} at a time ({cpus:g} CPU, {gpus:g} GPU each)")
     # Without --max-concurrent every run is submitted at once and Ray queues them by resources:
     # that pending demand is what makes an autoscaling cluster grow.
@@ -183,12 +186,19 @@ def _check_fits(cluster: dict[str, float], cpus: float, gpus: float | None) -> f
 
 
 def _queue_unfinished(plan: Plan, runs: dict[str, dict], outcome: Outcome) -> deque[RunSpec]:
-    """Mark each run finished or queued in ``runs`` (the state file's records); the queue."""
+    """Mark each run finished or queued in ``runs`` (the state file's records); the queue. A run
+    recorded as finished in ``plan.recorded`` (``--recorded``) is finished, unless a run directory
+    under ROOT has steps of its own (that run goes on: a directory that exists always wins)."""
     queue: deque[RunSpec] = deque()
     for run in plan.runs:
         record = runs.setdefault(run.path, {"attempts": 0})
+        record.pop("recorded", None)
         if is_finished(plan.logdir(run), run.total_steps):
             record["state"] = "finished"
+            outcome.skipped.append(run.path)
+        elif not read_status(plan.logdir(run)) and recorded_run(plan.recorded, run.path, run.total_steps,
+                                                                len(plan.presets)):
+            record.update(state="finished", recorded=plan.recorded)
             outcome.skipped.append(run.path)
         else:
             record["state"] = "queued"

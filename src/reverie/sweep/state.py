@@ -35,6 +35,25 @@ def status_finished(status: dict[str, Any], steps: int | None = None) -> bool:
     return status.get("state") == "finished" and (steps is None or status.get("step", 0) >= steps)
 
 
+def recorded_run(recorded: str | Path | None, path: str, steps: int, presets: int) -> dict[str, Any] | None:
+    """The ``run.json`` that ``benchmarks.record_study`` wrote under ``recorded`` for the run at
+    ``path`` (``<preset dir>/<task>/<seed>``) when it says finished at ``steps`` or more, else None.
+    Its folder is ``recorded/<path>``, or ``recorded/<task>/<seed>`` for a study of one preset
+    (recorded from ``ROOT/<preset dir>``); the task and seed it names must be the run's."""
+    if recorded is None:
+        return None
+    _, task, seed = path.split("/")
+    for folder in [Path(recorded) / path] + ([Path(recorded) / task / seed] if presets == 1 else []):
+        try:
+            info = json.loads((folder / "run.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (info.get("task"), str(info.get("seed"))) == (task, seed) and info.get("finished") \
+                and info.get("steps_reached", 0) >= steps:
+            return info
+    return None
+
+
 def read_state(root: Path) -> dict[str, Any]:
     """``sweep_state.json``: ``{"sweep": {...}, "runs": {path: {"state", "attempts", ...}}}``."""
     try:

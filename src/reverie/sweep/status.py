@@ -11,9 +11,10 @@ from pathlib import Path
 
 from reverie.report.metrics import format_duration, status_path
 from reverie.sweep.plan import Plan
-from reverie.sweep.state import read_state, read_status, status_finished, sweep_is_live
+from reverie.sweep.state import read_state, read_status, recorded_run, status_finished, sweep_is_live
 
 COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
+DONE = ("finished", "recorded")  # recorded: finished elsewhere, its copy in the plan's --recorded folder
 
 
 @dataclass
@@ -21,7 +22,7 @@ class RunRow:
     """A run as ``--status`` shows it. ``seconds_per_frame`` is None before the first frames."""
 
     path: str
-    state: str  # finished | running | queued | failed | stopped | pending
+    state: str  # finished | recorded (finished, in --recorded) | running | queued | failed | stopped | pending
     frames: int
     total_frames: int
     eval_return: float | None
@@ -37,6 +38,12 @@ def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
     for run in plan.runs:
         logdir, record = plan.logdir(run), state.get("runs", {}).get(run.path, {})
         status = read_status(logdir)
+        recorded = None if status else recorded_run(plan.recorded, run.path, run.total_steps, len(plan.presets))
+        if recorded:  # finished elsewhere: its recorded copy stands for it (--recorded)
+            frames, wall = recorded["steps_reached"] * run.action_repeat, recorded.get("wall_seconds")
+            rows.append(RunRow(run.path, "recorded", frames, run.total_frames, recorded.get("final_score"),
+                               wall / frames if wall and frames else None, int(record.get("attempts", 0))))
+            continue
         frames, wall = int(status.get("frames") or 0), status.get("wall_seconds")
         rows.append(RunRow(run.path, _state(status, run.total_steps, _mtime(status_path(logdir)), record, live), frames,
                            run.total_frames, status.get("last_eval_return"),
@@ -72,9 +79,9 @@ def study_eta(rows: list[RunRow], slots: int) -> float | None:
     but never less than the longest single run still to go. None before any run has a speed."""
     speeds = [r.seconds_per_frame for r in rows if r.seconds_per_frame]
     if not speeds:
-        return None if any(r.state != "finished" for r in rows) else 0.0
+        return None if any(r.state not in DONE for r in rows) else 0.0
     mean = sum(speeds) / len(speeds)
-    left = [max(r.total_frames - r.frames, 0) * (r.seconds_per_frame or mean) for r in rows if r.state != "finished"]
+    left = [max(r.total_frames - r.frames, 0) * (r.seconds_per_frame or mean) for r in rows if r.state not in DONE]
     return max(sum(left) / max(slots, 1), max(left, default=0.0))
 
 
@@ -97,7 +104,8 @@ def format_status(root: Path) -> str:
     eta = study_eta(rows, slots)
     text += ["", f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
              f"sweep: {'running' if live else 'not running'}"
-             + ("" if live or counts.get("finished") == len(rows) else " (re-run the sweep command to continue)"),
+             + ("" if live or sum(counts.get(s, 0) for s in DONE) == len(rows)
+                else " (re-run the sweep command to continue)"),
              f"ETA of the study: {'unknown (no run has frames yet)' if eta is None else format_duration(eta)}"
              f" at {slots} run{'s' if slots != 1 else ''} at a time"]
     return "\n".join(text)
