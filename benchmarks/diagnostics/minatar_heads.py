@@ -23,7 +23,9 @@ prints, as one Markdown row:
 With ``--prior 1,2,3,5,8`` a second table: the reward head on the prior's k-step predictions of
 each step, imagined from the posterior k steps before along the replay's actions. The actor
 learns from imagined states: a reward the posterior reads but the prior does not predict
-never reaches it.
+never reaches it. Beside it, at the rewarded steps, what the decoder makes of the posterior's
+and the prior's states per channel (missed, spurious and set cells): whether the prior
+foresees where the player and the objects are when the reward comes.
 """
 
 from __future__ import annotations
@@ -150,28 +152,53 @@ def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, 
     return state, ~starts.reshape(-1).cpu().numpy()
 
 
+def cell_errors(decoded: np.ndarray, vector: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Per channel, per step among ``where``: ``[set, missed, spurious]`` cells, where ``decoded``
+    and ``vector`` are ``[N, 10·10·C]`` (the decoder's probabilities and the observed 0/1 grid):
+    missed cells are set but decoded below 0.5, spurious ones decoded at 0.5 or more but not set.
+    Shape ``[3, C]``; NaN without any step."""
+    cells = vector.reshape(len(vector), 100, -1)[where] > 0.5
+    guess = decoded.reshape(len(decoded), 100, -1)[where] >= 0.5
+    counts = np.stack([cells, cells & ~guess, guess & ~cells]).sum(2)  # [3, steps, C]
+    return counts.mean(1) if len(cells) else np.full((3, cells.shape[-1]), np.nan)
+
+
+def format_cells(errors: np.ndarray, names: list[str]) -> str:
+    return ", ".join(f"{name} {missed:.2f}/{spurious:.2f}/{n:.2f}" for name, (n, missed, spurious) in zip(names, errors.T))
+
+
 def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int, name: str | Path) -> list[str]:
     """One row for the posterior, then one per ``k``: the reward head on the ``k``-step prior
     predictions from one posterior pass, averaged over ``samples`` draws of the imagined
-    latents, at the steps that paid a reward and elsewhere."""
-    head = agent.world_model.heads["reward"]
+    latents, at the steps that paid a reward and elsewhere; and at the rewarded steps, what the
+    decoder makes of those states (``cell_errors`` per channel, averaged over the draws): does the
+    prior foresee where the objects are when the reward comes?"""
+    head, decoder = agent.world_model.heads["reward"], agent.world_model.heads["decoder"]
+    names = channel_names(agent.config.task.removeprefix("minatar_"))
     with torch.no_grad():
         observed = agent.world_model.observe(batch)
-        paid = batch["reward"].ravel() != 0
+        paid, vector = batch["reward"].ravel() != 0, batch["vector"].reshape(batch["reward"].size, -1)
         posterior = head(observed.feat).mean.cpu().numpy().ravel()
-        rows = [f"| {name} | posterior | {int(paid.sum()):,} | {mean(posterior[paid])} | {mean(posterior[~paid])} |"]
+        cells = cell_errors(decoder(observed.feat)["vector"].mean.cpu().numpy().reshape(vector.shape), vector, paid)
+        rows = [f"| {name} | posterior | {int(paid.sum()):,} | {mean(posterior[paid])} | {mean(posterior[~paid])} | "
+                f"{format_cells(cells, names)} |"]
         for k in ks:
-            draws, valid = [], None
+            draws, errors, valid = [], [], None
+            paid_k, vector_k = batch["reward"][:, k:].ravel() != 0, batch["vector"][:, k:].reshape(-1, vector.shape[-1])
             for _ in range(samples):
                 state, valid = imagined_from_posterior(agent, batch, k, observed)
-                draws.append(head(agent.world_model.rssm.get_feat(state)).mean.squeeze(-1).cpu().numpy())
-            predicted, paid_k = np.mean(draws, 0), batch["reward"][:, k:].ravel() != 0
+                feat = agent.world_model.rssm.get_feat(state)
+                draws.append(head(feat).mean.squeeze(-1).cpu().numpy())
+                errors.append(cell_errors(decoder(feat)["vector"].mean.cpu().numpy(), vector_k, paid_k & valid))
+            predicted = np.mean(draws, 0)
             rows.append(f"| {name} | {k}-step prior | {int((paid_k & valid).sum()):,} | "
-                        f"{mean(predicted[paid_k & valid])} | {mean(predicted[~paid_k & valid])} |")
+                        f"{mean(predicted[paid_k & valid])} | {mean(predicted[~paid_k & valid])} | "
+                        f"{format_cells(np.mean(errors, 0), names)} |")
     return rows
 
 
-PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere |")
+PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere | "
+                "at the rewarded steps, objects missed / spurious / set per step, by channel |")
 
 
 def prior_steps(text: str) -> list[int]:

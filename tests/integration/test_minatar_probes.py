@@ -4,6 +4,7 @@ held-out steps are the replay's newest, in order, each sequence from the zero st
 training copy lacks exactly them; and neither tool changes the run directory."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,7 +149,27 @@ def test_prior_predictions_start_from_each_posterior_and_skip_episode_starts(run
     np.testing.assert_array_equal(valid3, ~windows.ravel())
     rows = minatar_heads.prior_rows(agent, batch, [2], 2, run)
     assert rows[0].startswith(f"| {run} | posterior | ") and rows[1].startswith(f"| {run} | 2-step prior | ")
-    assert all(row.count("|") == 6 for row in rows) and len(rows) == 2
+    assert all(row.count("|") == minatar_heads.PRIOR_HEADER.count("|") for row in rows) and len(rows) == 2
+    # the cells set at the rewarded steps are the replay's own, whatever the model decodes
+    valid2 = ~np.stack([starts[:, 1 + i: 49 + i] for i in range(2)]).any(0).ravel()
+    paid2 = (batch["reward"][:, 2:].ravel() != 0) & valid2
+    assert paid2.any()
+    bricks = batch["vector"][:, 2:].reshape(-1, 100, 4)[paid2][..., 3].sum(1).mean()  # one fewer than the frame before
+    assert re.search(rf"brick [0-9.]+/[0-9.]+/{bricks:.2f} \|$", rows[1]), rows[1]
+
+
+def test_cell_errors_count_missed_and_spurious_cells_per_channel():
+    truth = np.zeros((3, 100, 2))
+    truth[:, 0, 0] = 1  # channel 0: one cell set at every step
+    truth[0, 5, 1] = truth[0, 6, 1] = 1  # channel 1: two cells at step 0
+    decoded = np.full_like(truth, 0.2)
+    decoded[0, 0, 0], decoded[1, 0, 0], decoded[2, 0, 0] = 0.9, 0.5, 0.1  # step 2 misses channel 0's cell
+    decoded[0, 5, 1], decoded[0, 50, 1] = 0.7, 0.6  # step 0: one of two found, one cell invented
+    errors = minatar_heads.cell_errors(decoded.reshape(3, -1), truth.reshape(3, -1), np.array([True, True, True]))
+    np.testing.assert_allclose(errors, [[1, 2 / 3], [1 / 3, 1 / 3], [0, 1 / 3]])  # set, missed, spurious
+    only_first = minatar_heads.cell_errors(decoded.reshape(3, -1), truth.reshape(3, -1), np.array([True, False, False]))
+    np.testing.assert_allclose(only_first, [[1, 2], [0, 1], [0, 1]])
+    assert np.isnan(minatar_heads.cell_errors(decoded.reshape(3, -1), truth.reshape(3, -1), np.zeros(3, bool))).all()
 
 
 def test_heads_name_each_games_channels_in_observation_order():
