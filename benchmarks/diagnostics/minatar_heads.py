@@ -23,9 +23,9 @@ prints, as one Markdown row:
 With ``--prior 1,2,3,5,8`` a second table: the reward head on the prior's k-step predictions of
 each step, imagined from the posterior k steps before along the replay's actions. The actor
 learns from imagined states: a reward the posterior reads but the prior does not predict
-never reaches it. Beside it, at the rewarded steps, what the decoder makes of the posterior's
-and the prior's states per channel (missed, spurious and set cells): whether the prior
-foresees where the player and the objects are when the reward comes.
+never reaches it. Beside it, at the rewarded steps and elsewhere, what the decoder makes of the
+posterior's and the prior's states per channel (missed, spurious and set cells): whether the
+prior foresees where the player and the objects are when the reward comes, and at other steps.
 """
 
 from __future__ import annotations
@@ -170,18 +170,19 @@ def format_cells(errors: np.ndarray, names: list[str]) -> str:
 def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int, name: str | Path) -> list[str]:
     """One row for the posterior, then one per ``k``: the reward head on the ``k``-step prior
     predictions from one posterior pass, averaged over ``samples`` draws of the imagined
-    latents, at the steps that paid a reward and elsewhere; and at the rewarded steps, what the
-    decoder makes of those states (``cell_errors`` per channel, averaged over the draws): does the
-    prior foresee where the objects are when the reward comes?"""
+    latents, at the steps that paid a reward and elsewhere; and, at the same steps, what the decoder
+    makes of those states (``cell_errors`` per channel, averaged over the draws): does the prior
+    foresee where the objects are when the reward comes, and at the other steps?"""
     head, decoder = agent.world_model.heads["reward"], agent.world_model.heads["decoder"]
     names = channel_names(agent.config.task.removeprefix("minatar_"))
     with torch.no_grad():
         observed = agent.world_model.observe(batch)
         paid, vector = batch["reward"].ravel() != 0, batch["vector"].reshape(batch["reward"].size, -1)
         posterior = head(observed.feat).mean.cpu().numpy().ravel()
-        cells = cell_errors(decoder(observed.feat)["vector"].mean.cpu().numpy().reshape(vector.shape), vector, paid)
+        decoded = decoder(observed.feat)["vector"].mean.cpu().numpy().reshape(vector.shape)
         rows = [f"| {name} | posterior | {int(paid.sum()):,} | {mean(posterior[paid])} | {mean(posterior[~paid])} | "
-                f"{format_cells(cells, names)} |"]
+                f"{format_cells(cell_errors(decoded, vector, paid), names)} | "
+                f"{format_cells(cell_errors(decoded, vector, ~paid), names)} |"]
         for k in ks:
             draws, errors, valid = [], [], None
             paid_k, vector_k = batch["reward"][:, k:].ravel() != 0, batch["vector"][:, k:].reshape(-1, vector.shape[-1])
@@ -189,16 +190,17 @@ def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], sample
                 state, valid = imagined_from_posterior(agent, batch, k, observed)
                 feat = agent.world_model.rssm.get_feat(state)
                 draws.append(head(feat).mean.squeeze(-1).cpu().numpy())
-                errors.append(cell_errors(decoder(feat)["vector"].mean.cpu().numpy(), vector_k, paid_k & valid))
-            predicted = np.mean(draws, 0)
+                decoded = decoder(feat)["vector"].mean.cpu().numpy()
+                errors.append([cell_errors(decoded, vector_k, where) for where in (paid_k & valid, ~paid_k & valid)])
+            predicted, errors = np.mean(draws, 0), np.mean(errors, 0)
             rows.append(f"| {name} | {k}-step prior | {int((paid_k & valid).sum()):,} | "
                         f"{mean(predicted[paid_k & valid])} | {mean(predicted[~paid_k & valid])} | "
-                        f"{format_cells(np.mean(errors, 0), names)} |")
+                        f"{format_cells(errors[0], names)} | {format_cells(errors[1], names)} |")
     return rows
 
 
 PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere | "
-                "at the rewarded steps, objects missed / spurious / set per step, by channel |")
+                "objects missed / spurious / set per step where rewarded, by channel | the same elsewhere |")
 
 
 def prior_steps(text: str) -> list[int]:
