@@ -26,6 +26,11 @@ learns from imagined states: a reward the posterior reads but the prior does not
 never reaches it. Beside it, at the rewarded steps and elsewhere, what the decoder makes of the
 posterior's and the prior's states per channel (missed, spurious and set cells): whether the
 prior foresees where the player and the objects are when the reward comes, and at other steps.
+
+With ``--code`` a third table: how sure the posterior's categorical latents are (mean entropy),
+how sure the one-step prior's are, how often their most likely classes agree, and what the
+decoder makes of the prior's most likely code. A code the prior can foresee is one that
+imagination keeps.
 """
 
 from __future__ import annotations
@@ -135,19 +140,20 @@ def head_stats(agent: Agent, batch: dict[str, np.ndarray]) -> dict[str, np.ndarr
             "set": cells.sum(1).mean(0), "missed": missed.sum(1).mean(0)}
 
 
-def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, observed):
+def imagined_from_posterior(agent: Agent, batch: dict[str, np.ndarray], k: int, observed, draw: str = "sample"):
     """States imagined ``k`` prior steps ahead from every posterior state of ``observed``
     (``world_model.observe(batch)``) but the last ``k`` of each sequence, with the replay's own
     actions (as the actor's imagination rolls the prior, here along the path the data took):
     ``(state, valid)``, the state ``[B·(T−k), ...]`` predicting step ``j + k`` from step ``j``,
-    ``valid`` false where an episode starts within ``(j, j + k]`` (the prior cannot know the reset)."""
+    ``valid`` false where an episode starts within ``(j, j + k]`` (the prior cannot know the reset).
+    ``draw="mode"`` takes each imagined latent's most likely class instead of a draw."""
     post, action = observed.post, observed.data["action"]
     rows, length = action.shape[:2]
     n = length - k
     state = {key: value[:, :n].reshape(rows * n, *value.shape[2:]) for key, value in post.items()}
     actions = action.unfold(1, k, 1)[:, 1:n + 1].permute(0, 1, 3, 2).reshape(rows * n, k, -1)  # a_{j+1..j+k}
     for i in range(k):
-        state = agent.world_model.rssm.img_step(state, actions[:, i])
+        state = agent.world_model.rssm.img_step(state, actions[:, i], draw=draw)
     starts = torch.as_tensor(batch["is_first"]).bool().unfold(1, k, 1)[:, 1:n + 1].any(-1)
     return state, ~starts.reshape(-1).cpu().numpy()
 
@@ -199,6 +205,36 @@ def prior_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], sample
     return rows
 
 
+CODE_HEADER = ("| run | posterior entropy, nats per latent (uniform) | 1-step prior entropy | 1-step prior's mode = "
+               "posterior's mode, share of latents | objects missed / spurious / set per step, 1-step prior's mode |")
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each categorical latent: ``[..., stoch, classes]`` logits → ``[..., stoch]``."""
+    return -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1)
+
+
+def code_row(agent: Agent, batch: dict[str, np.ndarray], name: str | Path) -> str:
+    """How sure and how predictable the latent code is: the mean entropy of the posterior's and of
+    the one-step prior's categorical latents, how often the prior's most likely class is the
+    posterior's, and what the decoder makes of the prior's most likely code (no draw). A world
+    model whose code the prior can foresee (MinAtar Breakout) has a sure posterior and a prior that
+    agrees with it; where the prior's code is a guess, imagination loses the objects."""
+    rssm = agent.world_model.rssm
+    with torch.no_grad():
+        observed = agent.world_model.observe(batch)
+        prior, valid = imagined_from_posterior(agent, batch, 1, observed, draw="mode")
+        target = observed.post["logits"][:, 1:].reshape(prior["logits"].shape)
+        valid = torch.as_tensor(valid)
+        agree = (prior["logits"].argmax(-1) == target.argmax(-1))[valid].float().mean().item()
+        decoded = agent.world_model.heads["decoder"](rssm.get_feat(prior))["vector"].mean.cpu().numpy()
+    vector = batch["vector"][:, 1:].reshape(len(decoded), -1)
+    names = channel_names(agent.config.task.removeprefix("minatar_"))
+    return (f"| {name} | {entropy(target)[valid].mean():.2f} ({math.log(rssm.classes):.2f}) | "
+            f"{entropy(prior['logits'])[valid].mean():.2f} | {agree:.2f} | "
+            f"{format_cells(cell_errors(decoded, vector, valid.numpy()), names)} |")
+
+
 PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere | "
                 "objects missed / spurious / set per step where rewarded, by channel | the same elsewhere |")
 
@@ -216,7 +252,12 @@ def prior_steps(text: str) -> list[int]:
 
 def prior_table(rows: list[str], out: Path | None) -> None:
     """Prints ``prior_rows``' rows as a table under ``PRIOR_HEADER``, appended to ``out`` if given."""
-    table = Table(PRIOR_HEADER)
+    extra_table(PRIOR_HEADER, rows, out)
+
+
+def extra_table(header: str, rows: list[str], out: Path | None) -> None:
+    """Prints ``rows`` as a table under ``header``, appended to ``out`` if given."""
+    table = Table(header)
     for row in rows:
         table.add(row)
     table.save(out, append=True)
@@ -248,20 +289,26 @@ def main() -> int:
     parser.add_argument("--prior", type=prior_steps, default=[], help="also the reward head on the k-step prior "
                         "predictions (imagination along the replay's actions), e.g. 1,2,3,5,8")
     parser.add_argument("--samples", type=int, default=4, help="draws of the imagined latents per --prior k")
+    parser.add_argument("--code", action="store_true", help="also how sure and how predictable the latent code "
+                        "is: posterior and one-step prior entropy, agreement of their modes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
     table = Table(HEADER)
-    prior = []
+    prior, code = [], []
     for logdir in args.logdirs:
         agent, checkpoint = load_agent(logdir)
         batch, starts = newest_steps(logdir, args.steps, args.chunk)
         table.add(head_row(logdir, agent, checkpoint, batch, starts))
         if args.prior:
             prior += prior_rows(agent, batch, args.prior, args.samples, logdir)
+        if args.code:
+            code.append(code_row(agent, batch, logdir))
     table.save(args.out)
     if args.prior:
         prior_table(prior, args.out)
+    if args.code:
+        extra_table(CODE_HEADER, code, args.out)
     return 0
 
 

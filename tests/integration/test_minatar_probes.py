@@ -3,6 +3,7 @@
 held-out steps are the replay's newest, in order, each sequence from the zero state; the
 training copy lacks exactly them; and neither tool changes the run directory."""
 
+import math
 import os
 import re
 import subprocess
@@ -142,6 +143,9 @@ def test_prior_predictions_start_from_each_posterior_and_skip_episode_starts(run
         expected = observed.prior["deter"][:, 1:].reshape(-1, agent.world_model.rssm.deter)
         torch.testing.assert_close(one["deter"][valid], expected[valid])
         three, valid3 = minatar_heads.imagined_from_posterior(agent, batch, 3, observed)
+        mode, _ = minatar_heads.imagined_from_posterior(agent, batch, 1, observed, draw="mode")
+        torch.testing.assert_close(mode["logits"][valid], observed.prior["logits"][:, 1:].flatten(0, 1)[valid])
+        assert (mode["stoch"].argmax(-1) == mode["logits"].argmax(-1)).all()  # the most likely class, no draw
     starts = batch["is_first"].astype(bool)
     assert one["deter"].shape[0] == 5 * 49 and three["deter"].shape[0] == 5 * 47
     np.testing.assert_array_equal(valid, ~starts[:, 1:].ravel())
@@ -157,6 +161,24 @@ def test_prior_predictions_start_from_each_posterior_and_skip_episode_starts(run
     bricks = batch["vector"][:, 2:].reshape(-1, 100, 4)[paid2][..., 3].sum(1).mean()  # one fewer than the frame before
     others = batch["vector"][:, 2:].reshape(-1, 100, 4)[~paid2 & valid2][..., 3].sum(1).mean()
     assert re.search(rf"brick [0-9.]+/[0-9.]+/{bricks:.2f} \| .*brick [0-9.]+/[0-9.]+/{others:.2f} \|$", rows[1]), rows[1]
+
+
+def test_code_row_reads_the_entropy_and_agreement_of_the_latents(run):
+    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [50.0, 0.0, 0.0, 0.0]]])  # uniform, then sure
+    torch.testing.assert_close(minatar_heads.entropy(logits), torch.tensor([[math.log(4), 0.0]]), atol=1e-6, rtol=0)
+    batch, _ = minatar_heads.newest_steps(run, 250, 50)
+    agent, _ = minatar_heads.load_agent(run)
+    torch.manual_seed(0)
+    row = minatar_heads.code_row(agent, batch, run)
+    cells = row.split(" | ")
+    assert row.count("|") == minatar_heads.CODE_HEADER.count("|") and cells[1].endswith(f"({math.log(16):.2f})")
+    posterior, prior, agree = float(cells[1].split()[0]), float(cells[2]), float(cells[3])
+    assert 0 < posterior <= math.log(16) and 0 < prior <= math.log(16) and 0 <= agree <= 1
+    with torch.no_grad():
+        torch.manual_seed(0)
+        post = agent.world_model.observe(batch).post["logits"][:, 1:]
+    valid = ~torch.as_tensor(batch["is_first"][:, 1:]).bool()
+    assert f"{minatar_heads.entropy(post)[valid].mean():.2f}" == cells[1].split()[0]  # the steps after a first
 
 
 def test_cell_errors_count_missed_and_spurious_cells_per_channel():
