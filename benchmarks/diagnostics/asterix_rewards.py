@@ -17,6 +17,8 @@ one of these classes from ``x_{t−1}`` and ``a_t`` alone (``both`` if either co
 ``other`` if neither: a sticky action that moved the player elsewhere, or a gold spawned onto
 the player); an episode's first step has no frame before and is left out. A gold's direction is
 read from its trail cell, or, at the edge where it spawned and has no trail yet, from the edge.
+The last column checks the data itself: how often the player is where the frame before and the
+recorded action put it (the rest are sticky actions).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from reverie.envs.minatar import MinAtarEnv, channel_names
 
 CASES = ("step_onto", "gold_moves_onto", "both", "other")
 MOVES = {"n": (0, 0), "l": (0, -1), "u": (-1, 0), "r": (0, 1), "d": (1, 0), "f": (0, 0)}  # (dy, dx)
-HEADER = "| run | steps | rewarded (after a first step) | " + " | ".join(CASES) + " |"
+HEADER = "| run | steps | rewarded (after a first step) | " + " | ".join(CASES) + " | player moves as the action says |"
 
 
 @functools.cache
@@ -53,11 +55,16 @@ def gold_direction(grid: np.ndarray, y: int, x: int) -> int:
     return 1 if x == 0 else -1
 
 
+def next_cell(grid: np.ndarray, move: str) -> tuple[int, int]:
+    """The player's cell after ``move`` from ``grid [10, 10, C]`` (bool), as the game moves it."""
+    (y, x), (dy, dx) = np.argwhere(grid[..., channel("player")])[0], MOVES[move]
+    return min(8, max(1, y + dy)), min(9, max(0, x + dx))  # the game keeps the player in rows 1–8
+
+
 def classify(grid: np.ndarray, move: str) -> str:
     """The class of a reward paid after ``grid [10, 10, C]`` (bool) and the player's ``move``."""
-    player, gold = channel("player"), channel("gold")
-    (y, x), (dy, dx) = np.argwhere(grid[..., player])[0], MOVES[move]
-    y, x = min(8, max(1, y + dy)), min(9, max(0, x + dx))  # the game keeps the player in rows 1–8
+    gold = channel("gold")
+    y, x = next_cell(grid, move)
     onto = bool(grid[y, x, gold])
     moves_onto = any(gy == y and gx + gold_direction(grid, gy, gx) == x for gy, gx in np.argwhere(grid[..., gold]))
     return "both" if onto and moves_onto else "step_onto" if onto else "gold_moves_onto" if moves_onto else "other"
@@ -73,6 +80,15 @@ def count_cases(vector: np.ndarray, moves: list[str], reward: np.ndarray, first:
     return counts
 
 
+def player_follows(vector: np.ndarray, moves: list[str], first: np.ndarray) -> float:
+    """The share of steps (after a first step) whose player cell is the one that the frame before
+    and the recorded move give: 1 without sticky actions, about 0.9 with the preset's 10 %. A
+    replay whose actions were stored one step off would read far less."""
+    grids = vector.reshape(len(vector), 10, 10, -1) > 0.5
+    steps = [t for t in np.flatnonzero(~first) if t > 0]
+    return float(np.mean([grids[t][(*next_cell(grids[t - 1], moves[t]), channel("player"))] for t in steps]))
+
+
 def run_row(logdir: Path, steps: int) -> str:
     config = run_config(logdir)
     if config.task != "minatar_asterix":
@@ -85,7 +101,9 @@ def run_row(logdir: Path, steps: int) -> str:
     first = batch["is_first"].reshape(-1)
     counts = count_cases(batch["vector"].reshape(len(action), -1), [letters[a] for a in action],
                          batch["reward"].reshape(-1), first)
-    return f"| {logdir} | {len(action):,} | {sum(counts.values()):,} | " + " | ".join(f"{counts[c]:,}" for c in CASES) + " |"
+    moves = [letters[a] for a in action]
+    return (f"| {logdir} | {len(action):,} | {sum(counts.values()):,} | " + " | ".join(f"{counts[c]:,}" for c in CASES)
+            + f" | {player_follows(batch['vector'].reshape(len(action), -1), moves, first):.3f} |")
 
 
 def main() -> int:

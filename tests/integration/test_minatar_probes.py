@@ -236,6 +236,9 @@ def test_asterix_reward_classes_match_what_the_game_does_inside():
     assert {"step_onto", "gold_moves_onto"} <= set(seen), seen
     counts = asterix_rewards.count_cases(np.stack(vectors), moves, np.array(rewards), np.array(firsts))
     assert counts == {case: seen.count(case) for case in asterix_rewards.CASES}
+    assert asterix_rewards.player_follows(np.stack(vectors), moves, np.array(firsts)) == 1.0  # no sticky actions
+    early = moves[1:] + ["n"]  # each move stored one step off: the player rarely follows it
+    assert asterix_rewards.player_follows(np.stack(vectors), early, np.array(firsts)) < 0.6
 
 
 def test_prior_steps_are_positive_integers_or_one_usage_line():
