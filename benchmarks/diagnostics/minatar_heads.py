@@ -113,8 +113,9 @@ def newest_steps(logdir: Path, steps: int, chunk: int | None) -> tuple[dict[str,
         if total >= steps:
             break
     data = {key: np.concatenate([f[key] for f in reversed(files)]) for key in files[0]}
-    chunk = chunk or min(steps, len(data["reward"]))
-    usable = min(steps, len(data["reward"])) // chunk * chunk if chunk else 0
+    stored = min(steps, len(data["reward"]))
+    chunk = chunk or stored
+    usable = stored // chunk * chunk if chunk else 0
     if not usable:
         raise SystemExit(f"{logdir}: fewer than {chunk or 1} stored steps; pass a smaller --chunk")
     batch = {key: value[-usable:].reshape(-1, chunk, *value.shape[1:]) for key, value in data.items()}

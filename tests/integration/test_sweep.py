@@ -213,7 +213,7 @@ def test_runs_recorded_as_finished_elsewhere_are_not_run_again(tmp_path):
     write_plan(plan)
     outcome, records = Outcome(), {}
     assert [r.path for r in _queue_unfinished(plan, records, outcome)] == [short.path, never.path]
-    assert outcome.skipped == [done.path] and records[done.path] == {"attempts": 0, "state": "finished",
+    assert outcome.skipped == outcome.recorded == [done.path] and records[done.path] == {"attempts": 0, "state": "finished",
                                                                      "recorded": str(out.resolve())}
     rows = run_rows(root, live=False)[0]
     assert [(r.state, r.frames) for r in rows] == [("recorded", 300), ("pending", 0), ("pending", 0)]

@@ -106,8 +106,8 @@ def cli_sweep(args: argparse.Namespace) -> int:
         summarize(plan)
     finally:
         lock.release()
-    if elsewhere := [path for path in outcome.finished if not is_finished(plan.root / path)]:
-        print(f"\nsweep: {len(elsewhere)} runs are finished in {plan.recorded}, not under {plan.root}: "
+    if outcome.recorded:
+        print(f"\nsweep: {len(outcome.recorded)} runs are finished in {plan.recorded}, not under {plan.root}: "
               "the scores above leave them out; `python -m benchmarks.record_study` counts them")
     print(f"\nsweep: {len(outcome.finished)}/{len(plan.runs)} runs finished"
           + (f"; {len(outcome.failed)} failed: {', '.join(outcome.failed)}" if outcome.failed else ""))

@@ -15,7 +15,14 @@ from typing import Any
 
 from reverie.errors import ConfigError
 from reverie.sweep.plan import Plan, RunSpec
-from reverie.sweep.state import is_finished, read_state, read_status, recorded_run, write_state
+from reverie.sweep.state import (
+    finished_elsewhere,
+    is_finished,
+    read_state,
+    read_status,
+    status_finished,
+    write_state,
+)
 
 RAY_LINK = ".ray"  # hidden, so that `reverie scores ROOT` does not search Ray's session files
 ERROR_TAIL_LINES = 30  # lines of train.log kept in sweep_state.json for a failed attempt
@@ -118,6 +125,7 @@ class Outcome:
 
     finished: list[str] = field(default_factory=list)  # run paths finished by now (incl. earlier)
     skipped: list[str] = field(default_factory=list)  # already finished before this invocation
+    recorded: list[str] = field(default_factory=list)  # of the skipped, those finished in --recorded only
     failed: list[str] = field(default_factory=list)  # out of attempts in this invocation
 
 
@@ -141,9 +149,8 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
 
     state["sweep"] = sweep_record()
     write_state(plan.root, state)
-    elsewhere = sum(1 for path in outcome.skipped if runs[path].get("recorded"))
     log(f"sweep: {len(plan.runs)} runs, {len(outcome.skipped)} finished already"
-        + (f" ({elsewhere} of them recorded in {plan.recorded}, not under ROOT)" if elsewhere else "")
+        + (f" ({len(outcome.recorded)} of them recorded in {plan.recorded}, not under ROOT)" if outcome.recorded else "")
         + f", {len(queue)} to run, "
         f"{state['sweep']['slots']} at a time ({cpus:g} CPU, {gpus:g} GPU each)")
     # Without --max-concurrent every run is submitted at once and Ray queues them by resources:
@@ -193,13 +200,14 @@ def _queue_unfinished(plan: Plan, runs: dict[str, dict], outcome: Outcome) -> de
     for run in plan.runs:
         record = runs.setdefault(run.path, {"attempts": 0})
         record.pop("recorded", None)
-        if is_finished(plan.logdir(run), run.total_steps):
+        status = read_status(plan.logdir(run))
+        if status_finished(status, run.total_steps):
             record["state"] = "finished"
             outcome.skipped.append(run.path)
-        elif not read_status(plan.logdir(run)) and recorded_run(plan.recorded, run.path, run.total_steps,
-                                                                len(plan.presets)):
+        elif finished_elsewhere(plan, run, status):
             record.update(state="finished", recorded=plan.recorded)
             outcome.skipped.append(run.path)
+            outcome.recorded.append(run.path)
         else:
             record["state"] = "queued"
             queue.append(run)

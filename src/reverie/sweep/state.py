@@ -6,10 +6,13 @@ from __future__ import annotations
 import fcntl
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reverie.report.metrics import status_path
 from reverie.utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from reverie.sweep.plan import Plan, RunSpec
 
 STATE_FILE = "sweep_state.json"
 LOCK_FILE = ".sweep.lock"
@@ -52,6 +55,12 @@ def recorded_run(recorded: str | Path | None, path: str, steps: int, presets: in
                 and info.get("steps_reached", 0) >= steps:
             return info
     return None
+
+
+def finished_elsewhere(plan: Plan, run: RunSpec, status: dict[str, Any]) -> dict[str, Any] | None:
+    """``recorded_run`` of ``run`` in the plan's ``--recorded`` folder, where the run's own
+    ``status`` (its ``status.json`` under ROOT) is empty: a run directory that exists always wins."""
+    return None if status else recorded_run(plan.recorded, run.path, run.total_steps, len(plan.presets))
 
 
 def read_state(root: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reverie.report.metrics import format_duration, status_path
 from reverie.sweep.plan import Plan
-from reverie.sweep.state import read_state, read_status, recorded_run, status_finished, sweep_is_live
+from reverie.sweep.state import finished_elsewhere, read_state, read_status, status_finished, sweep_is_live
 
 COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
 DONE = ("finished", "recorded")  # recorded: finished elsewhere, its copy in the plan's --recorded folder
@@ -38,7 +38,7 @@ def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
     for run in plan.runs:
         logdir, record = plan.logdir(run), state.get("runs", {}).get(run.path, {})
         status = read_status(logdir)
-        recorded = None if status else recorded_run(plan.recorded, run.path, run.total_steps, len(plan.presets))
+        recorded = finished_elsewhere(plan, run, status)
         if recorded:  # finished elsewhere: its recorded copy stands for it (--recorded)
             frames, wall = recorded["steps_reached"] * run.action_repeat, recorded.get("wall_seconds")
             rows.append(RunRow(run.path, "recorded", frames, run.total_frames, recorded.get("final_score"),
