@@ -85,17 +85,11 @@ def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str,
     """One variant's row: ``updates`` world-model steps on ``train_dir``, measured on ``held``;
     and, for each ``k`` in ``prior``, the reward head on the k-step prior before and after them."""
     agent, checkpoint = load_agent(logdir, parse_variant(variant), fresh=fresh)
-    config = agent.config
     start = "fresh" if fresh else f"checkpoint {int(checkpoint.name):,}"
     name = f"{logdir}, {variant or 'as run'}, {start}"
     torch.manual_seed(seed)  # the same imagined draws before and after
     before = prior_rows(agent, held, list(prior), samples, f"{name}, +0 updates") if prior else []
-    replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
-    torch.manual_seed(seed)
-    began = time.perf_counter()
-    for _ in range(updates):
-        agent.train_world_model(replay.sample(config.replay.batch, config.replay.length))
-    seconds = time.perf_counter() - began
+    seconds = train_world_model(agent, train_dir, updates, seed)
     torch.manual_seed(seed)  # the posterior samples its latents: same draws for every variant
     stats = head_stats(agent, held)
     losses = held_out_losses(agent, held)
@@ -105,6 +99,18 @@ def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str,
             f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
             f"{stats['missed'].sum():.2f}/{stats['set'].sum():.2f} | {losses['image_loss']:.2f} | "
             f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |"), before + after
+
+
+def train_world_model(agent, train_dir: Path, updates: int, seed: int) -> float:
+    """``updates`` world-model steps (the actor and critic untouched) on batches drawn from the
+    replay in ``train_dir`` as the run's config draws them, seeded; the wall seconds they took."""
+    config = agent.config
+    replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
+    torch.manual_seed(seed)
+    began = time.perf_counter()
+    for _ in range(updates):
+        agent.train_world_model(replay.sample(config.replay.batch, config.replay.length))
+    return time.perf_counter() - began
 
 
 def training_copy(logdir: Path, holdout: int, into: Path) -> Path:

@@ -18,6 +18,11 @@ on the path the data took), are decoded, and per row the table gives:
 - the reward head's root mean squared error against the replay's (transformed) reward, beside
   that of the best constant guess (the rewards' standard deviation), and their correlation.
 
+With ``--updates N``, the newest ``--holdout`` steps are measured instead, before and after
+``N`` more world-model updates on the rest of the replay (``minatar_reward_probe``'s copy and
+batches; the run directory is not changed): whether the model sees further with more updates on
+the data the run had, that is whether it is short of updates or of data.
+
 A posterior row near 0 with prior rows near 1 says what the open-loop videos show: the model
 reconstructs the scene it is shown but cannot imagine it, so the actor learns from states
 without the objects its reward depends on.
@@ -27,13 +32,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.diagnostics.minatar_heads import (Table, imagined_from_posterior, load_agent, newest_steps,
-                                                  prior_steps, run_config)
+from benchmarks.diagnostics.minatar_heads import (
+    Table,
+    imagined_from_posterior,
+    load_agent,
+    newest_steps,
+    prior_steps,
+    run_config,
+)
+from benchmarks.diagnostics.minatar_reward_probe import train_world_model, training_copy
 from reverie import runtime
 from reverie.agent import Agent
 from reverie.nn.layers import preprocess_image
@@ -100,6 +113,32 @@ def rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int
     return out
 
 
+def measure(logdir: Path, args: argparse.Namespace, table: Table) -> None:
+    """``rows`` of one run into ``table``: on its newest steps, or with ``--updates``, on its
+    held-out newest steps before and after that many world-model updates on the rest."""
+    runtime.prepare_process(run_config(logdir))  # MUJOCO_GL before dm_control loads, as the CLI sets it
+    agent, checkpoint = load_agent(logdir)
+    if "image" not in agent.world_model.shapes:
+        raise SystemExit(f"{logdir}: no image observations; for MinAtar's grid use benchmarks.diagnostics.minatar_heads")
+    step = int(checkpoint.name)
+    if not args.updates:
+        batch, _ = newest_steps(logdir, args.steps, args.chunk)
+        for line in rows(agent, batch, args.prior, args.samples, args.threshold, str(logdir), step):
+            table.add(line)
+        return
+    held, _ = newest_steps(logdir, args.holdout, args.chunk)
+    with tempfile.TemporaryDirectory(prefix="openloop_") as tmp:
+        train_dir = training_copy(logdir, args.holdout, Path(tmp))
+        for updates in (0, args.updates):
+            if updates:
+                seconds = train_world_model(agent, train_dir, updates, args.seed)
+                print(f"{logdir}: {updates:,} world-model updates in {seconds:.0f} s", flush=True)
+            torch.manual_seed(args.seed)  # the same draws before and after
+            name = f"{logdir}, held out, +{updates:,} updates"
+            for line in rows(agent, held, args.prior, args.samples, args.threshold, name, step):
+                table.add(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logdirs", nargs="+", type=Path)
@@ -110,19 +149,17 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2, help="draws of the imagined latents per k")
     parser.add_argument("--threshold", type=float, default=0.1,
                         help="a pixel moves where it differs from its sequence's median frame by more")
+    parser.add_argument("--updates", type=int, default=0,
+                        help="measure the held-out steps before and after this many world-model updates")
+    parser.add_argument("--holdout", type=int, default=5_000, help="with --updates: newest steps kept out of training")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
+    torch.manual_seed(args.seed)  # the posterior samples its latents: the same seed gives the same table
     table = Table(HEADER)
     for logdir in args.logdirs:
-        runtime.prepare_process(run_config(logdir))  # MUJOCO_GL before dm_control loads, as the CLI sets it
-        agent, checkpoint = load_agent(logdir)
-        if "image" not in agent.world_model.shapes:
-            raise SystemExit(f"{logdir}: no image observations; for MinAtar's grid use benchmarks.diagnostics.minatar_heads")
-        batch, _ = newest_steps(logdir, args.steps, args.chunk)
-        for line in rows(agent, batch, args.prior, args.samples, args.threshold, str(logdir), int(checkpoint.name)):
-            table.add(line)
+        measure(logdir, args, table)
     table.save(args.out)
     return 0
 

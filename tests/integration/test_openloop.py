@@ -75,3 +75,19 @@ def test_the_tool_reads_a_real_dmc_run(dmc_run, tmp_path):
         image, foreground = float(r[4]), float(r[5])
         rmse, constant = (float(x.strip("()")) for x in r[6].split())
         assert 0 < image < 0.25 and 0 < foreground < 10 and rmse >= 0 and constant > 0
+
+
+def test_updates_measure_the_held_out_steps_before_and_after_and_leave_the_run_alone(dmc_run, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in dmc_run.rglob("*") if p.is_file()}
+    out = tmp_path / "table.md"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.diagnostics.openloop", str(dmc_run), "--updates", "3",
+                             "--holdout", "60", "--chunk", "30", "--prior", "2", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "3 world-model updates in" in result.stdout
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.read_text().splitlines()[2:]]
+    assert [(r[0], r[2]) for r in rows] == [(f"{dmc_run}, held out, +{n} updates", state)
+                                            for n in (0, 3) for state in ("posterior", "2-step prior")]
+    assert [r[3] for r in rows][::2] == ["60", "60"]  # the newest 60 steps, measured twice
+    assert rows[0][4:] != rows[2][4:]  # the updates changed the model
+    assert {p: p.stat().st_mtime_ns for p in dmc_run.rglob("*") if p.is_file()} == before
