@@ -55,17 +55,21 @@ HEADER = ("| run | checkpoint | state | steps | image error per pixel | foregrou
           "1 = objects absent) | reward RMSE (constant guess) | reward correlation |")
 
 
-def foreground_error(model: torch.Tensor, truth: torch.Tensor, threshold: float) -> tuple[float, float]:
+def foreground_error(model: torch.Tensor, truth: torch.Tensor, threshold: float,
+                     where: torch.Tensor | None = None) -> tuple[float, float]:
     """``(image error per pixel, foreground error)`` of ``model`` against ``truth``, both
-    ``[N, T, C, H, W]`` in [−0.5, 0.5]: the foreground is the pixels that differ from their
-    sequence's median frame by more than ``threshold`` in some channel, and its error is the
-    model's squared error there over the median frame's (NaN without any foreground pixel)."""
+    ``[N, T, C, H, W]`` in [−0.5, 0.5], over the frames ``where`` (``[N, T]`` bool; all by
+    default): the foreground is the pixels that differ from their sequence's median frame (of
+    all its frames) by more than ``threshold`` in some channel, and its error is the model's
+    squared error there over the median frame's (NaN without any foreground pixel)."""
+    where = torch.ones(truth.shape[:2], dtype=torch.bool, device=truth.device) if where is None else where
     background = truth.median(1, keepdim=True).values
-    moving = ((truth - background).abs().amax(2, keepdim=True) > threshold).expand_as(truth)
+    moving = ((truth - background).abs().amax(2, keepdim=True) > threshold) & where[..., None, None, None]
+    moving = moving.expand_as(truth)
     squared = (model - truth) ** 2
     absent = ((background - truth) ** 2)[moving].sum()
     ratio = squared[moving].sum() / absent if absent > 0 else torch.tensor(float("nan"))
-    return squared.mean().item(), ratio.item()
+    return squared[where].mean().item(), ratio.item()
 
 
 def reward_error(predicted: np.ndarray, reward: np.ndarray) -> tuple[float, float, float]:
@@ -104,8 +108,7 @@ def rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int
                 feat = model.rssm.get_feat(state)
                 keep = torch.as_tensor(valid, device=truth.device).reshape(rows_, length)
                 image = decoder(feat)["image"].mean.reshape(target.shape)
-                image = torch.where(keep[..., None, None, None], image, target)  # no error where the reset falls
-                images.append(foreground_error(image, target, threshold))
+                images.append(foreground_error(image, target, threshold, where=keep))  # not across a reset
                 rewards.append(reward_error(head(feat).mean.squeeze(-1).cpu().numpy()[valid],
                                             reward[:, k:].reshape(-1).cpu().numpy()[valid]))
             out.append(row(name, checkpoint, f"{k}-step prior", int(valid.sum()), tuple(np.mean(images, 0)),

@@ -91,3 +91,15 @@ def test_updates_measure_the_held_out_steps_before_and_after_and_leave_the_run_a
     assert [r[3] for r in rows][::2] == ["60", "60"]  # the newest 60 steps, measured twice
     assert rows[0][4:] != rows[2][4:]  # the updates changed the model
     assert {p: p.stat().st_mtime_ns for p in dmc_run.rglob("*") if p.is_file()} == before
+
+
+def test_foreground_error_counts_only_the_frames_asked_for():
+    truth = moving_square()
+    model = torch.full_like(truth, -0.2)  # no objects anywhere
+    model[0, :4] = truth[0, :4]  # exact on the first 4 frames
+    where = torch.zeros(truth.shape[:2], dtype=torch.bool)
+    where[0, :4] = True
+    assert openloop.foreground_error(model, truth, 0.1, where=where) == (0.0, 0.0)
+    where[0, :] = ~where[0, :]
+    assert openloop.foreground_error(model, truth, 0.1, where=where)[1] == pytest.approx(1.0)
+    assert 0 < openloop.foreground_error(model, truth, 0.1)[1] < 1  # all frames: some exact, some absent
