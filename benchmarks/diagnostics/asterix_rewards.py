@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.diagnostics.minatar_heads import Table, newest_steps, run_config
+from benchmarks.diagnostics._common import Table, newest_steps, run_config
 from reverie.envs.minatar import MinAtarEnv, channel_names
 
 CASES = ("step_onto", "gold_moves_onto", "both", "other")

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.diagnostics.minatar_heads import Table, load_agent, mean, newest_steps
+from benchmarks.diagnostics._common import Table, load_agent, mean, newest_steps
 
 HEADER = ("| run | checkpoint | input | train steps | held-out steps | rewarded (held out) | "
           "readout where rewarded | readout elsewhere |")

@@ -33,30 +33,27 @@ run collected, not what the agent would then do.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.diagnostics.minatar_heads import (
+from benchmarks.diagnostics._common import (
     Table,
-    head_stats,
     load_agent,
     mean,
     newest_steps,
-    prior_rows,
     prior_steps,
-    prior_table,
     run_config,
+    train_world_model,
+    training_copy,
 )
+from benchmarks.diagnostics.minatar_heads import head_stats, prior_rows, prior_table
 from reverie.config import parse_override
 from reverie.errors import ConfigError
-from reverie.replay import Replay
 
 HEADER = ("| run | start | variant | updates | train seconds | held-out steps | rewarded | reward head where rewarded | "
           "reward head elsewhere | objects missed / set per step | grid loss | reward loss | KL |")
@@ -99,30 +96,6 @@ def probe(logdir: Path, variant: str, fresh: bool, updates: int, held: dict[str,
             f"{mean(stats['rewarded'])} | {mean(stats['elsewhere'])} | "
             f"{stats['missed'].sum():.2f}/{stats['set'].sum():.2f} | {losses['image_loss']:.2f} | "
             f"{losses['reward_loss']:.4f} | {losses['kl_loss']:.3f} |"), before + after
-
-
-def train_world_model(agent, train_dir: Path, updates: int, seed: int) -> float:
-    """``updates`` world-model steps (the actor and critic untouched) on batches drawn from the
-    replay in ``train_dir`` as the run's config draws them, seeded; the wall seconds they took."""
-    config = agent.config
-    replay = Replay.load(train_dir, config.replay.capacity, seed=seed)
-    torch.manual_seed(seed)
-    began = time.perf_counter()
-    for _ in range(updates):
-        agent.train_world_model(replay.sample(config.replay.batch, config.replay.length))
-    return time.perf_counter() - began
-
-
-def training_copy(logdir: Path, holdout: int, into: Path) -> Path:
-    """A copy of the run's replay under ``into`` without its newest ``holdout`` steps."""
-    train_dir = into / "replay"
-    shutil.copytree(logdir / "replay", train_dir)
-    total = Replay.load(train_dir, 10**9).step
-    if total <= holdout:
-        raise SystemExit(f"{logdir}: its replay holds {total:,} steps, not more than --holdout {holdout:,}; "
-                         f"pass a smaller --holdout")
-    Replay.load(train_dir, 10**9, upto_step=total - holdout)  # cuts the copy: the held-out steps are gone
-    return train_dir
 
 
 def main() -> int:

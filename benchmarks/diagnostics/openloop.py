@@ -19,9 +19,10 @@ on the path the data took), are decoded, and per row the table gives:
   that of the best constant guess (the rewards' standard deviation), and their correlation.
 
 With ``--updates N``, the newest ``--holdout`` steps are measured instead, before and after
-``N`` more world-model updates on the rest of the replay (``minatar_reward_probe``'s copy and
-batches; the run directory is not changed): whether the model sees further with more updates on
-the data the run had, that is whether it is short of updates or of data.
+``N`` more world-model updates on the rest of the replay (a copy, batches as the run drew them,
+as ``minatar_reward_probe`` trains; the run directory is not changed): whether the model sees
+further with more updates on the data the run had, that is whether it is short of updates or of
+data.
 
 A posterior row near 0 with prior rows near 1 says what the open-loop videos show: the model
 reconstructs the scene it is shown but cannot imagine it, so the actor learns from states
@@ -38,16 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.diagnostics.minatar_heads import (
+from benchmarks.diagnostics._common import (
     Table,
     imagined_from_posterior,
     load_agent,
     newest_steps,
     prior_steps,
-    run_config,
+    train_world_model,
+    training_copy,
+    within_episode,
 )
-from benchmarks.diagnostics.minatar_reward_probe import train_world_model, training_copy
-from reverie import runtime
 from reverie.agent import Agent
 from reverie.nn.layers import preprocess_image
 
@@ -100,17 +101,16 @@ def rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int
                    reward_error(head(observed.feat).mean.squeeze(-1).cpu().numpy().ravel(),
                                 reward.cpu().numpy().ravel()))]
         for k in ks:
-            images, rewards, valid = [], [], None
-            rows_, length = reward.shape[0], reward.shape[1] - k
-            target = truth[:, k:]
+            images, rewards = [], []
+            target, target_reward = truth[:, k:], reward[:, k:].reshape(-1).cpu().numpy()
+            valid = within_episode(batch, k)  # the prior cannot know a reset: none counts across one
+            keep = torch.as_tensor(valid, device=truth.device).reshape(target.shape[:2])
             for _ in range(samples):
-                state, valid = imagined_from_posterior(agent, batch, k, observed)
+                state, _ = imagined_from_posterior(agent, batch, k, observed)
                 feat = model.rssm.get_feat(state)
-                keep = torch.as_tensor(valid, device=truth.device).reshape(rows_, length)
                 image = decoder(feat)["image"].mean.reshape(target.shape)
-                images.append(foreground_error(image, target, threshold, where=keep))  # not across a reset
-                rewards.append(reward_error(head(feat).mean.squeeze(-1).cpu().numpy()[valid],
-                                            reward[:, k:].reshape(-1).cpu().numpy()[valid]))
+                images.append(foreground_error(image, target, threshold, where=keep))
+                rewards.append(reward_error(head(feat).mean.squeeze(-1).cpu().numpy()[valid], target_reward[valid]))
             out.append(row(name, checkpoint, f"{k}-step prior", int(valid.sum()), tuple(np.mean(images, 0)),
                            tuple(np.mean(rewards, 0))))
     return out
@@ -119,7 +119,6 @@ def rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], samples: int
 def measure(logdir: Path, args: argparse.Namespace, table: Table) -> None:
     """``rows`` of one run into ``table``: on its newest steps, or with ``--updates``, on its
     held-out newest steps before and after that many world-model updates on the rest."""
-    runtime.prepare_process(run_config(logdir))  # MUJOCO_GL before dm_control loads, as the CLI sets it
     agent, checkpoint = load_agent(logdir)
     if "image" not in agent.world_model.shapes:
         raise SystemExit(f"{logdir}: no image observations; for MinAtar's grid use benchmarks.diagnostics.minatar_heads")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 pytest.importorskip("minatar")  # the optional package; the project's own tools below must import
-from benchmarks.diagnostics import minatar_heads, minatar_readout, minatar_reward_probe  # noqa: E402
+from benchmarks.diagnostics import _common, minatar_heads, minatar_readout, minatar_reward_probe  # noqa: E402
 from reverie.replay import Replay  # noqa: E402
 
 TASK = ["--task", "minatar_breakout", "--preset", "minatar,debug", "--set", "device=cpu",
@@ -42,23 +42,23 @@ def test_newest_steps_are_the_replay_tail_in_order(run):
     replay = Replay.load(run / "replay", 10**9)  # read-only here: the run finished cleanly
     everything = {key: np.concatenate([e.data[key][: e.length] for e in replay._store.episodes])
                   for key in ("reward", "vector", "is_first")}
-    batch, starts = minatar_heads.newest_steps(run, 250, 50)
+    batch, starts = _common.newest_steps(run, 250, 50)
     assert batch["vector"].shape[:2] == (5, 50) and batch["is_first"][:, 0].all()
     np.testing.assert_array_equal(batch["vector"].reshape(250, -1), everything["vector"][-250:])
     np.testing.assert_array_equal(batch["reward"].ravel(), everything["reward"][-250:])
     assert starts == int(everything["is_first"][-250:].sum()) >= 2  # 120-step episodes: several starts
     stored = len(everything["reward"])
-    whole, _ = minatar_heads.newest_steps(run, 10**6, None)  # one sequence: all there is, not an error
+    whole, _ = _common.newest_steps(run, 10**6, None)  # one sequence: all there is, not an error
     np.testing.assert_array_equal(whole["reward"], everything["reward"][None])
-    assert minatar_heads.newest_steps(run, stored - 7, None)[0]["vector"].shape[:2] == (1, stored - 7)
+    assert _common.newest_steps(run, stored - 7, None)[0]["vector"].shape[:2] == (1, stored - 7)
 
 
 def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run_alone(run, tmp_path):
     before = snapshot(run)
     total = Replay.load(run / "replay", 10**9).step
-    train_dir = minatar_reward_probe.training_copy(run, 150, tmp_path)
+    train_dir = _common.training_copy(run, 150, tmp_path)
     assert Replay.load(train_dir, 10**9).step == total - 150
-    held, _ = minatar_heads.newest_steps(run, 150, 50)
+    held, _ = _common.newest_steps(run, 150, 50)
     row, prior = minatar_reward_probe.probe(run, "world_model.loss_scales.reward=100", True, 2, held, 0, train_dir)
     assert prior == []  # no --prior: no second table
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -66,18 +66,18 @@ def test_probe_trains_on_the_replay_without_its_held_out_tail_and_leaves_the_run
     assert minatar_heads.run_row(run, 250, 50).startswith(f"| {run} | 400 |")
     assert snapshot(run) == before
     with pytest.raises(SystemExit, match="not more than --holdout"):
-        minatar_reward_probe.training_copy(run, total, tmp_path / "again")
+        _common.training_copy(run, total, tmp_path / "again")
 
 
 def test_probe_reads_the_prior_before_and_after_its_updates(run, tmp_path):
-    train_dir = minatar_reward_probe.training_copy(run, 150, tmp_path)
-    held, _ = minatar_heads.newest_steps(run, 150, 50)
+    train_dir = _common.training_copy(run, 150, tmp_path)
+    held, _ = _common.newest_steps(run, 150, 50)
     _, prior = minatar_reward_probe.probe(run, "", False, 3, held, 0, train_dir, prior=[1], samples=2)
     name = f"{run}, as run, checkpoint 400"
     assert [row.split(" | ")[:2] for row in prior] == [
         [f"| {name}, +0 updates", "posterior"], [f"| {name}, +0 updates", "1-step prior"],
         [f"| {name}, +3 updates", "posterior"], [f"| {name}, +3 updates", "1-step prior"]]
-    agent, _ = minatar_heads.load_agent(run)
+    agent, _ = _common.load_agent(run)
     torch.manual_seed(0)  # the checkpoint's model, read as the probe reads it first
     untrained = minatar_heads.prior_rows(agent, held, [1], 2, f"{name}, +0 updates")
     assert prior[:2] == untrained
@@ -92,7 +92,7 @@ def test_probe_variants_are_parsed_as_the_cli_parses_overrides():
 
 def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_between(run):
     data, reward, step = minatar_readout.inputs(run, 250, 50)
-    batch, _ = minatar_heads.newest_steps(run, 250, 50)
+    batch, _ = _common.newest_steps(run, 250, 50)
     grid = batch["vector"].reshape(250, -1)
     width, actions = grid.shape[1], batch["action"].shape[-1]
     assert step == 400 and reward.shape == (250,) and data["grid"].shape == (250, width)
@@ -112,7 +112,7 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
     # features; the probabilities of each latent sum to 1, the mode is one-hot.
     feat, mode, probs = data["features"], data["features_mode"], data["posterior_probs"]
     assert mode.shape == feat.shape == probs.shape
-    agent, _ = minatar_heads.load_agent(run)
+    agent, _ = _common.load_agent(run)
     deter, rssm = agent.world_model.rssm.deter, agent.world_model.rssm
     np.testing.assert_allclose(probs[:, deter:].reshape(250, rssm.stoch, rssm.classes).sum(-1), 1.0, rtol=1e-5)
     assert set(np.unique(mode[:, deter:])) <= {0.0, 1.0}
@@ -133,17 +133,17 @@ def test_readout_inputs_pair_each_grid_with_the_one_before_it_and_the_action_bet
 
 
 def test_prior_predictions_start_from_each_posterior_and_skip_episode_starts(run):
-    batch, _ = minatar_heads.newest_steps(run, 250, 50)
-    agent, _ = minatar_heads.load_agent(run)
+    batch, _ = _common.newest_steps(run, 250, 50)
+    agent, _ = _common.load_agent(run)
     with torch.no_grad():
         observed = agent.world_model.observe(batch)
-        one, valid = minatar_heads.imagined_from_posterior(agent, batch, 1, observed)
+        one, valid = _common.imagined_from_posterior(agent, batch, 1, observed)
         # One prior step from the posterior at j with a_{j+1} is the prior that observe
         # computed for step j + 1, wherever no episode starts in between.
         expected = observed.prior["deter"][:, 1:].reshape(-1, agent.world_model.rssm.deter)
         torch.testing.assert_close(one["deter"][valid], expected[valid])
-        three, valid3 = minatar_heads.imagined_from_posterior(agent, batch, 3, observed)
-        mode, _ = minatar_heads.imagined_from_posterior(agent, batch, 1, observed, draw="mode")
+        three, valid3 = _common.imagined_from_posterior(agent, batch, 3, observed)
+        mode, _ = _common.imagined_from_posterior(agent, batch, 1, observed, draw="mode")
         torch.testing.assert_close(mode["logits"][valid], observed.prior["logits"][:, 1:].flatten(0, 1)[valid])
         assert (mode["stoch"].argmax(-1) == mode["logits"].argmax(-1)).all()  # the most likely class, no draw
     starts = batch["is_first"].astype(bool)
@@ -166,8 +166,8 @@ def test_prior_predictions_start_from_each_posterior_and_skip_episode_starts(run
 def test_code_row_reads_the_entropy_and_agreement_of_the_latents(run):
     logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [50.0, 0.0, 0.0, 0.0]]])  # uniform, then sure
     torch.testing.assert_close(minatar_heads.entropy(logits), torch.tensor([[math.log(4), 0.0]]), atol=1e-6, rtol=0)
-    batch, _ = minatar_heads.newest_steps(run, 250, 50)
-    agent, _ = minatar_heads.load_agent(run)
+    batch, _ = _common.newest_steps(run, 250, 50)
+    agent, _ = _common.load_agent(run)
     torch.manual_seed(0)
     row = minatar_heads.code_row(agent, batch, run)
     cells = row.split(" | ")
@@ -243,10 +243,10 @@ def test_asterix_reward_classes_match_what_the_game_does_inside():
 
 def test_prior_steps_are_positive_integers_or_one_usage_line():
     import argparse
-    assert minatar_heads.prior_steps("1,2,5") == [1, 2, 5]
+    assert _common.prior_steps("1,2,5") == [1, 2, 5]
     for bad in ("0,2", "a", "", "-1"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
-            minatar_heads.prior_steps(bad)
+            _common.prior_steps(bad)
     result = subprocess.run([sys.executable, "-m", "benchmarks.diagnostics.minatar_reward_probe", "runs/none",
                              "--prior", "x"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith("e.g. 1,2,3,5,8")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.diagnostics import minatar_heads, openloop
+from benchmarks.diagnostics import _common, openloop
 
 
 def moving_square(steps: int = 9) -> torch.Tensor:
@@ -68,7 +68,7 @@ def test_the_tool_reads_a_real_dmc_run(dmc_run, tmp_path):
     assert [r[2] for r in rows] == ["posterior", "1-step prior", "5-step prior"]
     assert [r[1] for r in rows] == ["240"] * 3
     # A k-step prediction counts where no episode starts within its k steps (61 stored steps per episode).
-    starts = minatar_heads.newest_steps(dmc_run, 120, 30)[0]["is_first"]
+    starts = _common.newest_steps(dmc_run, 120, 30)[0]["is_first"]
     inside = [sum(not starts[i, j + 1:j + k + 1].any() for i in range(4) for j in range(30 - k)) for k in (1, 5)]
     assert [int(r[3].replace(",", "")) for r in rows] == [120, *inside] and inside[1] < 4 * 25 < inside[0]
     for r in rows:

@@ -1,5 +1,6 @@
 """``benchmarks/README.md`` indexes every tool under ``benchmarks/``, and every tool imports as
-``benchmarks.<...>`` without running anything (each runs only under ``__main__``)."""
+``benchmarks.<...>`` without running anything (each runs only under ``__main__``). A module
+whose name starts with ``_`` (``__init__``, ``diagnostics/_common``) is what tools share, not a tool."""
 
 import importlib
 import subprocess
@@ -9,11 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = sorted(p.relative_to(ROOT / "benchmarks") for p in (ROOT / "benchmarks").rglob("*.py")
-               if p.name != "__init__.py")
+               if not p.name.startswith("_"))
 
 
 def test_there_are_tools_to_check():
     assert Path("record_study.py") in TOOLS and Path("diagnostics/minatar_heads.py") in TOOLS
+    assert Path("diagnostics/_common.py") not in TOOLS and (ROOT / "benchmarks/diagnostics/_common.py").exists()
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=str)
