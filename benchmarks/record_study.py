@@ -24,7 +24,8 @@ sees the same variants as ``reverie scores ROOT``:
 
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
 git) keep their files, and their rows. A run folder copied into OUT by hand, without a
-``run.json``, is recorded in place from its own files. Then, from OUT: the scores of ``reverie scores``, of the
+``run.json``, is recorded in place from its own files. An OUT that holds another recorded
+study (a folder below it with a ``summary.json``) is refused: its runs would count as this one's. Then, from OUT: the scores of ``reverie scores``, of the
 finished runs only (``reports_of_runs``; with ``--reference CSV``, per task the mean ± sample std
 over seeds beside the CSV's rows at no more than twice the study's steps,
 ``scores.format_reference_markdown``; a row for the sampled-action policy where the runs
@@ -186,6 +187,15 @@ def copied_by_hand(out: Path, recorded_now: set[Path]) -> list[Run]:
     return [run for run in load_runs([out]) if run.path not in recorded_now and not (run.path / "run.json").exists()]
 
 
+def refuse_nested_studies(out: Path) -> None:
+    """``ReverieError`` where a folder below ``out`` holds a ``summary.json``: another study recorded
+    there, whose runs this one would take for its own (``recorded_earlier``) and record again."""
+    nested = sorted(path.parent for path in out.rglob("summary.json") if path.parent != out) if out.is_dir() else []
+    if nested:
+        raise ReverieError(f"{out} holds another recorded study ({nested[0]}): record this one into a folder "
+                           f"of its own, e.g. {out / 'study'}")
+
+
 def sweep_command(root: Path) -> str | None:
     """The ``reverie sweep`` command of the plan (``sweep.yaml``) in ROOT or, for ROOT a
     sweep's preset folder, its parent; ``None`` without one."""
@@ -319,6 +329,7 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
     """Record every run under ``root`` into ``out`` and write its README block, figures and
     ``summary.json``; returns the summary. A ``root`` that does not exist (a fresh checkout)
     redoes them from the runs recorded earlier."""
+    refuse_nested_studies(out)
     runs = load_runs([root]) if root.exists() else []
     machine = this_machine() if local else None
     infos = {}

@@ -122,6 +122,22 @@ def test_a_run_folder_copied_into_the_results_by_hand_is_recorded_in_place(tmp_p
     assert again["runs"]["pilots/minatar_asterix_partial/0"] == copied
 
 
+def test_an_out_folder_holding_another_recorded_study_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    write_run(runs / "dmc" / "dmc_walker_walk" / "0", "dmc_walker_walk", 0, [30.0], 20_000)
+    write_run(tmp_path / "pilot" / "dmc_cartpole_swingup" / "0", "dmc_cartpole_swingup", 0, [200.0], 20_000)
+    record_study.record(tmp_path / "pilot", results / "pilot", None, 2, 5_000, False, None)
+    pilot_rows = (results / "pilot" / "dmc_cartpole_swingup" / "0" / "metrics.jsonl").read_text()
+    monkeypatch.setattr("sys.argv", ["record_study", str(runs), str(results)])
+    assert record_study.main() == 2  # the pilot's run would count as a seed of this study
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and str(results / "pilot") in error and str(results / "study") in error
+    assert (results / "pilot" / "dmc_cartpole_swingup" / "0" / "metrics.jsonl").read_text() == pilot_rows
+    assert not (results / "summary.json").exists()
+    summary = record_study.record(runs, results / "study", None, 2, 5_000, False, None)  # its own folder: fine
+    assert list(summary["runs"]) == ["dmc/dmc_walker_walk/0"]
+
+
 def test_the_summary_lists_each_tasks_seeds_and_final_scores_at_the_frames_trained(tmp_path):
     runs = tmp_path / "runs"
     for seed, returns in ((1, [30.0, 50.0]), (0, [10.0, 20.0])):
