@@ -25,9 +25,9 @@ sees the same variants as ``reverie scores ROOT``:
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
 git) keep their files, and their rows. A run folder copied into OUT by hand, without a
 ``run.json``, is recorded in place from its own files. An OUT that holds another recorded
-study (a folder below it with a ``summary.json``) is refused: its runs would count as this one's. Then, from OUT: the scores of ``reverie scores``, of the
-finished runs only (``reports_of_runs``; with ``--reference CSV``, per task the mean ± sample std
-over seeds beside the CSV's rows at no more than twice the study's steps,
+study (a folder below it with a ``summary.json``) is refused: its runs would count as this
+one's. Then, from OUT: the scores of ``reverie scores``, of the finished runs only
+(``reports_of_runs``; with ``--reference CSV``, per task the mean ± sample std over seeds beside the CSV's rows at no more than twice the study's steps,
 ``scores.format_reference_markdown``; a row for the sampled-action policy where the runs
 evaluated it), a table of every run at the steps it reached, the figures of ``reverie plot``
 (``curves.png``, ``world_model.png``) and ``summary.json`` (per task the finished runs' seeds and
