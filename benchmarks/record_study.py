@@ -62,12 +62,13 @@ BEGIN = "<!-- BEGIN record_study: written by `python -m benchmarks.record_study`
 END = "<!-- END record_study -->"
 
 
-def eval_points(rows: list[dict]) -> list[tuple[int, float, float, int]]:
-    """``(step, mean, std, episodes)`` of the eval returns, one per evaluation step."""
+def eval_points(rows: list[dict], key: str = "eval/return") -> list[tuple[int, float, float, int]]:
+    """``(step, mean, std, episodes)`` of the eval returns, one per evaluation step (``key``:
+    ``eval/return_sample`` for the sampled-action policy's)."""
     by_step: dict[int, list[float]] = {}
     for row in rows:
-        if "eval/return" in row:
-            by_step.setdefault(int(row["step"]), []).append(float(row["eval/return"]))
+        if row.get(key) is not None:
+            by_step.setdefault(int(row["step"]), []).append(float(row[key]))
     return [(s, float(np.mean(v)), float(np.std(v)), len(v)) for s, v in sorted(by_step.items())]
 
 

@@ -27,12 +27,17 @@ def config(task=CARTPOLE, seed=3):
     return load_config(None, [f"task={task}", f"seed={seed}", "env.action_repeat=1"])
 
 
+def state(pid: int) -> str | None:
+    """The process's state letter in ``/proc`` (``R``, ``S``, ``T`` stopped, ``Z`` zombie), ``None`` if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def gone(pid: int) -> bool:
     """The process has exited (a zombie that an init which does not reap keeps counts as exited)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return state(pid) in ("Z", None)
 
 
 def assert_no_workers_left(*pids):
@@ -146,6 +151,9 @@ def test_a_killed_worker_is_noticed_at_once_and_closes():
     pid = workers[1].pid
     try:
         call_all(workers, "reset", [(), ()])
+        os.kill(pid, signal.SIGSTOP)  # stopped, so it dies with the step pending, not after replying
+        while state(pid) != "T":
+            time.sleep(0.01)
         workers[1].send("step", 0)
         os.kill(pid, signal.SIGKILL)
         start = time.monotonic()

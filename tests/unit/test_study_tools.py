@@ -1,7 +1,7 @@
 """``benchmarks.record_study``, which records a study's runs into a results folder: wall time per
 segment of a run that was killed and resumed, the condensed files of one run, runs recorded
 earlier whose run directory is gone, the README block that keeps the text around it; and
-``benchmarks.diagnostics.minatar_compare`` reading a resumed run at equal steps. The twin fed by
+``benchmarks.diagnostics.compare_runs`` reading a resumed run at equal steps. The twin fed by
 real ``reverie train`` runs is in ``integration/test_scores_plot_cli.py``."""
 
 import json
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from benchmarks import record_study
-from benchmarks.diagnostics import minatar_compare
+from benchmarks.diagnostics import compare_runs
 
 
 def test_segment_seconds_of_a_resumed_run_keep_the_later_sitting():
@@ -38,11 +38,31 @@ def test_compare_reads_a_resumed_run_at_equal_steps():
     rows = [{"step": 5_000, "train/image_loss": 9.0}, {"step": 10_000, "train/image_loss": 8.0},
             {"step": 10_000, "eval/return": 2.0},
             {"step": 10_000, "train/image_loss": 7.5}, {"step": 15_000, "train/image_loss": 7.0}]
-    train = minatar_compare.training_rows(rows)
+    train = compare_runs.training_rows(rows)
     assert [r["step"] for r in train] == [5_000, 10_000, 15_000]
     assert record_study.last_at(train, "train/image_loss", 12_000) == 7.5
     assert record_study.last_at(train, "train/image_loss", 4_000) is None
     assert record_study.last_at(train, "train/kl_loss", 15_000) is None
+
+
+def test_compare_tables_any_task_with_whole_numbers_for_large_losses_and_the_sampled_policy_if_recorded(
+        tmp_path, capsys, monkeypatch):
+    write_run(tmp_path / "a", "dmc_walker_walk", 0, [100.0, 300.0], 20_000, sampled=[250.0])
+    write_run(tmp_path / "b", "dmc_walker_walk", 1, [50.0], 20_000)
+    with (tmp_path / "b" / "metrics.jsonl").open("a") as rows:  # a 64×64×3 Gaussian image loss
+        rows.write(json.dumps({"step": 20_000, "train/image_loss": 11_312.4}) + "\n")
+
+    def table(title, *runs):
+        monkeypatch.setattr("sys.argv", ["compare_runs", *(f"{r}={tmp_path / r}" for r in runs)])
+        assert compare_runs.main() == 0
+        lines = capsys.readouterr().out.splitlines()
+        at = [i for i, line in enumerate(lines) if line.startswith(title)]
+        return lines[at[0] + 4:at[0] + 6] if at else None
+
+    assert table("image loss", "a", "b") == ["| 10k | 9 | 9 |", "| 20k | 9 | 11,312 |"]
+    assert table("eval return (mode", "a", "b") == ["| 10k |  |  |", "| 20k | 200 | 50 |"]
+    assert table("eval return (sampled", "a", "b") == ["| 10k |  |  |", "| 20k | 250 |  |"]
+    assert table("eval return (sampled", "b") is None  # no run has it: no empty table
 
 
 def write_run(logdir, task, seed, returns, step, finished=True, target=20_000, sampled=()):
