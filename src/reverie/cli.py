@@ -10,6 +10,7 @@ parses (``reverie train``'s arguments into a config) is resolved here.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import signal
 import sys
@@ -48,6 +49,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     config, logdir = resolve_train_config(args)
     prepare_process(config)  # the config's thread wait policy, before torch loads
+    _enable_faulthandler()
     from reverie.run.train import train
 
     summary = train(config, logdir)
@@ -56,6 +58,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"  checkpoint:  {summary['checkpoint']}")
     print(f"  videos:      {logdir / 'videos'}")
     return 0
+
+
+def _enable_faulthandler() -> None:
+    """A crash in native code (MuJoCo's renderer, torch, a library's heap) prints every thread's
+    Python stack to stderr, which `reverie sweep` sends to the run's train.log, before the process
+    dies; without it a run killed by SIGSEGV leaves no trace. Left alone when already on (pytest,
+    ``PYTHONFAULTHANDLER``)."""
+    if not faulthandler.is_enabled():
+        try:
+            faulthandler.enable(all_threads=True)
+        except (AttributeError, ValueError):  # a stderr without a file descriptor (io.UnsupportedOperation)
+            pass
 
 
 def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:

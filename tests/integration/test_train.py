@@ -171,6 +171,27 @@ def test_a_run_stopped_by_sigterm_or_ctrl_c_says_stopped_and_resumes(tmp_path, s
     assert status["state"] == "finished" and status["step"] == checkpoint + 100 and "resume" not in status
 
 
+def test_a_crash_in_native_code_leaves_the_python_stack_in_stderr(tmp_path):
+    # A segfault (seen once in a DMC study run, in libc) must leave more than "exit -11": the
+    # stack of every thread goes to stderr, which a sweep writes into the run's train.log.
+    logdir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "reverie", "train", *CARTPOLE, *SMALL, "--logdir", str(logdir),
+           "--steps", "3000", "--set", "run.checkpoint_every=100"]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONFAULTHANDLER"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((logdir / "checkpoints").glob("*/COMPLETE")):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGSEGV)  # what a bad pointer in native code raises
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in err, err
+    assert "reverie" + os.sep + "run" + os.sep in err, err  # a frame of the training loop
+
+
 def test_bad_task_is_a_clear_error(tmp_path):
     result = reverie("train", "--task", "atari_pongg", "--preset", "atari,debug", "--logdir", str(tmp_path / "x"),
                      check=False)
