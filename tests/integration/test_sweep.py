@@ -3,6 +3,7 @@ local Ray instance (slow): 2 Atari games × 2 seeds, and a sweep killed mid-way,
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -337,15 +338,19 @@ def _rows_upto(path: Path, step: int) -> list[str]:
 
 def test_failing_run_is_retried_a_bounded_number_of_times_and_reported(root):
     """A real `reverie train` failure, cheap to provoke: the run directory already holds a run
-    with another model, so train refuses to resume it (exit 2) in every attempt."""
-    other = load_config("debug", ["task=atari_pong", "world_model.rssm.deter=8"])
-    other.save(root / "debug/atari_pong/0/config.yaml")
-    result = subprocess.run(sweep_command(root, "atari_pong", "0", "--retries", "1"), capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with another model, so train refuses to resume it (exit 2) in every attempt. A retry goes
+    before the runs still queued (a run that died late has the most done): seed 0's two attempts,
+    then seed 1's."""
+    for seed in (0, 1):
+        other = load_config("debug", ["task=atari_pong", "world_model.rssm.deter=8", f"seed={seed}"])
+        other.save(root / f"debug/atari_pong/{seed}/config.yaml")
+    result = subprocess.run(sweep_command(root, "atari_pong", "0,1", "--retries", "1", "--max-concurrent", "1"),
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 1, result.stdout + result.stderr
+    failures = re.findall(r"FAILED debug/atari_pong/(\d) \(exit 2, attempt (\d)/2\)", result.stdout)
+    assert failures == [("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
     assert "FAILED debug/atari_pong/0 (exit 2, attempt 1/2); retrying" in result.stdout
-    assert "FAILED debug/atari_pong/0 (exit 2, attempt 2/2);" in result.stdout
-    assert "0/1 runs finished; 1 failed: debug/atari_pong/0" in result.stdout
+    assert "0/2 runs finished; 2 failed: debug/atari_pong/0" in result.stdout
     record = json.loads((root / STATE_FILE).read_text())["runs"]["debug/atari_pong/0"]
     assert record["state"] == "failed" and record["attempts"] == 2 and "differ" in record["last_error"]
     assert "failed" in format_status(root)

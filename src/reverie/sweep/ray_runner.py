@@ -172,7 +172,7 @@ def schedule(plan: Plan, cpus: float, gpus: float | None, max_concurrent: int | 
             for ref in done:
                 run = inflight.pop(ref)
                 if _record_result(plan, run, runs[run.path], _result(ray, ref), tries[run.path], retries, log):
-                    queue.append(run)
+                    queue.appendleft(run)  # next: it has the most done (it resumes), and came first in the plan
             state["sweep"] = sweep_record()
             write_state(plan.root, state)
     finally:
