@@ -119,11 +119,31 @@ def test_resume_is_exact(tmp_path):
             assert torch.equal(value, b[name][key]), f"{name}.{key}"
 
 
+def _long_train(logdir: Path) -> list[str]:
+    """A CartPole run long enough to be interrupted, checkpointing every 100 steps."""
+    return [sys.executable, "-m", "reverie", "train", *CARTPOLE, *SMALL, "--logdir", str(logdir),
+            "--steps", "3000", "--set", "run.checkpoint_every=100"]
+
+
+def _signal_after_first_checkpoint(logdir: Path, sig: int, **popen_kwargs) -> tuple[int, str]:
+    """Start `_long_train`, send `sig` once its first checkpoint is complete; its exit code and stderr."""
+    proc = subprocess.Popen(_long_train(logdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            **popen_kwargs)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((logdir / "checkpoints").glob("*/COMPLETE")):
+            time.sleep(0.1)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
 def test_kill_minus_9_then_resume_continues_from_last_checkpoint(tmp_path):
     logdir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reverie", "train", *CARTPOLE, *SMALL, "--logdir", str(logdir),
-           "--steps", "3000", "--set", "run.checkpoint_every=100"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(_long_train(logdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((logdir / "checkpoints").glob("*/COMPLETE"))) < 2:
         time.sleep(0.2)
@@ -148,20 +168,10 @@ def test_a_run_stopped_by_sigterm_or_ctrl_c_says_stopped_and_resumes(tmp_path, s
     # `kill`, a scheduler or a container stop send SIGTERM, Ctrl-C SIGINT: either way status.json
     # must not stay "running"; it says where the run stopped and how it resumes.
     logdir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reverie", "train", *CARTPOLE, *SMALL, "--logdir", str(logdir),
-           "--steps", "3000", "--set", "run.checkpoint_every=100"]
     # SIGINT as a terminal delivers it: a shell's background job starts with SIGINT ignored.
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not list((logdir / "checkpoints").glob("*/COMPLETE")):
-            time.sleep(0.1)
-        proc.send_signal(stop)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + stop and err.strip().splitlines()[-1].startswith("reverie: ")
+    returncode, err = _signal_after_first_checkpoint(
+        logdir, stop, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert returncode == 128 + stop and err.strip().splitlines()[-1].startswith("reverie: ")
     assert "Traceback" not in err, err
     status, checkpoint = json.loads((logdir / "status.json").read_text()), load_checkpoint(logdir).step
     assert status["state"] == "stopped" and status["step"] >= status["resume_step"] == checkpoint >= 100
@@ -175,19 +185,9 @@ def test_a_crash_in_native_code_leaves_the_python_stack_in_stderr(tmp_path):
     # A segfault (seen once in a DMC study run, in libc) must leave more than "exit -11": the
     # stack of every thread goes to stderr, which a sweep writes into the run's train.log.
     logdir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reverie", "train", *CARTPOLE, *SMALL, "--logdir", str(logdir),
-           "--steps", "3000", "--set", "run.checkpoint_every=100"]
     env = {key: value for key, value in os.environ.items() if key != "PYTHONFAULTHANDLER"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not list((logdir / "checkpoints").glob("*/COMPLETE")):
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGSEGV)  # what a bad pointer in native code raises
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGSEGV
+    returncode, err = _signal_after_first_checkpoint(logdir, signal.SIGSEGV, env=env)  # a bad pointer's signal
+    assert returncode == -signal.SIGSEGV
     assert "Fatal Python error: Segmentation fault" in err, err
     assert "reverie" + os.sep + "run" + os.sep in err, err  # a frame of the training loop
 
