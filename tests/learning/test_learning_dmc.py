@@ -13,8 +13,10 @@ other runs beside it): its training episodes ending in 11k–14k agent steps ave
 episodes (random prefill: 33, 35) must stay below 60. The H200 pilot's three seeds agree
 (training returns 99 ± 17 at 11.5k steps).
 
-Run end to end on the tree of 2026-12-05 (the 2-core VM, one thread, one MinAtar run beside
-it): passed in 40.7 min, 34.2 over the prefill and 124.4 over 11k–14k, the recorded run's numbers.
+Run end to end on the tree of 2026-12-05 (the 2-core Intel Xeon VM, one thread, one MinAtar run
+beside it): passed in 40.7 min, 34.2 over the prefill and 124.4 over 11k–14k, the recorded run's
+numbers. Again on 2026-12-06 (tree e24afcf, the 2-core AMD EPYC VM, a DMC pilot beside it): passed
+in 41.0 min, 34.2 over the prefill and 156.7 over 11k–14k (another CPU, another trajectory).
 
 Budget: 14k agent steps, 1,400 updates of 1.0–1.3 s on one thread (`reverie bench --preset
 dmc,dmc_small`) plus 14k rendered steps of ~20 ms: an estimated 30–35 min on one quiet core of
