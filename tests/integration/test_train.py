@@ -125,8 +125,10 @@ def _long_train(logdir: Path) -> list[str]:
             "--steps", "3000", "--set", "run.checkpoint_every=100"]
 
 
-def _signal_after_first_checkpoint(logdir: Path, sig: int, **popen_kwargs) -> tuple[int, str]:
-    """Start `_long_train`, send `sig` once its first checkpoint is complete; its exit code and stderr."""
+def _signal_after_first_checkpoint(logdir: Path, sig: int, exit_within: float = 120,
+                                   **popen_kwargs) -> tuple[int, str]:
+    """Start `_long_train`, send `sig` once its first checkpoint is complete and give it `exit_within`
+    seconds to exit; its exit code and stderr."""
     proc = subprocess.Popen(_long_train(logdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             **popen_kwargs)
     try:
@@ -134,7 +136,7 @@ def _signal_after_first_checkpoint(logdir: Path, sig: int, **popen_kwargs) -> tu
         while time.time() < deadline and not list((logdir / "checkpoints").glob("*/COMPLETE")):
             time.sleep(0.1)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=exit_within)
     finally:
         proc.kill()
     return proc.returncode, err
@@ -186,7 +188,8 @@ def test_a_crash_in_native_code_leaves_the_python_stack_in_stderr(tmp_path):
     # stack of every thread goes to stderr, which a sweep writes into the run's train.log.
     logdir = tmp_path / "run"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONFAULTHANDLER"}
-    returncode, err = _signal_after_first_checkpoint(logdir, signal.SIGSEGV, env=env)  # a bad pointer's signal
+    # SIGSEGV: what a bad pointer in native code raises.
+    returncode, err = _signal_after_first_checkpoint(logdir, signal.SIGSEGV, exit_within=60, env=env)
     assert returncode == -signal.SIGSEGV
     assert "Fatal Python error: Segmentation fault" in err, err
     assert "reverie" + os.sep + "run" + os.sep in err, err  # a frame of the training loop
