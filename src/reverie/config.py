@@ -149,6 +149,15 @@ class ReplayConfig:
     # prioritize_ends false, its DMC setting: every window equally often).
     prioritize_ends: bool = False
     clip_start: bool = True
+    # A window may run past its episode's end into the next stored episode, behind an is_first
+    # (DreamerV3's replay; not the paper's, nor the official code's): the start is uniform in
+    # [0, len), never clipped (clip_start does not apply). In every windowed rule above, an episode's
+    # last step can sit only at the window's last position, L − 1; a world model trained from the
+    # zero state then learns "step L − 1 since the start" as a cue for the episode's end, and in
+    # imagination, which runs past L, its discount head calls the game over. MinAtar Asterix,
+    # L = 16: the continuation falls to 0.3–0.5 from the 16th step on, on the posterior too
+    # (benchmarks/results/learning/minatar/asterix.md, "The discount head counts the steps").
+    cross_episodes: bool = False
     # Sample the running episode too (official ``ongoing``: false). Reverie's default: true, so a
     # long Atari episode (up to 27,000 agent steps) is learned from before it ends.
     ongoing: bool = True
@@ -344,6 +353,8 @@ CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
      "replay.length <= replay.capacity (a training sequence must fit in the dataset)"),
     (("run.prefill", "replay.length"), lambda c: c.run.prefill >= c.replay.length,
      "run.prefill >= replay.length (the random-policy prefill must hold one training sequence)"),
+    (("replay.cross_episodes", "replay.prioritize_ends"), lambda c: not (c.replay.cross_episodes and c.replay.prioritize_ends),
+     "not both (windows that cross episodes have no end to prioritize: set one of them false)"),
 ]
 
 

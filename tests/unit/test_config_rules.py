@@ -67,6 +67,8 @@ def test_a_value_outside_its_rule_names_key_value_rule_and_paper_value(override,
 @pytest.mark.parametrize("overrides, keys", [
     (["replay.capacity=40", "replay.length=50"], ["replay.length = 50", "replay.capacity = 40"]),
     (["run.prefill=10"], ["run.prefill = 10", "replay.length = 50"]),
+    (["replay.cross_episodes=true", "replay.prioritize_ends=true"],
+     ["replay.cross_episodes = True", "replay.prioritize_ends = True"]),
 ])
 def test_cross_field_rules_name_both_keys(overrides, keys):
     with pytest.raises(ConfigError, match="break the rule") as error:

@@ -245,3 +245,22 @@ def test_prioritize_ends_draws_the_start_in_0_to_len_inclusive_like_the_official
     starts = replay.sample(6000, 4, prioritize_ends=True)["reward"][:, 0].astype(int)
     frequency = np.bincount(starts, minlength=7) / len(starts)
     np.testing.assert_allclose(frequency, [1 / 11] * 6 + [5 / 11], atol=0.025)
+
+
+def test_cross_episodes_puts_the_episode_end_at_every_position_of_the_window(tmp_path):
+    # Episodes [0..9] [10..19] [20..29], L = 4, cross_episodes: the start is uniform over the
+    # episode's 10 rows, never clipped, and a window that runs past the end continues into the
+    # next stored episode (wrapping to the oldest) behind an is_first. So the terminal step sits
+    # at each of the L positions, where the windowed rules (the tests above) put it only last.
+    replay = Replay(tmp_path, capacity=100, seed=5)
+    add_episodes(replay, [10, 10, 10])
+    batch = replay.sample(6000, 4, cross_episodes=True)
+    rewards = batch["reward"].astype(int)
+    np.testing.assert_array_equal(rewards, (rewards[:, :1] + np.arange(4)) % 30)
+    np.testing.assert_allclose(np.bincount(rewards[:, 0] % 10, minlength=10) / len(rewards), [0.1] * 10, atol=0.02)
+    np.testing.assert_array_equal(batch["is_first"][:, 1:], rewards[:, 1:] % 10 == 0)
+    np.testing.assert_array_equal(batch["is_terminal"], rewards % 10 == 9)
+    positions = np.nonzero(batch["is_terminal"])[1]
+    assert set(positions) == {0, 1, 2, 3}
+    clipped = replay.sample(6000, 4)["is_terminal"]  # the paper's rule: the end only at L − 1
+    assert set(np.nonzero(clipped)[1]) == {3}

@@ -114,12 +114,13 @@ class Replay:
 
     # ---------------------------------------------------------------- sampling
     def sample(self, batch: int, length: int, prioritize_ends: bool = False, *, clip_start: bool = True,
-               ongoing: bool = True, minlen: int = 0) -> dict[str, np.ndarray]:
+               ongoing: bool = True, minlen: int = 0, cross_episodes: bool = False) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` steps: ``{key: [B, L, ...]}``, dtypes as stored.
 
         Each sequence picks an episode uniformly among the sampleable ones (``sampleable``) and
         a start in it (``start``). An episode shorter than ``L`` is continued with the next
-        stored episodes (wrapping to the oldest), whose first step has ``is_first=True``.
+        stored episodes (wrapping to the oldest), whose first step has ``is_first=True``; with
+        ``cross_episodes`` so is any window that runs past its episode's end.
 
         The first step of every sequence is marked ``is_first`` (official ``replay.py``,
         ``_sample_sequence``): training starts each sequence from the RSSM's zero state, the
@@ -133,16 +134,19 @@ class Replay:
             raise ValueError(f"replay holds no episode to sample with ongoing={ongoing} and minlen={minlen} "
                              "(a finished one, of at least minlen agent steps); collect more episodes first")
         return self._sampler.sample(self._store.episodes, choices, self._store.spec, batch, length,
-                                    prioritize_ends, clip_start)
+                                    prioritize_ends, clip_start, cross_episodes)
 
-    def start(self, total: int, length: int, prioritize_ends: bool, clip_start: bool) -> int:
+    def start(self, total: int, length: int, prioritize_ends: bool, clip_start: bool,
+              cross_episodes: bool = False) -> int:
         """A start index in an episode of ``total`` rows (the reset step included), drawn as the
         config says (``ReplayConfig.prioritize_ends``, ``clip_start``): with ``prioritize_ends``
         uniform in ``[0, total]`` and clipped to ``total − L`` (official, ``upper = total − L + 1
         + L``); else with ``clip_start`` uniform in ``[0, total)`` and clipped (paper sec. 2.1);
         else uniform over the ``total − L + 1`` starts that fit (official, ``upper = total − L +
-        1``). An episode shorter than ``L`` starts at 0 (and continues into the next)."""
-        return self._sampler.start(total, length, prioritize_ends, clip_start)
+        1``). An episode shorter than ``L`` starts at 0 (and continues into the next). With
+        ``cross_episodes`` uniform in ``[0, total)``, unclipped: the window may run into the next
+        episode, so the episode's end can fall at any position of it."""
+        return self._sampler.start(total, length, prioritize_ends, clip_start, cross_episodes)
 
     def sampleable(self, ongoing: bool = True, minlen: int = 0) -> list[int]:
         """Indices of the episodes a sequence may start in: finished ones with at least ``minlen``

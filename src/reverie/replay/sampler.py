@@ -1,6 +1,6 @@
 """Which windows of the stored episodes a batch holds: the episode (uniform among the
 sampleable ones: ``ongoing``, ``minlen``) and the start in it (``prioritize_ends``,
-``clip_start``), drawn from one seeded RNG in a fixed order, so that the same seed and the
+``clip_start``, ``cross_episodes``), drawn from one seeded RNG in a fixed order, so that the same seed and the
 same adds give the same batches. Batches are batch-major ``[B, L, ...]``.
 """
 
@@ -30,16 +30,17 @@ class Sampler:
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
     def sample(self, episodes: Sequence[Episode], choices: Sequence[int], spec: Spec, batch: int, length: int,
-               prioritize_ends: bool, clip_start: bool) -> dict[str, np.ndarray]:
+               prioritize_ends: bool, clip_start: bool, cross_episodes: bool = False) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` steps ``{key: [B, L, ...]}``: per sequence, an
         episode drawn uniformly among ``choices`` (indices into ``episodes``), then a start in
         it (``start``). A window running past the episode's end continues with the next stored
-        episodes (wrapping to the oldest). The first step of every sequence is ``is_first``."""
+        episodes (wrapping to the oldest): only for episodes shorter than ``length``, or, with
+        ``cross_episodes``, wherever the start falls. The first step of every sequence is ``is_first``."""
         out = {key: np.empty((batch, length, *shape), dtype) for key, (shape, dtype) in spec.items()}
         for b in range(batch):
             index = choices[int(self.rng.integers(len(choices)))]
             episode = episodes[index]
-            start = self.start(episode.length, length, prioritize_ends, clip_start)
+            start = self.start(episode.length, length, prioritize_ends, clip_start, cross_episodes)
             filled = 0
             while filled < length:
                 n = min(length - filled, episode.length - start)
@@ -51,8 +52,11 @@ class Sampler:
         out["is_first"][:, 0] = True
         return out
 
-    def start(self, total: int, length: int, prioritize_ends: bool, clip_start: bool) -> int:
+    def start(self, total: int, length: int, prioritize_ends: bool, clip_start: bool,
+              cross_episodes: bool = False) -> int:
         """A start index in an episode of ``total`` rows (see ``Replay.start``)."""
+        if cross_episodes:
+            return int(self.rng.integers(total))
         if prioritize_ends or clip_start:
             start = int(self.rng.integers(total + int(prioritize_ends)))
         else:

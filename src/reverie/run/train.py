@@ -350,7 +350,7 @@ class Trainer:
         for _ in range(updates):
             self.last_batch = self.replay.sample(replay.batch, replay.length, replay.prioritize_ends,
                                                  clip_start=replay.clip_start, ongoing=replay.ongoing,
-                                                 minlen=replay.minlen)
+                                                 minlen=replay.minlen, cross_episodes=replay.cross_episodes)
             self.loop.add(self.agent.train(self.last_batch))
 
     def log(self, step: int) -> None:
