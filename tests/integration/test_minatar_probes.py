@@ -15,7 +15,7 @@ import pytest
 import torch
 
 pytest.importorskip("minatar")  # the optional package; the project's own tools below must import
-from benchmarks.diagnostics import _common, minatar_heads, minatar_readout, minatar_reward_probe  # noqa: E402
+from benchmarks.diagnostics import _common, discount_horizon, minatar_heads, minatar_readout, minatar_reward_probe  # noqa: E402
 from reverie.replay import Replay  # noqa: E402
 
 TASK = ["--task", "minatar_breakout", "--preset", "minatar,debug", "--set", "device=cpu",
@@ -179,6 +179,33 @@ def test_code_row_reads_the_entropy_and_agreement_of_the_latents(run):
         post = agent.world_model.observe(batch).post["logits"][:, 1:]
     valid = ~torch.as_tensor(batch["is_first"][:, 1:]).bool()
     assert f"{minatar_heads.entropy(post)[valid].mean():.2f}" == cells[1].split()[0]  # the steps after a first
+
+
+def test_discount_horizon_reads_the_head_by_position_and_the_imagination_weights(run):
+    agent, checkpoint = _common.load_agent(run)
+    length = agent.config.replay.length  # the debug preset's L
+    assert discount_horizon.buckets(16, 64) == [(0, 8), (8, 16), (16, 32), (32, 64)]
+    assert discount_horizon.buckets(16, 12) == [(0, 8), (8, 12)]
+    batch, _ = _common.newest_steps(run, 4 * length * 2, 4 * length)
+    torch.manual_seed(0)  # the posterior draws its latents
+    continuation, terminal = discount_horizon.posterior_by_position(agent, batch)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        head = agent.world_model.heads["discount"](agent.world_model.observe(batch).feat).mean.numpy()
+    np.testing.assert_allclose(continuation * agent.config.behavior.discount, head, rtol=1e-5)
+    np.testing.assert_array_equal(terminal, batch["is_terminal"])
+    rows = discount_horizon.posterior_rows(run, checkpoint, agent, batch)
+    assert len(rows) == len(discount_horizon.buckets(length, 4 * length))
+    assert sum(int(row.split(" | ")[5]) for row in rows) == int(batch["is_terminal"].sum())  # every terminal counted once
+    windows, _ = _common.newest_steps(run, 4 * length, length)
+    torch.manual_seed(0)
+    weight = discount_horizon.imagined_weights(agent, windows)
+    horizon = agent.config.behavior.horizon
+    assert weight.shape == (horizon + 1, 4, length) and (weight[0] == 1).all()
+    assert (np.diff(weight, axis=0) <= 1e-6).all()  # a product of probabilities only falls
+    np.testing.assert_allclose(weight[1], agent.config.behavior.discount * (1 - windows["is_terminal"]), rtol=1e-6)
+    header, rows = discount_horizon.imagined_rows(run, agent, windows)
+    assert header.count("|") == rows[0].count("|") and len(rows) == len(range(0, length, max(1, length // 8)))
 
 
 def test_cell_errors_count_missed_and_spurious_cells_per_channel():
