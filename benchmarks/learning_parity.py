@@ -180,8 +180,11 @@ def official_pretrain(pretrain: int) -> int:
     return pretrain - 1
 
 
-def official_prioritize(prioritize_ends: bool, clip_start: bool) -> bool:
+def official_prioritize(prioritize_ends: bool, clip_start: bool, cross_episodes: bool) -> bool:
     # Official prioritize_ends false draws among the starts that fit, Reverie's clip_start false.
+    if cross_episodes:
+        raise MappingError("replay.cross_episodes=true has no official counterpart (the official windows end "
+                           "inside their episode); set replay.cross_episodes=false")
     if not prioritize_ends and clip_start:
         raise MappingError("replay.clip_start=true (paper sec. 2.1) has no official counterpart; "
                            "set replay.clip_start=false or replay.prioritize_ends=true")
@@ -222,7 +225,8 @@ MAPPING: list[Row] = [
     row("precision", "precision", lambda p: 32 if p == "fp32" else require("fp32", "official fp16 is for GPUs")(p)),
     row("replay.capacity", "replay.capacity"), row("replay.ongoing", "replay.ongoing"),
     row("replay.minlen", "replay.minlen"), row("replay.length", ("replay.maxlen", "dataset.length"), lambda n: (n, n)),
-    row(("replay.prioritize_ends", "replay.clip_start"), "replay.prioritize_ends", official_prioritize),
+    row(("replay.prioritize_ends", "replay.clip_start", "replay.cross_episodes"), "replay.prioritize_ends",
+        official_prioritize),
     row("replay.batch", "dataset.batch"),
     row("world_model.rssm.deter", "rssm.deter"), row("world_model.rssm.hidden", "rssm.hidden"),
     row("world_model.rssm.stoch", "rssm.stoch"), row("world_model.rssm.classes", "rssm.discrete"),

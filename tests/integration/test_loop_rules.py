@@ -63,5 +63,5 @@ def test_prefill_waits_for_a_finished_episode_of_minlen_steps(tmp_path: Path, mo
     ends = [line["step"] for line in lines if line.get("episode/length", 0) >= 30]
     learn_start = load_checkpoint(tmp_path / "run", map_location="cpu").meta["loop"]["learn_start"]
     assert learn_start == max(16, ends[0]) and learn_start > 30  # seed 3: random episodes shorter than 30 first
-    assert sampled and all(kwargs == {"clip_start": True, "ongoing": False, "minlen": 30} and not running
+    assert sampled and all(kwargs == {"clip_start": True, "ongoing": False, "minlen": 30, "cross_episodes": False} and not running
                            for kwargs, running in sampled)

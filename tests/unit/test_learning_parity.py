@@ -74,6 +74,7 @@ def test_breakout_uses_the_minatar_preset_with_a_normal_decoder():
 
 @pytest.mark.parametrize(("sets", "names"), [
     (["replay.prioritize_ends=false"], "replay.clip_start"),  # Reverie's paper rule has no official twin
+    (["replay.prioritize_ends=false", "replay.clip_start=false", "replay.cross_episodes=true"], "replay.cross_episodes"),
     (["world_model.decoder.vector_dist=bernoulli"], "vector_dist"),
     (["behavior.entropy=linear(1e-3,1e-4,1000)"], "behavior.entropy"),
     (["run.pretrain=0"], "run.pretrain"),
