@@ -31,12 +31,6 @@ With ``--code`` a third table: how sure the posterior's categorical latents are 
 how sure the one-step prior's are, how often their most likely classes agree, and what the
 decoder makes of the prior's most likely code. A code the prior can foresee is one that
 imagination keeps.
-
-With ``--discount`` (and ``--prior``'s k, if given) a fourth table: the discount head's mean
-continuation probability at the episodes' terminal steps (a death: Asterix's collision, not a
-time limit) and elsewhere, on the posterior and on the k-step prior. A head that has learned
-when the game ends puts the first near 0; one stuck at the base rate puts both near
-``1 − 1/episode length``, and then imagination never shows the actor that a move kills it.
 """
 
 from __future__ import annotations
@@ -159,32 +153,6 @@ def code_row(agent: Agent, batch: dict[str, np.ndarray], name: str | Path) -> st
             f"{format_cells(cell_errors(decoded, vector, valid.numpy()), names)} |")
 
 
-DISCOUNT_HEADER = ("| run | discount head on | terminal steps | continuation where terminal | continuation elsewhere | "
-                   "steps predicted terminal (< 0.5), at the terminal steps / elsewhere |")
-
-
-def discount_rows(agent: Agent, batch: dict[str, np.ndarray], ks: list[int], name: str | Path) -> list[str]:
-    """One row for the posterior, then one per ``k``: the discount head's mean continuation
-    probability at the replay's terminal steps and elsewhere, and the share of each that it
-    calls terminal, on the posterior and on the ``k``-step prior (one draw)."""
-    head = agent.world_model.heads["discount"]
-
-    def row(label: str, feat: torch.Tensor, terminal: np.ndarray, valid: np.ndarray) -> str:
-        p = head(feat).mean.squeeze(-1).cpu().numpy().ravel()
-        at, off = terminal & valid, ~terminal & valid
-        return (f"| {name} | {label} | {int(at.sum()):,} | {mean(p[at])} | {mean(p[off])} | "
-                f"{mean(p[at] < 0.5)} / {mean(p[off] < 0.5)} |")
-
-    terminal = batch["is_terminal"].astype(bool)
-    with torch.no_grad():
-        observed = agent.world_model.observe(batch)
-        rows = [row("posterior", observed.feat, terminal.ravel(), np.ones(terminal.size, bool))]
-        for k in ks:
-            state, valid = imagined_from_posterior(agent, batch, k, observed)
-            rows.append(row(f"{k}-step prior", agent.world_model.rssm.get_feat(state), terminal[:, k:].ravel(), valid))
-    return rows
-
-
 PRIOR_HEADER = ("| run | reward head on | rewarded steps | reward head where rewarded | reward head elsewhere | "
                 "objects missed / spurious / set per step where rewarded, by channel | the same elsewhere |")
 
@@ -230,13 +198,11 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=4, help="draws of the imagined latents per --prior k")
     parser.add_argument("--code", action="store_true", help="also how sure and how predictable the latent code "
                         "is: posterior and one-step prior entropy, agreement of their modes")
-    parser.add_argument("--discount", action="store_true", help="also the discount head at the terminal steps "
-                        "and elsewhere, on the posterior (and the --prior k-step predictions)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the posterior samples its latents: the same seed gives the same table
     table = Table(HEADER)
-    prior, code, discount = [], [], []
+    prior, code = [], []
     for logdir in args.logdirs:
         agent, checkpoint = load_agent(logdir)
         batch, starts = newest_steps(logdir, args.steps, args.chunk)
@@ -245,15 +211,11 @@ def main() -> int:
             prior += prior_rows(agent, batch, args.prior, args.samples, logdir)
         if args.code:
             code.append(code_row(agent, batch, logdir))
-        if args.discount:
-            discount += discount_rows(agent, batch, args.prior, logdir)
     table.save(args.out)
     if args.prior:
         prior_table(prior, args.out)
     if args.code:
         extra_table(CODE_HEADER, code, args.out)
-    if args.discount:
-        extra_table(DISCOUNT_HEADER, discount, args.out)
     return 0
 
 
