@@ -16,7 +16,13 @@ Run end to end on the final tree of 2026-12-05 (2-core Intel Xeon VM, one thread
 beside it): passed in 28.3 min, 0.39 over 0–10k and 2.73 over 70k–80k (284 episodes), the
 recorded run's numbers to the digit (the CPU path is deterministic at one thread).
 
-The preset before (MLP encoder, η = 1e-2) read 2.95 over the same window (2026-12-02, 56 min
+Since 2026-12-06 the preset's windows cross episodes (`replay.cross_episodes`); the numbers
+above are from the preset before. Its Breakout pilot with the option
+(`minatar_pilots/minatar_breakout_cross/0/`, stopped at 70k) returned 3.33 over its training
+episodes of 55k–70k, against 2.79–3.14 for the preset's seeds; the test was not yet run end to
+end at the new preset.
+
+The preset before that (MLP encoder, η = 1e-2) read 2.95 over the same window (2026-12-02, 56 min
 beside 3 other runs on the 2-core VM); the recorded run above took 43 min to 80k steps
 beside one other run.
 """
