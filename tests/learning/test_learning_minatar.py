@@ -19,8 +19,10 @@ recorded run's numbers to the digit (the CPU path is deterministic at one thread
 Since 2026-12-06 the preset's windows cross episodes (`replay.cross_episodes`); the numbers
 above are from the preset before. Its Breakout pilot with the option
 (`minatar_pilots/minatar_breakout_cross/0/`, stopped at 70k) returned 3.33 over its training
-episodes of 55k–70k, against 2.79–3.14 for the preset's seeds; the test was not yet run end to
-end at the new preset.
+episodes of 55k–70k, against 2.79–3.14 for the preset's seeds. The third study's Breakout seed 0
+(the same command but `--steps 250000`, `runs/minatar/minatar/minatar_breakout/0`, 2026-12-06, AMD
+EPYC VM) read 0.42 over 0–10k (966 episodes) and 4.08 over 70k–80k (198 episodes): the bar 1.9
+holds with room. The test itself was not yet run end to end at the new preset.
 
 The preset before that (MLP encoder, η = 1e-2) read 2.95 over the same window (2026-12-02, 56 min
 beside 3 other runs on the 2-core VM); the recorded run above took 43 min to 80k steps
