@@ -190,6 +190,23 @@ def test_a_run_finished_at_a_smaller_target_is_extended_not_skipped(tmp_path):
     assert [r.state for r in run_rows(tmp_path, live=False)[0]] == ["stopped", "finished"]
 
 
+def test_started_runs_set_up_otherwise_than_the_sweep_now_would_are_refused(tmp_path):
+    """A run whose saved config differs from what the sweep would resume it with (the preset's
+    file or a --set changed since it started) stops the sweep before anything is scheduled,
+    naming the run and the key; a pilot copied in (its own logdir, fewer steps) is welcome."""
+    plan = make_plan(tmp_path / "study", "gym_CartPole-v1", "0,1", "gym,debug", ["device=cpu", "run.prefill=100",
+                     "run.eval_every=0", "run.log_every=100", "run.pretrain=2"], steps=300)
+    pilot, other = plan.runs
+    argv = train_argv(plan, pilot)
+    argv[argv.index("--logdir") + 1], argv[argv.index("--steps") + 1] = str(tmp_path / "pilot"), "200"
+    assert main(argv) == 0
+    shutil.move(tmp_path / "pilot", plan.logdir(pilot))
+    make_plan(plan.root, "gym_CartPole-v1", "0,1", "gym,debug", plan.overrides, 300)
+    assert main(train_argv(plan, other) + ["--set", "replay.batch=3", "--steps", "200"]) == 0
+    with pytest.raises(ConfigError, match=r"1 of the started runs .* gym\+debug/gym_CartPole-v1/1, replay.batch: 3 → 4"):
+        make_plan(plan.root, "gym_CartPole-v1", "0,1", "gym,debug", plan.overrides, 300)
+
+
 def test_runs_recorded_as_finished_elsewhere_are_not_run_again(tmp_path):
     """``--recorded``: a study that spans sittings whose ``runs/`` was lost keeps the runs that
     ``benchmarks.record_study`` recorded as finished, and runs the rest; a run directory under
@@ -337,13 +354,16 @@ def _rows_upto(path: Path, step: int) -> list[str]:
 
 
 def test_failing_run_is_retried_a_bounded_number_of_times_and_reported(root):
-    """A real `reverie train` failure, cheap to provoke: the run directory already holds a run
-    with another model, so train refuses to resume it (exit 2) in every attempt. A retry goes
-    before the runs still queued (a run that died late has the most done): seed 0's two attempts,
-    then seed 1's."""
+    """A real `reverie train` failure, cheap to provoke: the run directory holds the study's
+    config and a checkpoint marked complete whose files are gone, so train refuses to start the
+    run over (exit 2) in every attempt. A retry goes before the runs still queued (a run that
+    died late has the most done): seed 0's two attempts, then seed 1's."""
+    overrides = [item for flag, item in zip(SWEEP, SWEEP[1:]) if flag == "--set"]
     for seed in (0, 1):
-        other = load_config("debug", ["task=atari_pong", "world_model.rssm.deter=8", f"seed={seed}"])
-        other.save(root / f"debug/atari_pong/{seed}/config.yaml")
+        logdir = root / f"debug/atari_pong/{seed}"
+        load_config("debug", [*overrides, "task=atari_pong", f"seed={seed}"]).save(logdir / "config.yaml")
+        (logdir / "checkpoints/000000000200").mkdir(parents=True)
+        (logdir / "checkpoints/000000000200/COMPLETE").touch()
     result = subprocess.run(sweep_command(root, "atari_pong", "0,1", "--retries", "1", "--max-concurrent", "1"),
                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 1, result.stdout + result.stderr
@@ -352,7 +372,7 @@ def test_failing_run_is_retried_a_bounded_number_of_times_and_reported(root):
     assert "FAILED debug/atari_pong/0 (exit 2, attempt 1/2); retrying" in result.stdout
     assert "0/2 runs finished; 2 failed: debug/atari_pong/0" in result.stdout
     record = json.loads((root / STATE_FILE).read_text())["runs"]["debug/atari_pong/0"]
-    assert record["state"] == "failed" and record["attempts"] == 2 and "differ" in record["last_error"]
+    assert record["state"] == "failed" and record["attempts"] == 2 and "could be loaded" in record["last_error"]
     assert "failed" in format_status(root)
 
 

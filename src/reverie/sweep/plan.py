@@ -9,11 +9,15 @@ from pathlib import Path
 import yaml
 
 from reverie.atari_games import ATARI55
-from reverie.config import load_config
+from reverie.config import RESUMABLE_KEYS, all_keys, get_value, load_config, load_config_file
 from reverie.errors import ConfigError, ReverieError, TaskError
 from reverie.utils import atomic_write_text
 
 PLAN_FILE = "sweep.yaml"
+# Keys in which a started run may differ from what the sweep gives it now: its folder (a pilot
+# copied in), its threads (--cpus-per-run) and its target (the plan's --steps, checked by
+# ``write_plan``; a pilot finished at fewer steps is extended).
+RUN_OWN_KEYS = ("logdir", "threads", "run.steps", *RESUMABLE_KEYS)
 
 
 
@@ -169,7 +173,34 @@ def make_plan(root: str | Path, tasks: str | None, seeds: str, presets: str,
         total = plan.steps or config.run.steps
         plan.runs += [RunSpec(task, seed, preset, total, config.env.action_repeat)
                       for seed in plan.seeds for task in plan.tasks]
+    check_started_runs(plan)
     return plan
+
+
+def config_changes(plan: Plan, run: RunSpec) -> list[str]:
+    """``key: saved → now`` for each key (but ``RUN_OWN_KEYS``) whose value in the run's saved
+    ``config.yaml`` differs from the config the sweep's ``reverie train --preset`` would resume
+    it with now; ``[]`` for a run not started."""
+    saved = plan.logdir(run) / "config.yaml"
+    if not saved.is_file():
+        return []
+    old = load_config_file(saved)
+    new = load_config(run.preset, plan.overrides + [f"task={run.task}", f"seed={run.seed}"])
+    return [f"{key}: {get_value(old, key)!r} → {get_value(new, key)!r}" for key in all_keys()
+            if key not in RUN_OWN_KEYS and get_value(old, key) != get_value(new, key)]
+
+
+def check_started_runs(plan: Plan) -> None:
+    """Refuse a study whose started runs were set up otherwise than the sweep would set them up
+    now (the preset's file or a ``--set`` changed since): resumed with ``--preset``, such a run
+    would switch settings mid-run, and the study would mix two configs under one name."""
+    changed = {run.path: keys for run in plan.runs if (keys := config_changes(plan, run))}
+    if changed:
+        path, keys = next(iter(changed.items()))
+        raise ConfigError(f"{len(changed)} of the started runs under {plan.root} were set up otherwise than this sweep "
+                          f"would set them up now (e.g. {path}, {'; '.join(keys[:3])}): the preset or a --set "
+                          "changed since they started. Resume each with its own config (reverie train --logdir "
+                          "RUN), or start this study in a new --logdir")
 
 
 def write_plan(plan: Plan) -> None:
