@@ -2,7 +2,7 @@
 actor's entropy and the returns, one Markdown table per signal. Any task (MinAtar, DMC, Atari).
 
     .venv/bin/python -m benchmarks.diagnostics.compare_runs \\
-        preset=benchmarks/results/learning/minatar/minatar_asterix/0 \\
+        preset=benchmarks/results/learning/minatar_v2/minatar_asterix/0 \\
         larger=runs/minatar_pilot/asterix_wm256 [--every 25000] [--out compare.md]
 
 Each ``LABEL=DIR`` is a run directory or a run recorded by ``benchmarks.record_study`` (both
