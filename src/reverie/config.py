@@ -156,7 +156,7 @@ class ReplayConfig:
     # zero state then learns "step L − 1 since the start" as a cue for the episode's end, and in
     # imagination, which runs past L, its discount head calls the game over. MinAtar Asterix,
     # L = 16: the continuation falls to 0.3–0.5 from the 16th step on, on the posterior too
-    # (benchmarks/results/learning/minatar/asterix.md, "The discount head counts the steps").
+    # (benchmarks/results/learning/minatar_v2/asterix.md, "The discount head counts the steps").
     cross_episodes: bool = False
     # Sample the running episode too (official ``ongoing``: false). Reverie's default: true, so a
     # long Atari episode (up to 27,000 agent steps) is learned from before it ends.
