@@ -17,7 +17,16 @@ import sys
 import warnings
 from pathlib import Path
 
-from reverie.config import Config, default_preset, load_config, load_config_file
+from reverie.config import (
+    MODEL_KEYS,
+    RUN_OWN_KEYS,
+    Config,
+    default_preset,
+    load_config,
+    load_config_file,
+    parse_override,
+    setting_changes,
+)
 from reverie.errors import ReverieError, describe_os_error
 from reverie.runtime import Terminated, prepare_process
 
@@ -90,11 +99,19 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
 
 def _resumed_config(args: argparse.Namespace, logdir: Path, overrides: list[str]) -> Config:
     """The saved config with this command's overrides (``train`` refuses any that change the
-    model, the data or the seed before it touches the run)."""
+    model, the data or the seed before it touches the run). With ``--preset``, the preset as it
+    is now: one warning names the other settings it changes from the run's (a preset edited
+    since the run started would otherwise switch them mid-run unnoticed)."""
     old = load_config_file(logdir / "config.yaml")
     overrides += [f"task={args.task or old.task}", f"seed={old.seed if args.seed is None else args.seed}"]
     new = load_config(args.preset, overrides) if args.preset else load_config(None, overrides, base=old.to_dict())
     new.logdir = str(logdir)
+    asked = tuple(parse_override(item)[0] for item in overrides)  # this command's own --set: meant
+    changed = setting_changes(old, new, ignore=(*MODEL_KEYS, *RUN_OWN_KEYS, *asked)) if args.preset else []
+    if changed:
+        warnings.warn(f"{logdir}: resuming with --preset {args.preset} as it is now changes {len(changed)} "
+                      f"key{'s' * (len(changed) > 1)} of the run's config.yaml ({'; '.join(changed[:3])}); drop "
+                      "--preset to resume with the run's own", stacklevel=2)
     return new
 
 

@@ -363,6 +363,10 @@ CROSS_RULES: list[tuple[tuple[str, ...], Callable[[Config], bool], str]] = [
 MODEL_KEYS = ("seed", "task", "env.", "run.envs", "replay.length", "world_model.", "behavior.actor.",
               "behavior.critic.")
 RESUMABLE_KEYS = ("env.parallel",)  # under MODEL_KEYS, yet the same numbers either way: a resume may change them
+# Keys in which a resumed run may differ from the config its preset composes now: its folder (a
+# run copied elsewhere), its threads (a sweep's --cpus-per-run) and its target (--steps; a run
+# finished at fewer steps is extended), and RESUMABLE_KEYS.
+RUN_OWN_KEYS = ("logdir", "threads", "run.steps", *RESUMABLE_KEYS)
 
 
 def preset_names() -> list[str]:
@@ -582,6 +586,13 @@ def set_value(config: Config, key: str, value: Any) -> None:
         node = getattr(node, part)
         if not dataclasses.is_dataclass(node):
             raise ConfigError(f"config key {key!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section")
+
+
+def setting_changes(old: Config, new: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: old → new`` for every key whose value differs, but keys that start with an entry
+    of ``ignore`` (a section's prefix such as ``"world_model."``, or a whole key)."""
+    return [f"{key}: {get_value(old, key)!r} → {get_value(new, key)!r}" for key in all_keys()
+            if not key.startswith(ignore) and get_value(old, key) != get_value(new, key)]
 
 
 def model_changes(old: Config, new: Config) -> list[str]:

@@ -15,7 +15,13 @@ import pytest
 import torch
 
 pytest.importorskip("minatar")  # the optional package; the project's own tools below must import
-from benchmarks.diagnostics import _common, discount_horizon, minatar_heads, minatar_readout, minatar_reward_probe  # noqa: E402
+from benchmarks.diagnostics import (  # noqa: E402
+    _common,
+    discount_horizon,
+    minatar_heads,
+    minatar_readout,
+    minatar_reward_probe,
+)
 from reverie.replay import Replay  # noqa: E402
 
 TASK = ["--task", "minatar_breakout", "--preset", "minatar,debug", "--set", "device=cpu",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,25 @@ def test_a_new_run_resolves_task_seed_steps_and_logdir(tmp_path, monkeypatch):
     assert logdir == Path("runs/dmc_walker_walk/4") and config.logdir == str(logdir)
     assert (config.task, config.seed, config.run.steps, config.replay.batch) == ("dmc_walker_walk", 4, 5000, 8)
     assert config.env.action_repeat == 2  # the dmc preset (atari's is 4)
+
+
+def test_resuming_with_a_preset_that_changed_since_warns_naming_the_settings(tmp_path):
+    """A run saved under the `minatar` preset of before 2026-12-06 (windows inside episodes):
+    resumed with `--preset minatar` it would take the preset's new replay rule, and one warning
+    says so; without --preset, or with the rule set again on the command line, it keeps its own."""
+    load_config("minatar", ["seed=0", "replay.cross_episodes=false"]).save(tmp_path / "config.yaml")
+
+    def resume(*extra: str):
+        args = build_parser().parse_args(["train", "--logdir", str(tmp_path), "--steps", "300000", *extra])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            config = resolve_train_config(args)[0]
+        return config.replay.cross_episodes, [str(w.message) for w in caught]
+
+    crosses, messages = resume("--preset", "minatar")
+    assert crosses and len(messages) == 1 and "replay.cross_episodes: False → True" in messages[0]
+    assert "run.steps" not in messages[0] and "logdir" not in messages[0]
+    assert resume() == (False, [])
+    assert resume("--preset", "minatar", "--set", "replay.cross_episodes=false") == (False, [])
+    crosses, messages = resume("--preset", "minatar", "--set", "run.eval_every=1000")  # asked for: not named
+    assert crosses and len(messages) == 1 and "changes 1 key of" in messages[0]

@@ -9,15 +9,11 @@ from pathlib import Path
 import yaml
 
 from reverie.atari_games import ATARI55
-from reverie.config import RESUMABLE_KEYS, all_keys, get_value, load_config, load_config_file
+from reverie.config import RUN_OWN_KEYS, load_config, load_config_file, setting_changes
 from reverie.errors import ConfigError, ReverieError, TaskError
 from reverie.utils import atomic_write_text
 
 PLAN_FILE = "sweep.yaml"
-# Keys in which a started run may differ from what the sweep gives it now: its folder (a pilot
-# copied in), its threads (--cpus-per-run) and its target (the plan's --steps, checked by
-# ``write_plan``; a pilot finished at fewer steps is extended).
-RUN_OWN_KEYS = ("logdir", "threads", "run.steps", *RESUMABLE_KEYS)
 
 
 
@@ -186,8 +182,7 @@ def config_changes(plan: Plan, run: RunSpec) -> list[str]:
         return []
     old = load_config_file(saved)
     new = load_config(run.preset, plan.overrides + [f"task={run.task}", f"seed={run.seed}"])
-    return [f"{key}: {get_value(old, key)!r} → {get_value(new, key)!r}" for key in all_keys()
-            if key not in RUN_OWN_KEYS and get_value(old, key) != get_value(new, key)]
+    return setting_changes(old, new, ignore=RUN_OWN_KEYS)
 
 
 def check_started_runs(plan: Plan) -> None:
