@@ -588,20 +588,21 @@ def set_value(config: Config, key: str, value: Any) -> None:
             raise ConfigError(f"config key {key!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section")
 
 
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Every dotted key whose value differs between two configs, in schema order."""
+    return [key for key in all_keys() if get_value(old, key) != get_value(new, key)]
+
+
 def setting_changes(old: Config, new: Config, ignore: tuple[str, ...] = ()) -> list[str]:
     """``key: old → new`` for every key whose value differs, but keys that start with an entry
     of ``ignore`` (a section's prefix such as ``"world_model."``, or a whole key)."""
-    return [f"{key}: {get_value(old, key)!r} → {get_value(new, key)!r}" for key in all_keys()
-            if not key.startswith(ignore) and get_value(old, key) != get_value(new, key)]
+    return [f"{key}: {get_value(old, key)!r} → {get_value(new, key)!r}" for key in changed_keys(old, new)
+            if not key.startswith(ignore)]
 
 
 def model_changes(old: Config, new: Config) -> list[str]:
     """Keys that differ between two configs and would change the model or the data."""
-    return [
-        key
-        for key in all_keys()
-        if key.startswith(MODEL_KEYS) and key not in RESUMABLE_KEYS and get_value(old, key) != get_value(new, key)
-    ]
+    return [key for key in changed_keys(old, new) if key.startswith(MODEL_KEYS) and key not in RESUMABLE_KEYS]
 
 
 def _warn_undone(config: Config, name: str, before: dict[str, Any], owners: dict[str, str]) -> None:
