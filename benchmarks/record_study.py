@@ -20,7 +20,9 @@ sees the same variants as ``reverie scores ROOT``:
   summed over its invocations), seconds per 100k steps over the whole run and in its
   least-contended stretch (``segment_seconds``), the final and best eval score (the final
   one also of the sampled-action policy, ``eval/return_sample``, where the run has it), and with
-  ``--local`` the host, CPU and cores of this machine (the runs do not record theirs).
+  ``--local`` the host, CPU and cores of this machine (the runs do not record theirs), and
+  the run's ``reverie eval`` invocations (``eval_runs``, ``eval_runs``' docstring);
+- ``eval.jsonl``, where the run has one: ``reverie eval``'s episodes, copied as they are.
 
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
 git) keep their files, and their rows. A run folder copied into OUT by hand, without a
@@ -110,6 +112,27 @@ def segment_seconds(rows: list[dict], segment: int = SEGMENT) -> list[float]:
     return [float(b - a) for a, b in zip(at[:-1], at[1:])]
 
 
+def eval_runs(path: Path) -> list[dict]:
+    """The ``reverie eval`` invocations in a run's ``eval.jsonl`` (one row per episode), one entry
+    per checkpoint step and policy: ``step``, ``policy``, ``episodes``, ``mean``, ``std`` (sample
+    std over episodes). An invocation's episodes count from 0, so an episode 0 starts a new entry:
+    two invocations at one step stay apart (they replay the same episode seeds). ``[]`` without
+    the file."""
+    file = path / "eval.jsonl"
+    if not file.is_file():
+        return []
+    groups: list[dict] = []
+    for row in (json.loads(line) for line in file.read_text().splitlines() if line.strip()):
+        key = (row["step"], row.get("policy", "mode"))
+        if not groups or row["episode"] == 0 or (groups[-1]["step"], groups[-1]["policy"]) != key:
+            groups.append({"step": key[0], "policy": key[1], "returns": []})
+        groups[-1]["returns"].append(float(row["return"]))
+    return [{"step": g["step"], "policy": g["policy"], "episodes": len(g["returns"]),
+             "mean": round(float(np.mean(g["returns"])), 3),
+             "std": round(float(np.std(g["returns"], ddof=1)), 3) if len(g["returns"]) > 1 else 0.0}
+            for g in groups]
+
+
 def this_machine() -> str:
     """``host: CPU model (N cores)`` of the machine this runs on."""
     try:
@@ -133,6 +156,8 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != run.path.resolve():  # a hand-copied folder is recorded in place
         shutil.copy(run.path / "config.yaml", out / "config.yaml")
+        if (run.path / "eval.jsonl").is_file():
+            shutil.copy(run.path / "eval.jsonl", out / "eval.jsonl")
     merged = sorted(kept + windows, key=lambda r: (r["step"], "episode/return" in r))
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
     window_mean = {w["step"]: w["episode/return"] for w in windows}
@@ -156,6 +181,7 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
         "final_score": final[0] if final else None, "final_source": final[1] if final else None,
         "final_score_sample": sampled_score(run.metrics, last),
         "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
+        "eval_runs": eval_runs(run.path),
     }
     if machine:
         info["machine"] = machine
@@ -229,6 +255,20 @@ def run_table(infos: dict[Path, dict], out: Path, last: int) -> str:
                      f"{i['wall_seconds'] / 3600:.2f} h | {minutes(i['seconds_per_100k_steps'])} | "
                      f"{minutes(i.get('seconds_per_100k_steps_fastest'))} |")
     return "\n".join(lines)
+
+
+def eval_runs_table(infos: dict[Path, dict], out: Path) -> str | None:
+    """The recorded runs' ``reverie eval`` invocations (``run.json``'s ``eval_runs``), one row
+    each, or None where no run has one."""
+    rows = [f"| `{path.relative_to(out)}` | {e['step']:,} | {e['policy']} | {e['episodes']} | "
+            f"{e['mean']:.2f} ± {e['std']:.2f} |"
+            for path, i in sorted(infos.items()) for e in i.get("eval_runs", [])]
+    if not rows:
+        return None
+    head = ("`reverie eval --logdir RUN --episodes N` of the checkpoints (each run's `eval.jsonl`, copied; "
+            "mean ± sample std over the episodes):\n\n| run | checkpoint step | policy | episodes | return |\n"
+            + "|---" * 5 + "|")
+    return head + "\n" + "\n".join(rows)
 
 
 def score_tables(reports: dict[str, scores.Report], reference: list[dict] | None, variants: dict,
@@ -366,9 +406,11 @@ def record(root: Path, out: Path, steps: int | None, last: int, window: int, loc
         score_tables(reports, ref, group_variants(finished), infos) if reports else
         "No run has reached its target steps yet: no scores (the run table below has each run's).",
         run_table(infos, out, last),
+        *filter(None, [eval_runs_table(infos, out)]),
         "Figures: `curves.png` (eval return, mean over seeds, ±1 sample std shaded)"
         + (", `world_model.png` (world-model losses)" if (out / "world_model.png").exists() else "")
-        + f". Per run: `config.yaml`, `metrics.jsonl`, `curve.csv`, `run.json`. Redraw with `reverie plot {out}`.",
+        + f". Per run: `config.yaml`, `metrics.jsonl`, `curve.csv`, `run.json` (and `eval.jsonl` where `reverie eval` "
+        f"ran). Redraw with `reverie plot {out}`.",
     ])
     write_readme(out, block, out.name)
     games = minatar_games(finals["tasks"])

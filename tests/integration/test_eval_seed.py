@@ -76,3 +76,11 @@ def test_eval_sample_plays_the_same_episodes_with_sampled_actions(tmp_path):
         (r["eval/return_sample"], r["eval/length_sample"]) for r in rows[True] if "eval/return_sample" in r]
     reverie("eval", "--logdir", str(tmp_path / "True"), "--policy", "sample", "--episodes", "1")
     assert [r["policy"] for r in read_jsonl(tmp_path / "True" / "eval.jsonl")[len(played):]] == ["sample"]
+    # The real twin of unit/test_study_tools.py's eval.jsonl: the recorder copies it and keeps each
+    # invocation apart (the second one plays episode 0 again, a sample of 1).
+    (info,) = record_study.record(tmp_path / "True", tmp_path / "recorded", None, 2, 100, False, None)["runs"].values()
+    modes = [r["return"] for r in played if r["policy"] == "mode"]
+    assert [(e["step"], e["policy"], e["episodes"]) for e in info["eval_runs"]] == [
+        (STEPS, "mode", 3), (STEPS, "sample", 3), (STEPS, "sample", 1)]
+    assert info["eval_runs"][0]["mean"] == round(sum(modes) / 3, 3)
+    assert (tmp_path / "recorded" / "eval.jsonl").read_text() == (tmp_path / "True" / "eval.jsonl").read_text()

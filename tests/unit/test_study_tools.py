@@ -97,6 +97,29 @@ def test_a_recorded_run_keeps_evals_and_training_rows_and_averages_episodes_per_
     assert not record_study.record_run(running, tmp_path / "out1", None, last=2)["finished"]  # killed at its last step
 
 
+def test_reverie_eval_invocations_are_copied_and_tabled_one_row_per_checkpoint_policy_and_invocation(tmp_path):
+    run = tmp_path / "runs" / "minatar" / "minatar_asterix" / "0"
+    write_run(run, "minatar_asterix", 0, [1.0], 20_000)
+    episodes = [(10_000, "mode", [0.0, 2.0]), (20_000, "mode", [1.0, 2.0, 3.0]), (20_000, "sample", [4.0, 0.0]),
+                (20_000, "sample", [5.0])]  # the last: a second invocation at 20k, its episodes from 0 again
+    rows = [{"step": s, "policy": p, "episode": e, "return": r, "length": 9}
+            for s, p, returns in episodes for e, r in enumerate(returns)]
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    summary = record_study.record(tmp_path / "runs", out, None, 1, 5_000, False, None)
+    got = summary["runs"]["minatar/minatar_asterix/0"]["eval_runs"]
+    assert [(e["step"], e["policy"], e["episodes"], e["mean"]) for e in got] == [
+        (10_000, "mode", 2, 1.0), (20_000, "mode", 3, 2.0), (20_000, "sample", 2, 2.0), (20_000, "sample", 1, 5.0)]
+    assert got[1]["std"] == 1.0 and got[3]["std"] == 0.0
+    assert (out / "minatar" / "minatar_asterix" / "0" / "eval.jsonl").read_text() == (run / "eval.jsonl").read_text()
+    assert "| `minatar/minatar_asterix/0` | 20,000 | mode | 3 | 2.00 ± 1.00 |" in (out / "README.md").read_text()
+    (run / "eval.jsonl").unlink()  # a run never given to `reverie eval`: no table, no file
+    summary = record_study.record(tmp_path / "runs", tmp_path / "out2", None, 1, 5_000, False, None)
+    assert summary["runs"]["minatar/minatar_asterix/0"]["eval_runs"] == []
+    assert "checkpoint step | policy" not in (tmp_path / "out2" / "README.md").read_text()
+    assert not (tmp_path / "out2" / "minatar" / "minatar_asterix" / "0" / "eval.jsonl").exists()
+
+
 def test_recording_keeps_runs_whose_directory_is_gone_and_the_text_around_the_block(tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "out"
     write_run(runs / "minatar" / "minatar_breakout" / "0", "minatar_breakout", 0, [4.0, 6.0], 20_000)
