@@ -21,7 +21,8 @@ sees the same variants as ``reverie scores ROOT``:
   least-contended stretch (``segment_seconds``), the final and best eval score (the final
   one also of the sampled-action policy, ``eval/return_sample``, where the run has it), and with
   ``--local`` the host, CPU and cores of this machine (the runs do not record theirs), and
-  the run's ``reverie eval`` invocations (``eval_runs``, ``eval_runs``' docstring);
+  the run's ``reverie eval`` invocations (``eval_runs``: per checkpoint, policy and invocation, the
+  episodes' mean and std);
 - ``eval.jsonl``, where the run has one: ``reverie eval``'s episodes, copied as they are.
 
 Runs recorded in OUT earlier whose run directory is not under ROOT now (``runs/`` is not in
