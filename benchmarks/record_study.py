@@ -113,17 +113,14 @@ def segment_seconds(rows: list[dict], segment: int = SEGMENT) -> list[float]:
     return [float(b - a) for a, b in zip(at[:-1], at[1:])]
 
 
-def eval_runs(path: Path) -> list[dict]:
-    """The ``reverie eval`` invocations in a run's ``eval.jsonl`` (one row per episode), one entry
-    per checkpoint step and policy: ``step``, ``policy``, ``episodes``, ``mean``, ``std`` (sample
-    std over episodes). An invocation's episodes count from 0, so an episode 0 starts a new entry:
-    two invocations at one step stay apart (they replay the same episode seeds). ``[]`` without
-    the file."""
-    file = path / "eval.jsonl"
-    if not file.is_file():
-        return []
+def eval_runs(rows: list[dict]) -> list[dict]:
+    """The ``reverie eval`` invocations in a run's ``eval.jsonl`` rows (``Run.evals``, one per
+    episode), one entry per checkpoint step and policy: ``step``, ``policy``, ``episodes``,
+    ``mean``, ``std`` (sample std over episodes). An invocation's episodes count from 0, so an
+    episode 0 starts a new entry: two invocations at one step stay apart (they replay the same
+    episode seeds)."""
     groups: list[dict] = []
-    for row in (json.loads(line) for line in file.read_text().splitlines() if line.strip()):
+    for row in rows:
         key = (row["step"], row.get("policy", "mode"))
         if not groups or row["episode"] == 0 or (groups[-1]["step"], groups[-1]["policy"]) != key:
             groups.append({"step": key[0], "policy": key[1], "returns": []})
@@ -182,7 +179,7 @@ def record_run(run: Run, out: Path, target: int | None, last: int, window: int =
         "final_score": final[0] if final else None, "final_source": final[1] if final else None,
         "final_score_sample": sampled_score(run.metrics, last),
         "best_eval_mean": max((m for _, m, _, _ in evals), default=None),
-        "eval_runs": eval_runs(run.path),
+        "eval_runs": eval_runs(run.evals),
     }
     if machine:
         info["machine"] = machine
