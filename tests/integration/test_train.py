@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -54,10 +55,13 @@ def test_train_writes_every_output_and_eval_reads_it(tmp_path):
     assert any((logdir / "replay").glob("*.npz"))
     assert list(logdir.glob("events.out.tfevents.*"))
 
-    out = reverie("eval", "--logdir", str(logdir), "--episodes", "2").stdout
-    assert "mean return" in out
+    out = reverie("eval", "--logdir", str(logdir), "--episodes", "3").stdout
     lines = [json.loads(x) for x in (logdir / "eval.jsonl").read_text().splitlines()]
-    assert [x["episode"] for x in lines] == [0, 1] and all(x["step"] == 400 and x["policy"] == "mode" for x in lines)
+    assert [x["episode"] for x in lines] == [0, 1, 2] and all(x["step"] == 400 and x["policy"] == "mode" for x in lines)
+    # The summary line gives the episodes' mean ± their sample std, as the recorded studies do.
+    returns = [x["return"] for x in lines]
+    assert len(set(returns)) > 1  # else any spread would read 0.00 and the check below be void
+    assert f"mean return {statistics.mean(returns):.2f} ± {statistics.stdev(returns):.2f} (sample std) over 3 episodes" in out
 
 
 def test_resume_refuses_model_changes_and_accepts_longer_runs(tmp_path, capsys):

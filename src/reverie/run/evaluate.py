@@ -92,7 +92,8 @@ def cli_eval(args: argparse.Namespace) -> int:
                           "return": episode.score, "length": episode.length}
                 file.write(json.dumps(record) + "\n")
                 print(f"{name} policy, episode {index}: return {episode.score:.1f}, length {episode.length}")
-        returns = [e.score for e in episodes]
-        print(f"{name} policy: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
+        returns = [e.score for e in episodes]  # ± the sample std, as `record_study` and the studies report
+        spread = np.std(returns, ddof=1) if len(returns) > 1 else 0.0
+        print(f"{name} policy: mean return {np.mean(returns):.2f} ± {spread:.2f} (sample std) over {len(returns)} episodes")
     print(f"results appended to {logdir / 'eval.jsonl'}" + (f"; videos in {video_dir}" if video_dir else ""))
     return 0
