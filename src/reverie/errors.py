@@ -18,8 +18,9 @@ class CheckpointError(ReverieError):
 
 
 class RunError(ReverieError):
-    """A run stopped by a file-system fault (disk full, I/O error); the message says what
-    failed, the last complete checkpoint and the command that resumes."""
+    """A run that cannot start in its directory (a file, not writable, trained by another
+    process now) or that a file-system fault stopped (disk full, I/O error); the message says
+    what failed and, for a stopped run, the last complete checkpoint and the command that resumes."""
 
 
 class EnvWorkerError(RunError):

@@ -1,8 +1,9 @@
-"""Small shared helpers: atomic file writes, device choice, seeding."""
+"""Small shared helpers: atomic file writes, file locks, device choice, seeding."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import random
@@ -64,6 +65,39 @@ def naming(error: OSError, path: str | Path) -> OSError:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class Flock:
+    """An exclusive ``flock`` on a file or a directory that exists, held from ``acquire()``
+    until ``release()`` (or the end of a ``with`` block). The kernel drops it when the holder
+    dies, however it dies, so a killed holder never blocks the next one; locking a directory
+    writes nothing in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """True when this object holds the lock now, False when another holder has it."""
+        fd = os.open(self.path, os.O_RDONLY)  # not inherited by subprocesses
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock
+            self.fd = None
+
+    def __enter__(self) -> Flock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 def resolve_device(name: str):

@@ -103,6 +103,30 @@ def test_the_python_api_refuses_the_resumes_the_cli_refuses(tmp_path):
     assert {path: path.read_bytes() for path in sorted(logdir.rglob("*")) if path.is_file()} == files
 
 
+def test_the_python_api_holds_the_run_directory_only_while_it_trains(tmp_path):
+    # `train()` takes the run directory's lock before it reads the run and gives it back when it
+    # returns; a holder in this process stands in for a second process (the CLI twin, with two
+    # real processes: test_kill_minus_9_then_resume_continues_from_last_checkpoint).
+    from reverie.config import load_config
+    from reverie.errors import RunError
+    from reverie.run.train import train
+    from reverie.utils import Flock
+
+    overrides = ["task=gym_CartPole-v1", "device=cpu", "run.prefill=100", "run.pretrain=1", "run.eval_every=0",
+                 "run.log_every=100", "run.checkpoint_every=120"]
+    logdir = tmp_path / "run"
+    train(load_config(["gym", "debug"], [*overrides, "run.steps=120"]), logdir, quiet=True)
+    with Flock(logdir) as other:
+        assert other.acquire()  # given back when train() returned
+        files = {path: path.read_bytes() for path in sorted(logdir.rglob("*")) if path.is_file()}
+        with pytest.raises(RunError, match=rf"^another process is training {logdir} now .*resume with: "
+                                           rf"reverie train --logdir {logdir}; or give a new --logdir$"):
+            train(load_config(["gym", "debug"], [*overrides, "run.steps=240"]), logdir, quiet=True)
+        assert {path: path.read_bytes() for path in sorted(logdir.rglob("*")) if path.is_file()} == files
+    train(load_config(["gym", "debug"], [*overrides, "run.steps=240"]), logdir, quiet=True)
+    assert json.loads((logdir / "status.json").read_text())["step"] == 240
+
+
 def _comparable(records: list[dict]) -> list[dict]:
     wall = {"time", "fps", "updates_per_second"}
     return [{k: v for k, v in r.items() if k not in wall} for r in records]
@@ -153,6 +177,13 @@ def test_kill_minus_9_then_resume_continues_from_last_checkpoint(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and len(list((logdir / "checkpoints").glob("*/COMPLETE"))) < 2:
         time.sleep(0.2)
+    # A second process on the directory while the first trains it (a run started by hand beside
+    # a sweep's): one line, and the live run is not marked stopped or failed. The resume below,
+    # after SIGKILL, shows that the lock went with the killed process.
+    second = reverie("train", "--logdir", str(logdir), check=False)
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert f"another process is training {logdir} now" in second.stderr.strip().splitlines()[-1]
+    assert proc.poll() is None and json.loads((logdir / "status.json").read_text())["state"] == "running"
     time.sleep(0.7)  # kill somewhere between checkpoints, possibly mid-write
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -37,7 +37,7 @@ from reverie.errors import CheckpointError, EnvWorkerError, RunError, describe_o
 from reverie.report.metrics import MetricsLogger, Progress, save_video, truncate_metrics, write_status
 from reverie.run.driver import Driver
 from reverie.run.when import Before, Every, Once, Ratio
-from reverie.utils import isolated_rng, seed_everything
+from reverie.utils import Flock, isolated_rng, seed_everything
 
 if TYPE_CHECKING:
     from reverie.contracts import AgentContract
@@ -50,9 +50,10 @@ def train(config: Config, logdir: Path, quiet: bool = False) -> dict[str, Any]:
 
     Refused before any work (``ConfigError``, ``RunError``, ``CheckpointError``): a config
     breaking its rules, a ``logdir`` that is a file or cannot be created or written, a run in
-    ``logdir`` whose model, data or seed this config would change (``check_resume``). Nothing
-    in an existing run directory changes until the env, the agent, the checkpoint and the
-    replay have loaded. A file-system fault during the run (a full disk) stops it with a
+    ``logdir`` whose model, data or seed this config would change (``check_resume``); and,
+    once the env and the agent are built, a ``logdir`` that another process is training
+    (``hold_run``). Nothing in an existing run directory changes until the env, the agent, the
+    checkpoint and the replay have loaded. A file-system fault during the run (a full disk) stops it with a
     ``RunError`` naming the fault, the last complete checkpoint and the command that resumes
     from it. ``status.json`` says how the run ended: "finished"; "stopped" by Ctrl-C or
     SIGTERM (which, while ``train`` runs in the main thread, raises ``runtime.Terminated``, a
@@ -213,16 +214,17 @@ def _train(config: Config, logdir: Path, quiet: bool) -> dict[str, Any]:
     except BaseException:
         close_all(envs)
         raise
-    try:
-        trainer.run()
-        if trainer.checkpoint is None:  # run.steps reached before this invocation did anything
-            trainer.save()
-    except BaseException as error:
-        trainer.close(quiet=True)  # the error in flight is the one to report
-        trainer.write_end(error)
-        raise
-    trainer.close()
-    trainer.write_status("finished")
+    with trainer.lock:  # the run directory is this process's until the run has ended
+        try:
+            trainer.run()
+            if trainer.checkpoint is None:  # run.steps reached before this invocation did anything
+                trainer.save()
+        except BaseException as error:
+            trainer.close(quiet=True)  # the error in flight is the one to report
+            trainer.write_end(error)
+            raise
+        trainer.close()
+        trainer.write_status("finished")
     return {"step": trainer.loop.step, "frames": trainer.loop.step * config.env.action_repeat,
             "checkpoint": str(trainer.checkpoint), "last_eval": trainer.loop.last_eval}
 
@@ -239,19 +241,38 @@ def _open(config: Config, logdir: Path, envs: list[Env], quiet: bool) -> Trainer
         print("compile=true: the first update compiles the model (minutes the first time on a small CPU: 4 min "
               "for gym,cartpole on a 2-core VM; seconds once Inductor has cached it)", flush=True)
     driver = Driver(envs, agent, name=config.task)
-    checkpoint = load_checkpoint(logdir, map_location=agent.device)
-    # upto_step=0 clears a run killed before its first checkpoint. strict: a corrupt chunk the
-    # checkpoint needs stops the resume (naming the file) instead of training on a replay that differs.
-    state = checkpoint.meta["replay"] if checkpoint is not None else None
-    replay = Replay.load(logdir / "replay", config.replay.capacity, config.replay.chunk, config.seed,
-                         upto_step=state["step"] if state else 0, strict=True,
-                         running=Replay.running_ids(state) if state else None)  # each env's running episode
-    loop = LoopState()
-    if checkpoint is not None:
-        restore_bundle(checkpoint, bundle(agent, driver, replay, loop))
-    config.save(logdir / "config.yaml")
-    truncate_metrics(logdir / "metrics.jsonl", loop.step)
-    return Trainer(config, logdir, agent, driver, replay, loop, checkpoint.path if checkpoint else None, quiet)
+    lock = hold_run(logdir)
+    try:
+        checkpoint = load_checkpoint(logdir, map_location=agent.device)
+        # upto_step=0 clears a run killed before its first checkpoint. strict: a corrupt chunk the
+        # checkpoint needs stops the resume (naming the file) instead of training on a replay that differs.
+        state = checkpoint.meta["replay"] if checkpoint is not None else None
+        replay = Replay.load(logdir / "replay", config.replay.capacity, config.replay.chunk, config.seed,
+                             upto_step=state["step"] if state else 0, strict=True,
+                             running=Replay.running_ids(state) if state else None)  # each env's running episode
+        loop = LoopState()
+        if checkpoint is not None:
+            restore_bundle(checkpoint, bundle(agent, driver, replay, loop))
+        config.save(logdir / "config.yaml")
+        truncate_metrics(logdir / "metrics.jsonl", loop.step)
+    except BaseException:
+        lock.release()
+        raise
+    return Trainer(config, logdir, agent, driver, replay, loop, checkpoint.path if checkpoint else None, quiet, lock)
+
+
+def hold_run(logdir: Path) -> Flock:
+    """The run's lock, taken before anything in ``logdir`` is read: an exclusive ``flock`` on
+    the run directory (created here), held until the run ends, so that two processes (a run
+    started by hand beside a sweep's, two notebooks) never train one directory at once and
+    leave it holding a mix of both. A run killed in any way leaves no lock behind."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    lock = Flock(logdir)
+    if not lock.acquire():
+        raise RunError(f"another process is training {logdir} now (a `reverie train`, a sweep's run or a "
+                       f"notebook); let it finish or stop it, then resume with: reverie train --logdir {logdir}; "
+                       "or give a new --logdir")
+    return lock
 
 
 def bundle(agent: AgentContract, driver: Driver, replay: Replay, loop: LoopState) -> dict[str, Stateful]:
@@ -264,8 +285,8 @@ class Trainer:
     """One invocation of a run: its parts, its schedules, and the loop (``run``)."""
 
     def __init__(self, config: Config, logdir: Path, agent: AgentContract, driver: Driver, replay: Replay,
-                 loop: LoopState, checkpoint: Path | None, quiet: bool):
-        self.config, self.logdir, self.quiet = config, logdir, quiet
+                 loop: LoopState, checkpoint: Path | None, quiet: bool, lock: Flock):
+        self.config, self.logdir, self.quiet, self.lock = config, logdir, quiet, lock  # lock: hold_run's
         self.agent, self.driver, self.replay, self.loop = agent, driver, replay, loop
         self.when = Schedule.of(config.run)
         self.checkpoint = checkpoint  # the newest complete checkpoint

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reverie.report.metrics import status_path
-from reverie.utils import atomic_write_text
+from reverie.utils import Flock, atomic_write_text
 
 if TYPE_CHECKING:
     from reverie.sweep.plan import Plan, RunSpec
@@ -75,28 +74,17 @@ def write_state(root: Path, state: dict[str, Any]) -> None:
     atomic_write_text(Path(root) / STATE_FILE, json.dumps(state, indent=1, sort_keys=True) + "\n")
 
 
-class StudyLock:
+class StudyLock(Flock):
     """An exclusive ``flock`` on ``ROOT/.sweep.lock``; the kernel drops it when the sweep dies,
     however it dies, so a killed sweep never blocks its own re-run."""
 
     def __init__(self, root: Path):
-        self.path = Path(root) / LOCK_FILE
-        self.file = None
+        super().__init__(Path(root) / LOCK_FILE)
 
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            self.release()
-            return False
-
-    def release(self) -> None:
-        if self.file:
-            self.file.close()  # closing drops the lock
-            self.file = None
+        self.path.open("a").close()  # created if absent; an existing one is left as it is
+        return super().acquire()
 
 
 def sweep_is_live(root: Path) -> bool:
