@@ -93,6 +93,15 @@ class Flock:
             os.close(self.fd)  # closing drops the lock
             self.fd = None
 
+    def held_elsewhere(self) -> bool:
+        """True while another holder has the lock; a probe (a free lock is taken and dropped at
+        once), so an ``acquire`` elsewhere at that instant fails: acquirers that a probe may meet retry."""
+        if not self.path.exists():
+            return False
+        free = self.acquire()
+        self.release()
+        return not free
+
     def __enter__(self) -> Flock:
         return self
 

@@ -158,6 +158,21 @@ def test_status_table_and_eta_of_a_stopped_study(tmp_path):
     assert "1 failed, 1 finished, 1 pending, 1 stopped" in text and "not running" in text
 
 
+def test_status_shows_a_run_trained_outside_the_sweep_as_running(tmp_path):
+    # A run resumed by hand while no sweep runs: its process holds the run directory's lock
+    # (`reverie train`'s hold_run; with a real process: test_train.py's kill -9 test), so
+    # --status shows it running, not stopped, and stopped again once the lock is free.
+    from reverie.utils import Flock
+
+    _synthetic_study(tmp_path)
+    with Flock(tmp_path / "debug" / "atari_breakout" / "0") as held:
+        assert held.acquire()
+        rows, _ = run_rows(tmp_path, live=False)
+        assert [r.state for r in rows] == ["finished", "running", "failed", "pending"]
+    rows, _ = run_rows(tmp_path, live=False)
+    assert [r.state for r in rows] == ["finished", "stopped", "failed", "pending"]
+
+
 def test_status_of_a_live_study_trusts_the_sweeps_record(tmp_path):
     _synthetic_study(tmp_path)
     lock = StudyLock(tmp_path)

@@ -15,6 +15,7 @@ import torch
 
 from reverie.checkpoint import load_checkpoint
 from reverie.cli import main
+from reverie.sweep.state import run_is_training
 
 CARTPOLE = ["--task", "gym_CartPole-v1", "--preset", "gym,debug"]
 SMALL = ["--set", "device=cpu", "--set", "run.prefill=100", "--set", "run.log_every=100",
@@ -184,9 +185,11 @@ def test_kill_minus_9_then_resume_continues_from_last_checkpoint(tmp_path):
     assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
     assert f"another process is training {logdir} now" in second.stderr.strip().splitlines()[-1]
     assert proc.poll() is None and json.loads((logdir / "status.json").read_text())["state"] == "running"
+    assert run_is_training(logdir)  # what `reverie sweep --status` reads
     time.sleep(0.7)  # kill somewhere between checkpoints, possibly mid-write
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert not run_is_training(logdir)
     killed_at = load_checkpoint(logdir).step
     assert killed_at >= 200
     reverie("train", "--logdir", str(logdir), "--steps", str(killed_at + 200))

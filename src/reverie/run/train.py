@@ -268,11 +268,13 @@ def hold_run(logdir: Path) -> Flock:
     leave it holding a mix of both. A run killed in any way leaves no lock behind."""
     logdir.mkdir(parents=True, exist_ok=True)
     lock = Flock(logdir)
-    if not lock.acquire():
-        raise RunError(f"another process is training {logdir} now (a `reverie train`, a sweep's run or a "
-                       f"notebook); let it finish or stop it, then resume with: reverie train --logdir {logdir}; "
-                       "or give a new --logdir")
-    return lock
+    for _ in range(5):  # `reverie sweep --status` probes the lock, taking it for microseconds
+        if lock.acquire():
+            return lock
+        time.sleep(0.1)
+    raise RunError(f"another process is training {logdir} now (a `reverie train`, a sweep's run or a "
+                   f"notebook); let it finish or stop it, then resume with: reverie train --logdir {logdir}; "
+                   "or give a new --logdir")
 
 
 def bundle(agent: AgentContract, driver: Driver, replay: Replay, loop: LoopState) -> dict[str, Stateful]:

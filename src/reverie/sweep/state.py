@@ -89,10 +89,10 @@ class StudyLock(Flock):
 
 def sweep_is_live(root: Path) -> bool:
     """True while some sweep holds the study's lock."""
-    if not (Path(root) / LOCK_FILE).exists():
-        return False
-    lock = StudyLock(root)
-    free = lock.acquire()
-    lock.release()
-    return not free
+    return StudyLock(root).held_elsewhere()
 
+
+def run_is_training(logdir: Path) -> bool:
+    """True while a process trains the run in ``logdir`` (it holds the lock of ``reverie train``'s
+    ``hold_run``), whether a sweep started it or someone by hand."""
+    return Flock(logdir).held_elsewhere()

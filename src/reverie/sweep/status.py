@@ -1,7 +1,9 @@
 """``reverie sweep --status ROOT``: one row per run and the study's ETA.
 
-Reads only files: the plan (``sweep.yaml``), the sweep's ``sweep_state.json`` and each run's
-``status.json``, so it works from any machine that sees ROOT, while the sweep runs or after.
+Reads only files: the plan (``sweep.yaml``), the sweep's ``sweep_state.json``, each run's
+``status.json`` and the locks (the sweep's, and each run directory's while a process trains it,
+so a run started by hand shows as running), so it works from any machine that sees ROOT (and
+shares its locks), while the sweep runs or after.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from pathlib import Path
 
 from reverie.report.metrics import format_duration, status_path
 from reverie.sweep.plan import Plan
-from reverie.sweep.state import finished_elsewhere, read_state, read_status, status_finished, sweep_is_live
+from reverie.sweep.state import (
+    finished_elsewhere,
+    read_state,
+    read_status,
+    run_is_training,
+    status_finished,
+    sweep_is_live,
+)
 
 COLUMNS = ("run", "state", "frames", "eval return", "time/1M frames", "attempts")
 DONE = ("finished", "recorded")  # recorded: finished elsewhere, its copy in the plan's --recorded folder
@@ -45,7 +54,8 @@ def run_rows(root: Path, live: bool) -> tuple[list[RunRow], dict]:
                                wall / frames if wall and frames else None, int(record.get("attempts", 0))))
             continue
         frames, wall = int(status.get("frames") or 0), status.get("wall_seconds")
-        rows.append(RunRow(run.path, _state(status, run.total_steps, _mtime(status_path(logdir)), record, live), frames,
+        shown = _state(status, run.total_steps, _mtime(status_path(logdir)), record, live, run_is_training(logdir))
+        rows.append(RunRow(run.path, shown, frames,
                            run.total_frames, status.get("last_eval_return"),
                            wall / frames if wall and frames else None, int(record.get("attempts", 0))))
     return rows, state.get("sweep", {})
@@ -58,12 +68,15 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _state(status: dict, steps: int, status_mtime: float | None, record: dict, live: bool) -> str:
-    """``status.json`` decides finished (at the plan's ``steps``); the sweep's record decides
+def _state(status: dict, steps: int, status_mtime: float | None, record: dict, live: bool, training: bool) -> str:
+    """``status.json`` decides finished (at the plan's ``steps``); a process that holds the run
+    directory's lock (``training``), running, whoever started it; the sweep's record decides
     failed and, while a sweep is live, queued. A queued run (submitted to Ray, or waiting in the
     sweep) is running once ``reverie train`` has written its status.json since the submission."""
     if status_finished(status, steps):
         return "finished"
+    if training:
+        return "running"
     if record.get("state") == "failed":
         return "failed"
     if live and record.get("state") == "queued":
